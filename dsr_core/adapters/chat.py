@@ -1,0 +1,131 @@
+"""ChatAdapter: the ``[[ ## field ## ]]`` format, with a JSONAdapter fallback for replies that do not parse."""
+
+from __future__ import annotations
+
+import re
+import types
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Union, get_args, get_origin
+
+import pydantic
+
+from ..errors import AdapterParseError
+from ..primitives import Usage
+from ..signatures import Field, Signature, type_name
+from .base import Adapter, missing_fields_error
+from .types import format_value, output_type_note, parse_value
+
+if TYPE_CHECKING:
+    from ..lm import LM
+
+_HEADER = re.compile(r"\[\[ ## (\w+) ## \]\]")
+
+
+def allows_none(annotation: Any) -> bool:
+    if annotation is type(None):
+        return True
+    if get_origin(annotation) in (Union, types.UnionType):
+        return type(None) in get_args(annotation)
+    return False
+
+
+def fill_optional(signature: type[Signature], fields: dict[str, Any]) -> dict[str, Any]:
+    """Missing output fields whose type admits None become None (DSPy does the same)."""
+    for name, field in signature.output_fields.items():
+        if name not in fields and allows_none(field.annotation):
+            fields[name] = None
+    return fields
+
+
+def parse_fields(adapter: str, signature: type[Signature], values: Mapping[str, Any], text: str) -> dict[str, Any]:
+    parsed: dict[str, Any] = {}
+    for name, value in values.items():
+        field = signature.output_fields.get(name)
+        if field is None or name in parsed:
+            continue
+        try:
+            parsed[name] = parse_value(value, field.annotation)
+        except (ValueError, pydantic.ValidationError) as exc:
+            first_line = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
+            raise AdapterParseError(
+                f"{adapter}: field {name!r} expects {type_name(field.annotation)}, got {str(value)[:100]!r} "
+                f"({first_line})",
+                raw=text, field=name, adapter=adapter,
+            ) from None
+    fill_optional(signature, parsed)
+    if parsed.keys() != signature.output_fields.keys():
+        raise missing_fields_error(adapter, signature, text, parsed)
+    return {k: parsed[k] for k in signature.output_fields}
+
+
+class ChatAdapter(Adapter):
+    """DSPy's default chat format. ``use_json_fallback``: retry once with JSONAdapter on a parse failure."""
+
+    name = "ChatAdapter"
+
+    def __init__(self, use_json_fallback: bool = True) -> None:
+        self.use_json_fallback = use_json_fallback
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+    def format_field_structure(self, signature: type[Signature]) -> str:
+        def placeholders(fields: dict[str, Field]) -> str:
+            return "\n\n".join(f"[[ ## {n} ## ]]\n{{{n}}}{output_type_note(f)}" for n, f in fields.items())
+
+        parts = [
+            "All interactions will be structured in the following way, with the appropriate values filled in.",
+            placeholders(signature.input_fields),
+            placeholders(signature.output_fields),
+            "[[ ## completed ## ]]\n",
+        ]
+        return "\n\n".join(parts).strip()
+
+    def output_requirements(self, signature: type[Signature]) -> str:
+        def note(field: Field) -> str:
+            return "" if field.annotation is str else f" (must be formatted as a valid Python {type_name(field.annotation)})"
+
+        fields = ", then ".join(f"`[[ ## {n} ## ]]`{note(f)}" for n, f in signature.output_fields.items())
+        return (f"Respond with the corresponding output fields, starting with the field {fields}, "
+                "and then ending with the marker for `[[ ## completed ## ]]`.")
+
+    def format_assistant_message(self, signature: type[Signature], outputs: Mapping[str, Any],
+                                 missing: str | None = None) -> str:
+        parts = [f"[[ ## {n} ## ]]\n{format_value(f, outputs.get(n, missing))}"
+                 for n, f in signature.output_fields.items()]
+        return "\n\n".join(parts).strip() + "\n\n[[ ## completed ## ]]\n"
+
+    def parse(self, signature: type[Signature], text: str) -> dict[str, Any]:
+        sections: list[tuple[str | None, list[str]]] = [(None, [])]
+        for line in text.splitlines():
+            match = _HEADER.match(line.strip())
+            if match:
+                rest = line.strip()[match.end():].strip()
+                sections.append((match.group(1), [rest] if rest else []))
+            else:
+                sections[-1][1].append(line)
+        values: dict[str, str] = {}
+        for name, lines in sections:
+            if name is not None and name not in values:
+                values[name] = "\n".join(lines).strip()
+        return parse_fields(self.name, signature, values, text)
+
+    async def acall(self, lm: LM, signature: type[Signature], demos: list[Mapping[str, Any]],
+                    inputs: Mapping[str, Any], **kwargs: Any) -> tuple[list[dict[str, Any]], Usage]:
+        try:
+            return await super().acall(lm, signature, demos, inputs, **kwargs)
+        except AdapterParseError as exc:
+            if not self.use_json_fallback:
+                raise
+            spent: Usage = getattr(exc, "usage", Usage())
+            from .json_adapter import JSONAdapter
+
+            try:
+                completions, usage = await JSONAdapter().acall(lm, signature, demos, inputs, **kwargs)
+            except AdapterParseError as json_exc:
+                json_exc.usage = spent + getattr(json_exc, "usage", Usage())  # type: ignore[attr-defined]
+                raise AdapterParseError(
+                    f"{exc} (the JSONAdapter fallback failed too: {json_exc})",
+                    raw=exc.raw, field=exc.field, adapter=self.name,
+                ) from json_exc
+            return completions, spent + usage

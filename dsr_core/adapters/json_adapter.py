@@ -1,0 +1,117 @@
+"""JSONAdapter: asks for one JSON object with the output fields, and repairs near-JSON replies.
+
+It requests ``response_format={"type": "json_schema", ...}`` built from the output fields; an endpoint
+that rejects that (HTTP 400) is remembered and asked with ``{"type": "json_object"}`` from then on.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import pydantic
+
+from ..errors import AdapterParseError, LMError
+from ..primitives import Usage
+from ..signatures import Field, Signature, type_name
+from .base import Adapter
+from .chat import parse_fields
+from .types import format_value, jsonable, output_type_note
+
+if TYPE_CHECKING:
+    from ..lm import LM
+
+_NO_SCHEMA_ATTR = "_dsr_rejects_json_schema"
+
+
+def repair_json(text: str) -> Any:
+    """Parse a JSON object out of near-JSON: code fences, prose around it, trailing commas, truncation."""
+    stripped = text.strip()
+    fence = re.search(r"```(?:json)?\s*(.*?)```", stripped, re.DOTALL)
+    if fence:
+        stripped = fence.group(1).strip()
+    try:
+        return json.loads(stripped)
+    except ValueError:
+        pass
+    start = stripped.find("{")
+    if start >= 0:
+        stripped = stripped[start:]
+    import json_repair  # deferred: only replies that are not clean JSON pay for it
+
+    return json_repair.loads(stripped)
+
+
+class JSONAdapter(Adapter):
+    name = "JSONAdapter"
+
+    def __repr__(self) -> str:
+        return "JSONAdapter()"
+
+    def format_field_structure(self, signature: type[Signature]) -> str:
+        inputs = "\n\n".join(f"[[ ## {n} ## ]]\n{{{n}}}" for n in signature.input_fields)
+        outputs = json.dumps(
+            {n: f"{{{n}}}{output_type_note(f)}" for n, f in signature.output_fields.items()},
+            indent=2, ensure_ascii=False,
+        )
+        parts = [
+            "All interactions will be structured in the following way, with the appropriate values filled in.",
+            "Inputs will have the following structure:",
+            inputs,
+            "Outputs will be a JSON object with the following fields.",
+            outputs,
+        ]
+        return "\n\n".join(parts).strip()
+
+    def output_requirements(self, signature: type[Signature]) -> str:
+        def note(field: Field) -> str:
+            return "" if field.annotation is str else f" (must be formatted as a valid Python {type_name(field.annotation)})"
+
+        fields = ", then ".join(f"`{n}`{note(f)}" for n, f in signature.output_fields.items())
+        return f"Respond with a JSON object in the following order of fields: {fields}."
+
+    def format_assistant_message(self, signature: type[Signature], outputs: Mapping[str, Any],
+                                 missing: str | None = None) -> str:
+        values = {n: jsonable(outputs.get(n, missing)) for n in signature.output_fields}
+        return json.dumps(values, indent=2, ensure_ascii=False)
+
+    def parse(self, signature: type[Signature], text: str) -> dict[str, Any]:
+        try:
+            values = repair_json(text)
+        except Exception:  # noqa: BLE001 - any failure to find an object is a parse error
+            values = None
+        if not isinstance(values, dict):
+            raise AdapterParseError(f"JSONAdapter: the reply is not a JSON object: {text[:200]!r}",
+                                    raw=text, field=None, adapter=self.name)
+        return parse_fields(self.name, signature, values, text)
+
+    def request_options(self, lm: LM, signature: type[Signature]) -> dict[str, Any]:
+        if getattr(lm, _NO_SCHEMA_ATTR, False):
+            return {"response_format": {"type": "json_object"}}
+        try:
+            schema = _output_schema(signature)
+        except (pydantic.PydanticSchemaGenerationError, pydantic.PydanticInvalidForJsonSchema, TypeError):
+            return {"response_format": {"type": "json_object"}}
+        return {"response_format": {"type": "json_schema", "json_schema": {
+            "name": "outputs", "schema": schema, "strict": False}}}
+
+    async def acall(self, lm: LM, signature: type[Signature], demos: list[Mapping[str, Any]],
+                    inputs: Mapping[str, Any], **kwargs: Any) -> tuple[list[dict[str, Any]], Usage]:
+        try:
+            return await super().acall(lm, signature, demos, inputs, **kwargs)
+        except LMError as exc:
+            if exc.status_code != 400 or getattr(lm, _NO_SCHEMA_ATTR, False) or "response_format" in (
+                kwargs.get("config") or {}):
+                raise
+            # The endpoint does not take json_schema; remember that and use plain JSON mode.
+            object.__setattr__(lm, _NO_SCHEMA_ATTR, True)
+            return await super().acall(lm, signature, demos, inputs, **kwargs)
+
+
+def _output_schema(signature: type[Signature]) -> dict[str, Any]:
+    model = pydantic.create_model(  # type: ignore[call-overload]
+        "Outputs", **{n: (f.annotation, ...) for n, f in signature.output_fields.items()}
+    )
+    return model.model_json_schema()

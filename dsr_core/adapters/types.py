@@ -1,0 +1,149 @@
+"""Turning values into prompt text and reply text back into typed values (pydantic does the validating)."""
+
+from __future__ import annotations
+
+import ast
+import enum
+import functools
+import inspect
+import json
+import types
+from collections.abc import Mapping
+from typing import Any, Literal, Union, get_args, get_origin
+
+import pydantic
+
+from ..signatures import Field, type_name
+
+
+@functools.lru_cache(maxsize=1024)
+def _adapter_cached(annotation: Any) -> pydantic.TypeAdapter[Any]:
+    return pydantic.TypeAdapter(annotation)
+
+
+def type_adapter(annotation: Any) -> pydantic.TypeAdapter[Any]:
+    try:
+        return _adapter_cached(annotation)
+    except TypeError:  # an unhashable annotation
+        return pydantic.TypeAdapter(annotation)
+
+
+def jsonable(value: Any) -> Any:
+    """A JSON-compatible form of ``value`` (pydantic models, dataclasses, enums, sets...)."""
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    try:
+        return type_adapter(type(value)).dump_python(value, mode="json")
+    except Exception:  # noqa: BLE001 - anything pydantic cannot dump is shown as text
+        return str(value)
+
+
+def _format_blob(blob: str) -> str:
+    if "\n" not in blob and "«" not in blob and "»" not in blob:
+        return f"«{blob}»"
+    return "«««\n    " + blob.replace("\n", "\n    ") + "\n»»»"
+
+
+def format_value(field: Field, value: Any) -> str:
+    """Render an input (or demo output) value as DSPy does: lists of text numbered, structures as JSON."""
+    if isinstance(value, list) and field.annotation is str:
+        if not value:
+            return "N/A"
+        if len(value) == 1:
+            return _format_blob(str(value[0]))
+        return "\n".join(f"[{i + 1}] {_format_blob(str(v))}" for i, v in enumerate(value))
+    if isinstance(value, str):
+        return value
+    plain = jsonable(value)
+    if isinstance(plain, (dict, list)):
+        return json.dumps(plain, ensure_ascii=False)
+    return str(plain)
+
+
+def _is_subclass(annotation: Any, base: type) -> bool:
+    return inspect.isclass(annotation) and issubclass(annotation, base)
+
+
+def json_schema(annotation: Any) -> dict[str, Any]:
+    def type_first(d: Any) -> Any:
+        if isinstance(d, Mapping):
+            return {k: type_first(v) for k, v in sorted(d.items(), key=lambda kv: (kv[0] != "type", kv[0]))}
+        if isinstance(d, list):
+            return [type_first(v) for v in d]
+        return d
+
+    return type_first(type_adapter(annotation).json_schema())
+
+
+def output_type_note(field: Field) -> str:
+    """The ``# note: ...`` hint that follows an output placeholder in the structure section."""
+    annotation = field.annotation
+    if field.kind == "input" or annotation is str:
+        return ""
+    if annotation is bool:
+        desc = "must be True or False"
+    elif annotation in (int, float):
+        desc = f"must be a single {annotation.__name__} value"
+    elif _is_subclass(annotation, enum.Enum):
+        desc = "must be one of: " + "; ".join(str(m.value) for m in annotation)
+    elif get_origin(annotation) is Literal:
+        desc = "must exactly match (no extra characters) one of: " + "; ".join(str(a) for a in get_args(annotation))
+    else:
+        desc = f"must adhere to the JSON schema: {json.dumps(json_schema(annotation), ensure_ascii=False)}"
+    return " " * 8 + f"# note: the value you produce {desc}"
+
+
+def _strip_quotes(text: str) -> str:
+    if len(text) > 1 and text[0] == text[-1] and text[0] in "\"'":
+        return text[1:-1]
+    return text
+
+
+def parse_value(value: Any, annotation: Any) -> Any:
+    """Validate a reply value into ``annotation``. Raises ValueError (pydantic's) when it cannot."""
+    if annotation is str:
+        return value if isinstance(value, str) else json.dumps(jsonable(value), ensure_ascii=False)
+    if _is_subclass(annotation, enum.Enum) and isinstance(value, str):
+        text = _strip_quotes(value.strip())
+        for member in annotation:
+            if str(member.value) == text or member.name == text:
+                return member
+        raise ValueError(f"{text!r} is not one of {[m.value for m in annotation]}")
+    origin = get_origin(annotation)
+    if origin is Literal and isinstance(value, str):
+        text = value.strip()
+        if text.startswith("Literal[") and text.endswith("]"):
+            text = text[len("Literal["):-1]
+        text = _strip_quotes(text)
+        if text in get_args(annotation):
+            return text
+        value = text
+    adapter = type_adapter(annotation)
+    if not isinstance(value, str):
+        return adapter.validate_python(value)
+    if origin in (Union, types.UnionType) and str in get_args(annotation):
+        return adapter.validate_python(value)
+    text = value.strip()
+    if text.startswith("```"):
+        text = text.strip("`").removeprefix("json").strip()
+    try:
+        candidate: Any = json.loads(text)
+    except ValueError:
+        try:
+            candidate = ast.literal_eval(text)
+        except (ValueError, SyntaxError, MemoryError, RecursionError):
+            candidate = text
+    try:
+        return adapter.validate_python(candidate)
+    except pydantic.ValidationError:
+        if candidate is not text:
+            return adapter.validate_python(text)  # e.g. "1e3" read as a float literal, wanted as str in a union
+        raise
+
+
+def describe_type(field: Field) -> str:
+    return type_name(field.annotation)

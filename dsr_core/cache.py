@@ -1,0 +1,164 @@
+"""The LM response cache: an in-memory LRU in front of an on-disk store that processes share.
+
+The key is the sha256 of the normalized request (model, messages, sampling parameters, rollout id),
+never the api key or the base URL, so the same request to two replicas of one model hits the same entry.
+Disk entries are one JSON file each, written to a temporary name and renamed into place, so concurrent
+processes never see a half-written entry; an entry that fails to parse anyway is a miss, never a crash.
+No lock on the hot path: the LRU is a dict touched only by atomic operations.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import uuid
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MEMORY_ENTRIES = 100_000
+
+
+def default_cache_dir() -> Path:
+    env = os.environ.get("DSR_CACHE_DIR")
+    if env:
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "dsr"
+
+
+def request_key(request: dict[str, Any]) -> str:
+    """sha256 over a canonical JSON form of the request (sorted keys, no whitespace)."""
+    blob = json.dumps(request, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+class Cache:
+    """Two tiers: ``memory_entries`` most recent entries in memory, everything on disk under ``directory``."""
+
+    def __init__(
+        self, directory: str | os.PathLike[str] | None = None, *, memory_entries: int = DEFAULT_MEMORY_ENTRIES,
+        disk: bool = True,
+    ) -> None:
+        self.directory = Path(directory) if directory is not None else default_cache_dir()
+        self.memory_entries = memory_entries
+        self.disk = disk
+        self._memory: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self.hits = 0
+        self.misses = 0
+        self._made_dirs: set[str] = set()
+
+    def __repr__(self) -> str:
+        return f"Cache(directory={str(self.directory)!r}, memory={len(self._memory)}, disk={self.disk})"
+
+    def _path(self, key: str) -> Path:
+        return self.directory / key[:2] / f"{key}.json"
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        memory = self._memory
+        value = memory.get(key)
+        if value is not None:
+            try:
+                memory.move_to_end(key)
+            except KeyError:  # evicted by another thread between get and move: still a hit
+                pass
+            self.hits += 1
+            return value
+        if self.disk:
+            value = self._read_disk(key)
+            if value is not None:
+                self._remember(key, value)
+                self.hits += 1
+                return value
+        self.misses += 1
+        return None
+
+    def put(self, key: str, value: dict[str, Any]) -> None:
+        self._remember(key, value)
+        if self.disk:
+            self._write_disk(key, value)
+
+    def _remember(self, key: str, value: dict[str, Any]) -> None:
+        memory = self._memory
+        memory[key] = value
+        while len(memory) > self.memory_entries:
+            try:
+                memory.popitem(last=False)
+            except KeyError:
+                break
+
+    def _read_disk(self, key: str) -> dict[str, Any] | None:
+        path = self._path(key)
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            log.warning("cache entry %s unreadable (%s); treating as a miss", path, exc)
+            return None
+        try:
+            value = json.loads(data)
+            if not isinstance(value, dict):
+                raise ValueError("entry is not a JSON object")
+            return value
+        except ValueError as exc:
+            log.warning("cache entry %s is corrupt (%s); treating as a miss and removing it", path, exc)
+            try:
+                path.unlink()
+            except OSError:
+                pass
+            return None
+
+    def _write_disk(self, key: str, value: dict[str, Any]) -> None:
+        path = self._path(key)
+        parent = str(path.parent)
+        try:
+            if parent not in self._made_dirs:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                self._made_dirs.add(parent)
+            tmp = path.with_name(f".{key}.{uuid.uuid4().hex}.tmp")
+            tmp.write_text(json.dumps(value, ensure_ascii=False, separators=(",", ":")))
+            os.replace(tmp, path)
+        except OSError as exc:  # a full or read-only disk costs the cache entry, not the call
+            log.warning("could not write cache entry %s: %s", path, exc)
+
+    def clear_memory(self) -> None:
+        self._memory.clear()
+
+    def clear(self) -> None:
+        """Drop every entry, in memory and on disk."""
+        self._memory.clear()
+        if self.directory.exists():
+            shutil.rmtree(self.directory)
+        self._made_dirs.clear()
+
+    def disk_stats(self) -> dict[str, Any]:
+        entries = 0
+        size = 0
+        if self.directory.exists():
+            for path in self.directory.glob("*/*.json"):
+                entries += 1
+                size += path.stat().st_size
+        return {"directory": str(self.directory), "entries": entries, "bytes": size}
+
+
+_default_cache: Cache | None = None
+
+
+def get_default_cache() -> Cache:
+    """The process's shared cache, created on first use (so DSR_CACHE_DIR may be set until then)."""
+    global _default_cache
+    if _default_cache is None or (
+        os.environ.get("DSR_CACHE_DIR") and Path(os.environ["DSR_CACHE_DIR"]).expanduser() != _default_cache.directory
+    ):
+        _default_cache = Cache()
+    return _default_cache
+
+
+def cache_enabled_globally() -> bool:
+    return os.environ.get("DSR_CACHE", "1").lower() not in ("0", "false", "no", "off")

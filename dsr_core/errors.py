@@ -1,0 +1,72 @@
+"""One exception hierarchy for dsr_core.
+
+Every error says what was wrong and, where it can, where (signature column, file/row/column, field).
+"""
+
+from __future__ import annotations
+
+
+class DsrError(Exception):
+    """Base class of every error raised by dsr."""
+
+
+class SignatureError(DsrError, ValueError):
+    """A signature string or class is malformed."""
+
+
+class AdapterParseError(DsrError):
+    """An LM reply could not be parsed into the signature's output fields.
+
+    ``raw`` holds the reply text, ``field`` the first field that failed (None if the reply had no
+    recognizable structure at all).
+    """
+
+    def __init__(self, message: str, *, raw: str, field: str | None = None, adapter: str = "") -> None:
+        super().__init__(message)
+        self.raw = raw
+        self.field = field
+        self.adapter = adapter
+
+
+class LMError(DsrError):
+    """A call to the LM endpoint failed after retries (or was not retryable)."""
+
+    def __init__(self, message: str, *, status_code: int | None = None, model: str | None = None) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.model = model
+
+
+class LMRateLimitError(LMError):
+    """The endpoint kept answering 429 until the retries ran out."""
+
+
+class LMTimeoutError(LMError):
+    """The endpoint did not answer within the timeout, on every attempt."""
+
+
+class ContextWindowExceededError(LMError):
+    """The request is longer than the model's context window; retrying cannot help."""
+
+
+class DataError(DsrError, ValueError):
+    """A data file or row is malformed. The message names the file, the row and the column."""
+
+    def __init__(
+        self, message: str, *, path: str | None = None, row: int | None = None, column: str | None = None
+    ) -> None:
+        where = []
+        if path is not None:
+            where.append(str(path))
+        if row is not None:
+            where.append(f"row {row}")
+        if column is not None:
+            where.append(f"column {column!r}")
+        super().__init__(f"{', '.join(where)}: {message}" if where else message)
+        self.path = path
+        self.row = row
+        self.column = column
+
+
+class ProgramStateError(DsrError, ValueError):
+    """Saved program state does not fit the program it is loaded into, or is not valid state."""

@@ -1,0 +1,440 @@
+"""The LM client: any OpenAI-compatible chat-completions endpoint, through ``openai.AsyncOpenAI``.
+
+What it adds to the SDK: retries with exponential backoff and jitter that honour Retry-After, client-side
+limits (requests in flight, requests and tokens per minute), the two-tier cache, usage accounting and a
+call history, typed errors. The api key lives in one private attribute; it never reaches a repr, a log
+line, the history, the cache key or saved state.
+
+Requests go through the SDK's documented raw-request path (``client.post(..., cast_to=httpx.Response)``):
+the SDK still owns auth, the base URL, headers and error mapping, but the request body is plain JSON we
+build once, which costs a third of the SDK's per-call typed transform (see bench/RESULTS.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import random
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
+
+from . import settings as _settings
+from ._async import run_sync
+from .cache import Cache, cache_enabled_globally, get_default_cache, request_key
+from .errors import ContextWindowExceededError, LMError, LMRateLimitError, LMTimeoutError
+from .limits import InFlightLimiter, RateLimiter
+from .primitives import Usage
+
+if TYPE_CHECKING:
+    import openai
+
+log = logging.getLogger(__name__)
+
+GLOBAL_HISTORY: deque[dict[str, Any]] = deque(maxlen=10_000)
+
+_CONTEXT_WINDOW_MARKERS = ("context length", "context_length", "maximum context", "context window",
+                           "too many tokens", "prompt is too long")
+
+
+@dataclass
+class LMResponse:
+    """The outcome of one LM call: one text per choice, and the usage (zero tokens if cached)."""
+
+    texts: list[str]
+    usage: Usage
+    cached: bool = False
+    finish_reasons: list[str] = field(default_factory=list)
+    latency: float = 0.0
+
+
+class _LoopState:
+    """The SDK client of one event loop (an httpx connection pool is bound to the loop that made it)."""
+
+    def __init__(self, client: openai.AsyncOpenAI, loop: asyncio.AbstractEventLoop) -> None:
+        self.client = client
+        self.loop = loop
+
+
+def _strip_userinfo(url: str | None) -> str | None:
+    if not url:
+        return url
+    parts = urlsplit(url)
+    if parts.username or parts.password:
+        netloc = parts.hostname or ""
+        if parts.port:
+            netloc += f":{parts.port}"
+        return urlunsplit(parts._replace(netloc=netloc))
+    return url
+
+
+class LM:
+    """An OpenAI-compatible chat model.
+
+    ``LM("gpt-4o-mini")`` talks to OpenAI with ``OPENAI_API_KEY``; ``LM("my-model",
+    api_base="http://localhost:8000/v1")`` talks to vLLM, a llama.cpp server or anything compatible.
+    A DSPy-style ``"openai/"`` prefix on the model name is accepted and dropped.
+    """
+
+    def __init__(
+        self,
+        model: str,
+        api_base: str | None = None,
+        api_key: str | None = None,
+        *,
+        temperature: float = 0.0,
+        max_tokens: int = 1000,
+        num_retries: int = 5,
+        timeout: float = 120.0,
+        max_concurrency: int = 64,
+        rpm: float | None = None,
+        tpm: float | None = None,
+        cache: bool = True,
+        api_key_env: str = "OPENAI_API_KEY",
+        retry_backoff: tuple[float, float] = (0.5, 30.0),
+        cache_store: Cache | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self.model = model.removeprefix("openai/")
+        self.api_base = api_base or os.environ.get("OPENAI_BASE_URL")
+        self.api_key_env = api_key_env
+        self.__api_key = api_key  # name-mangled: not an attribute anybody copies by accident
+        self.temperature = temperature
+        self.max_tokens = max_tokens
+        self.num_retries = num_retries
+        self.timeout = timeout
+        self.max_concurrency = max_concurrency
+        self.rpm = rpm
+        self.tpm = tpm
+        self.cache = cache
+        self.retry_backoff = retry_backoff
+        self.kwargs = kwargs  # extra sampling parameters sent with every request (top_p, stop, seed, ...)
+        self._cache_store = cache_store
+        self._in_flight = InFlightLimiter(max_concurrency)
+        self._rpm = RateLimiter(rpm) if rpm else None
+        self._tpm = RateLimiter(tpm) if tpm else None
+        self._states: dict[int, _LoopState] = {}
+        # usage per thread: each is only ever written by its own thread, so no lock is needed
+        self._usage_local = threading.local()
+        self._usages: list[Usage] = []
+        self.history: deque[dict[str, Any]] = deque(maxlen=_settings.get("max_history"))
+
+    # -- identity ----------------------------------------------------------------------------------------------
+    def __repr__(self) -> str:
+        base = f", api_base={_strip_userinfo(self.api_base)!r}" if self.api_base else ""
+        return f"LM(model={self.model!r}{base}, temperature={self.temperature}, max_tokens={self.max_tokens})"
+
+    def dump_state(self) -> dict[str, Any]:
+        """Settings worth saving with a program. Never the api key; the base URL without credentials."""
+        return {
+            "model": self.model,
+            "api_base": _strip_userinfo(self.api_base),
+            "api_key_env": self.api_key_env,
+            "temperature": self.temperature,
+            "max_tokens": self.max_tokens,
+            **{k: v for k, v in self.kwargs.items() if isinstance(v, (str, int, float, bool, list, type(None)))},
+        }
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> LM:
+        return self  # an LM is a shared client: deep-copying a program shares it, as DSPy does
+
+    def __getstate__(self) -> dict[str, Any]:
+        raise TypeError("an LM is not picklable (it holds an api key and live connections); save dump_state()")
+
+    def copy(self, **changes: Any) -> LM:
+        """A new LM with some settings changed (its own limits, history and clients; the key is kept)."""
+        params = {
+            "model": self.model, "api_base": self.api_base, "api_key": self.__api_key,
+            "temperature": self.temperature, "max_tokens": self.max_tokens, "num_retries": self.num_retries,
+            "timeout": self.timeout, "max_concurrency": self.max_concurrency, "rpm": self.rpm, "tpm": self.tpm,
+            "cache": self.cache, "api_key_env": self.api_key_env, "retry_backoff": self.retry_backoff,
+            "cache_store": self._cache_store, **self.kwargs,
+        }
+        params.update(changes)
+        return LM(**params)
+
+    @property
+    def usage(self) -> Usage:
+        """Total usage of this LM across all threads and loops (tokens are spend: cache hits cost none)."""
+        total = Usage()
+        for usage in list(self._usages):
+            total.add(usage)
+        return total
+
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight.in_flight
+
+    # -- plumbing ----------------------------------------------------------------------------------------------
+    def _api_key(self) -> str:
+        key = self.__api_key or os.environ.get(self.api_key_env)
+        if key:
+            return key
+        if self.api_base:
+            return "not-needed"  # local servers (vLLM, llama.cpp) accept any key
+        raise LMError(
+            f"no API key for model {self.model!r}: pass api_key=..., set {self.api_key_env}, "
+            "or give api_base= for a local OpenAI-compatible server",
+            model=self.model,
+        )
+
+    def _state(self) -> _LoopState:
+        loop = asyncio.get_running_loop()
+        state = self._states.get(id(loop))
+        if state is not None and state.loop is loop:
+            return state
+        import openai  # deferred: importing the SDK costs ~0.45 s
+
+        http_client = openai.DefaultAsyncHttpxClient(
+            limits=_httpx_limits(self.max_concurrency), timeout=self.timeout
+        )
+        client = openai.AsyncOpenAI(
+            api_key=self._api_key(), base_url=self.api_base, max_retries=0, timeout=self.timeout,
+            http_client=http_client,
+        )
+        state = _LoopState(client, loop)
+        for key in [k for k, s in self._states.items() if s.loop.is_closed()]:
+            del self._states[key]
+        self._states[id(loop)] = state
+        return state
+
+    def _thread_usage(self) -> Usage:
+        usage = getattr(self._usage_local, "usage", None)
+        if usage is None:
+            usage = self._usage_local.usage = Usage()
+            self._usages.append(usage)  # list.append is atomic
+        return usage
+
+    def _cache(self) -> Cache | None:
+        if not (self.cache and _settings.get("cache") and cache_enabled_globally()):
+            return None
+        return self._cache_store or get_default_cache()
+
+    def build_request(self, messages: list[dict[str, Any]], *, n: int = 1, **overrides: Any) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "model": self.model,
+            "messages": messages,
+            "temperature": self.temperature,
+            "max_tokens": self.max_tokens,  # not max_completion_tokens: llama.cpp's server ignores that one
+            **self.kwargs,
+        }
+        body.update({k: v for k, v in overrides.items() if v is not None})
+        if n != 1:
+            body["n"] = n
+        return body
+
+    # -- calling -----------------------------------------------------------------------------------------------
+    async def acall(
+        self,
+        messages: list[dict[str, Any]] | str,
+        *,
+        n: int = 1,
+        rollout_id: Any = None,
+        cache: bool | None = None,
+        **overrides: Any,
+    ) -> LMResponse:
+        """One chat completion. ``rollout_id`` makes an otherwise identical request a distinct cache entry."""
+        if isinstance(messages, str):
+            messages = [{"role": "user", "content": messages}]
+        body = self.build_request(messages, n=n, **overrides)
+        store = self._cache() if cache is not False else None
+        key = None
+        if store is not None:
+            key = request_key(body if rollout_id is None else {**body, "rollout_id": rollout_id})
+            hit = store.get(key)
+            if hit is not None:
+                response = LMResponse(
+                    texts=hit["texts"], usage=Usage(lm_calls=1, cached_calls=1), cached=True,
+                    finish_reasons=hit.get("finish_reasons", []),
+                )
+                self._record(body, response, rollout_id, hit.get("usage"))
+                return response
+        started = time.perf_counter()
+        response = await self._request_with_retries(body)
+        response.latency = time.perf_counter() - started
+        if store is not None and key is not None:
+            store.put(key, {"texts": response.texts, "finish_reasons": response.finish_reasons,
+                            "usage": {"prompt_tokens": response.usage.prompt_tokens,
+                                      "completion_tokens": response.usage.completion_tokens}})
+        self._record(body, response, rollout_id, None)
+        return response
+
+    def __call__(self, messages: list[dict[str, Any]] | str, **kwargs: Any) -> list[str]:
+        """Synchronous call, DSPy style: returns the completion texts."""
+        return run_sync(self.acall(messages, **kwargs)).texts
+
+    def _record(self, body: dict[str, Any], response: LMResponse, rollout_id: Any, cached_usage: Any) -> None:
+        self._thread_usage().add(response.usage)
+        entry = {
+            "model": self.model,
+            "messages": body["messages"],
+            "outputs": response.texts,
+            "usage": response.usage.to_dict() if not response.cached else (cached_usage or {}),
+            "cached": response.cached,
+            "latency": response.latency,
+            "timestamp": time.time(),
+            "rollout_id": rollout_id,
+        }
+        self.history.append(entry)  # deque.append is atomic: no lock
+        GLOBAL_HISTORY.append(entry)
+
+    async def _request_with_retries(self, body: dict[str, Any]) -> LMResponse:
+        import httpx2
+        import openai
+
+        state = self._state()
+        estimate = _estimate_tokens(body)
+        initial, ceiling = self.retry_backoff
+        last_error: Exception | None = None
+        for attempt in range(self.num_retries + 1):
+            if self._rpm is not None:
+                await self._rpm.wait(1)
+            if self._tpm is not None:
+                await self._tpm.wait(estimate)
+            retry_after: float | None = None
+            await self._in_flight.acquire()
+            try:
+                raw = await state.client.post("/chat/completions", body=body, cast_to=httpx2.Response)
+                response = _parse_completion(raw.content, self.model)
+                if self._tpm is not None:
+                    self._tpm.refund(estimate - response.usage.total_tokens)
+                return response
+            except openai.RateLimitError as exc:
+                last_error, retry_after = exc, _retry_after(exc.response)
+            except openai.APITimeoutError as exc:
+                last_error = exc
+            except openai.APIConnectionError as exc:
+                last_error = exc
+            except openai.APIStatusError as exc:
+                if exc.status_code >= 500 or exc.status_code in (408, 409):
+                    last_error, retry_after = exc, _retry_after(exc.response)
+                else:
+                    raise self._fatal(exc) from None
+            except _MalformedResponse as exc:
+                last_error = exc
+            finally:
+                self._in_flight.release()
+            if attempt == self.num_retries:
+                break
+            delay = min(ceiling, initial * 2**attempt) * random.uniform(0.5, 1.0)
+            if retry_after is not None:
+                delay = max(delay, min(retry_after, 10 * ceiling))
+            log.info("LM %s: attempt %d failed (%s); retrying in %.2fs", self.model, attempt + 1,
+                     _describe(last_error), delay)
+            await asyncio.sleep(delay)
+        raise self._exhausted(last_error)
+
+    def _fatal(self, exc: Exception) -> LMError:
+        status = getattr(exc, "status_code", None)
+        message = self._redact(_describe(exc))
+        if status == 400 and any(m in message.lower() for m in _CONTEXT_WINDOW_MARKERS):
+            return ContextWindowExceededError(f"{self.model}: request exceeds the context window: {message}",
+                                              status_code=status, model=self.model)
+        return LMError(f"{self.model}: {message}", status_code=status, model=self.model)
+
+    def _exhausted(self, exc: Exception | None) -> LMError:
+        import openai
+
+        tries = self.num_retries + 1
+        message = self._redact(_describe(exc))
+        if isinstance(exc, openai.RateLimitError):
+            return LMRateLimitError(f"{self.model}: still rate limited after {tries} attempts: {message}",
+                                    status_code=429, model=self.model)
+        if isinstance(exc, openai.APITimeoutError):
+            return LMTimeoutError(f"{self.model}: no answer within {self.timeout}s on {tries} attempts",
+                                  model=self.model)
+        status = getattr(exc, "status_code", None)
+        return LMError(f"{self.model}: failed after {tries} attempts: {message}", status_code=status,
+                       model=self.model)
+
+    def _redact(self, text: str) -> str:
+        key = self.__api_key or os.environ.get(self.api_key_env)
+        return text.replace(key, "***") if key else text
+
+
+class _MalformedResponse(Exception):
+    pass
+
+
+def _parse_completion(content: bytes, model: str) -> LMResponse:
+    try:
+        data = json.loads(content)
+        choices = data["choices"]
+        texts = [(c.get("message") or {}).get("content") or "" for c in choices]
+        finish = [c.get("finish_reason") or "" for c in choices]
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        snippet = content[:200].decode("utf-8", "replace")
+        raise _MalformedResponse(f"malformed completion body ({exc.__class__.__name__}): {snippet!r}") from None
+    if not texts:
+        raise _MalformedResponse("completion has no choices")
+    usage = data.get("usage") or {}
+    if "length" in finish:
+        log.warning("LM %s: a reply was cut at max_tokens; raise max_tokens if outputs fail to parse", model)
+    return LMResponse(
+        texts=texts,
+        usage=Usage(prompt_tokens=int(usage.get("prompt_tokens") or 0),
+                    completion_tokens=int(usage.get("completion_tokens") or 0), lm_calls=1),
+        finish_reasons=finish,
+    )
+
+
+def _retry_after(response: Any) -> float | None:
+    if response is None:
+        return None
+    value = response.headers.get("retry-after-ms")
+    if value:
+        try:
+            return float(value) / 1000
+        except ValueError:
+            pass
+    value = response.headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        from email.utils import parsedate_to_datetime
+
+        try:
+            return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+        except (TypeError, ValueError):
+            return None
+
+
+def _describe(exc: Exception | None) -> str:
+    if exc is None:
+        return "unknown error"
+    return f"{exc.__class__.__name__}: {exc}"
+
+
+def _estimate_tokens(body: dict[str, Any]) -> float:
+    chars = sum(len(str(m.get("content", ""))) for m in body["messages"])
+    return chars / 4 + body.get("max_tokens", 0) * body.get("n", 1)
+
+
+def _httpx_limits(max_concurrency: int) -> Any:
+    import httpx2
+
+    return httpx2.Limits(max_connections=max(max_concurrency, 10), max_keepalive_connections=max(max_concurrency, 10))
+
+
+def inspect_history(n: int = 1, lm: LM | None = None) -> str:
+    """Print (and return) the last ``n`` calls: messages and replies, DSPy's ``inspect_history``."""
+    entries = list(lm.history if lm is not None else GLOBAL_HISTORY)[-n:]
+    blocks = []
+    for entry in entries:
+        lines = [f"[{time.strftime('%Y-%m-%dT%H:%M:%S', time.localtime(entry['timestamp']))}] "
+                 f"{entry['model']}{' (cached)' if entry['cached'] else ''}"]
+        for message in entry["messages"]:
+            lines.append(f"{message['role'].capitalize()} message:\n\n{message['content']}\n")
+        for i, text in enumerate(entry["outputs"]):
+            lines.append(f"Response{f' {i + 1}' if len(entry['outputs']) > 1 else ''}:\n\n{text}\n")
+        blocks.append("\n".join(lines))
+    text = "\n\n".join(blocks)
+    print(text)  # noqa: T201 - this function exists to print
+    return text

@@ -1,0 +1,384 @@
+"""An OpenAI-compatible chat-completions server for tests and benchmarks.
+
+Real HTTP/1.1 on 127.0.0.1 (keep-alive, asyncio, no dependencies), driven through the real openai client.
+Answers come from a ``responder`` (scripted or rule-based, see ``ChatRequest`` for what it can read),
+after a configurable latency. Faults can be injected: 429 with Retry-After, 500, a timeout (no answer),
+a body that is not JSON, a truncated body, and a reply that does not follow the chat format.
+It counts requests, requests in flight and the most in flight at once.
+
+In a test::
+
+    with LMTestServer(responder) as server:
+        lm = dsr.LM("test-model", api_base=server.url)
+
+As a process (benchmarks): ``python -m dsr_core.testing.server --port 8711 --latency 0.1``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+_HEADER = re.compile(r"\[\[ ## (\w+) ## \]\]")
+_REQUIRED_OUTPUTS = re.compile(r"`\[\[ ## (\w+) ## \]\]`")
+
+
+@dataclass
+class ChatRequest:
+    """What a responder sees: the request body plus parsed views of a dsr/DSPy chat-format prompt."""
+
+    body: dict[str, Any]
+
+    @property
+    def messages(self) -> list[dict[str, Any]]:
+        return self.body.get("messages", [])
+
+    @property
+    def model(self) -> str:
+        return self.body.get("model", "")
+
+    @property
+    def system(self) -> str:
+        return next((m["content"] for m in self.messages if m.get("role") == "system"), "")
+
+    @property
+    def last_user(self) -> str:
+        return next((m["content"] for m in reversed(self.messages) if m.get("role") == "user"), "")
+
+    @property
+    def json_mode(self) -> bool:
+        return "response_format" in self.body
+
+    @property
+    def instructions(self) -> str:
+        """The text after 'your objective is:' in the system message."""
+        _, _, rest = self.system.partition("In adhering to this structure, your objective is:")
+        return " ".join(rest.split())
+
+    @property
+    def inputs(self) -> dict[str, str]:
+        """Input field values of the current request, parsed from ``[[ ## name ## ]]`` sections."""
+        return parse_sections(self.last_user)
+
+    @property
+    def output_fields(self) -> list[str]:
+        """Output field names the prompt asks for, in order."""
+        names = _REQUIRED_OUTPUTS.findall(self.last_user)
+        if names:
+            return [n for n in names if n != "completed"]
+        match = re.search(r"Respond with a JSON object in the following order of fields: (.*)", self.last_user)
+        if match:
+            return re.findall(r"`(\w+)`", match.group(1))
+        return ["answer"]
+
+    @property
+    def demos(self) -> list[tuple[dict[str, str], dict[str, str]]]:
+        """(inputs, outputs) of each few-shot demo: the user/assistant pairs before the last user turn."""
+        turns = [m for m in self.messages if m.get("role") in ("user", "assistant")][:-1]
+        pairs = []
+        for user, assistant in zip(turns[0::2], turns[1::2], strict=False):
+            out_text = assistant["content"]
+            try:
+                outputs = json.loads(out_text)
+                outputs = {k: str(v) for k, v in outputs.items()} if isinstance(outputs, dict) else {}
+            except ValueError:
+                outputs = parse_sections(out_text)
+            pairs.append((parse_sections(user["content"]), outputs))
+        return pairs
+
+    def reply(self, **values: Any) -> str:
+        """Format output values the way the prompt asked (chat sections, or JSON in JSON mode)."""
+        if self.json_mode:
+            return json.dumps(values)
+        parts = [f"[[ ## {k} ## ]]\n{v if isinstance(v, str) else json.dumps(v)}" for k, v in values.items()]
+        return "\n\n".join(parts) + "\n\n[[ ## completed ## ]]"
+
+
+def parse_sections(text: str) -> dict[str, str]:
+    sections: dict[str, str] = {}
+    current: str | None = None
+    lines: list[str] = []
+    for line in text.splitlines():
+        if line.startswith(("Respond with the corresponding output fields", "Respond with a JSON object")):
+            break  # the output requirements that close the main request are not an input value
+        match = _HEADER.match(line.strip())
+        if match:
+            if current is not None:
+                sections[current] = "\n".join(lines).strip()
+            current, lines = match.group(1), []
+        elif current is not None:
+            lines.append(line)
+    if current is not None:
+        sections[current] = "\n".join(lines).strip()
+    sections.pop("completed", None)
+    return sections
+
+
+def echo_responder(request: ChatRequest) -> str:
+    """Default rule: every output field gets the first input value (a deterministic, format-correct reply)."""
+    inputs = request.inputs
+    first = next(iter(inputs.values()), "")
+    return request.reply(**{name: first for name in request.output_fields})
+
+
+@dataclass
+class Fault:
+    """One injected failure. kind: 429 | 500 | timeout | garbage | truncated | unparseable."""
+
+    kind: str
+    retry_after: float | None = None
+    match: Callable[[ChatRequest], bool] | None = None
+
+
+@dataclass
+class ServerStats:
+    requests: int = 0
+    completions: int = 0
+    in_flight: int = 0
+    max_in_flight: int = 0
+    faults_served: int = 0
+    bodies: deque = field(default_factory=lambda: deque(maxlen=100_000))
+
+
+Responder = Callable[[ChatRequest], "str | list[str]"]
+
+
+class LMTestServer:
+    def __init__(
+        self,
+        responder: Responder = echo_responder,
+        *,
+        latency: float = 0.0,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        record_bodies: bool = True,
+    ) -> None:
+        self.responder = responder
+        self.latency = latency
+        self.host = host
+        self.port = port
+        self.record_bodies = record_bodies
+        self.stats = ServerStats()
+        self._faults: list[Fault] = []
+        self._fault_lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._server: asyncio.base_events.Server | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- control ---------------------------------------------------------------------------------------------
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}/v1"
+
+    def inject(self, kind: str, times: int = 1, *, retry_after: float | None = None,
+               match: Callable[[ChatRequest], bool] | None = None) -> None:
+        """Serve ``kind`` to the next ``times`` requests (that ``match``, if given)."""
+        if kind not in ("429", "500", "timeout", "garbage", "truncated", "unparseable"):
+            raise ValueError(f"unknown fault {kind!r}")
+        with self._fault_lock:
+            self._faults.extend(Fault(kind, retry_after, match) for _ in range(times))
+
+    def clear_faults(self) -> None:
+        with self._fault_lock:
+            self._faults.clear()
+
+    def reset_stats(self) -> None:
+        self.stats = ServerStats()
+
+    @property
+    def requests(self) -> list[dict[str, Any]]:
+        return list(self.stats.bodies)
+
+    def start(self) -> LMTestServer:
+        ready = threading.Event()
+
+        def run() -> None:
+            loop = asyncio.new_event_loop()
+            self._loop = loop
+            asyncio.set_event_loop(loop)
+            self._server = loop.run_until_complete(
+                asyncio.start_server(self._handle, self.host, self.port, backlog=4096)
+            )
+            self.port = self._server.sockets[0].getsockname()[1]
+            ready.set()
+            loop.run_forever()
+            self._server.close()
+            pending = asyncio.all_tasks(loop)
+            for task in pending:
+                task.cancel()
+            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+            loop.close()
+
+        self._thread = threading.Thread(target=run, name="lm-test-server", daemon=True)
+        self._thread.start()
+        ready.wait(10)
+        return self
+
+    def stop(self) -> None:
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+        if self._thread is not None:
+            self._thread.join(10)
+
+    def __enter__(self) -> LMTestServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- HTTP ------------------------------------------------------------------------------------------------
+    def _take_fault(self, request: ChatRequest) -> Fault | None:
+        if not self._faults:
+            return None
+        with self._fault_lock:
+            for i, fault in enumerate(self._faults):
+                if fault.match is None or fault.match(request):
+                    return self._faults.pop(i)
+        return None
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                try:
+                    head = await reader.readuntil(b"\r\n\r\n")
+                except (asyncio.IncompleteReadError, ConnectionError):
+                    return
+                request_line, *header_lines = head.decode("latin-1").split("\r\n")
+                headers = {}
+                for line in header_lines:
+                    if ":" in line:
+                        k, v = line.split(":", 1)
+                        headers[k.strip().lower()] = v.strip()
+                length = int(headers.get("content-length", "0") or 0)
+                body = await reader.readexactly(length) if length else b""
+                method, path, _ = request_line.split(" ", 2)
+                keep = await self._route(method, path, body, writer)
+                if not keep or headers.get("connection", "").lower() == "close":
+                    return
+        except (ConnectionError, asyncio.IncompleteReadError):
+            return
+        finally:
+            try:
+                writer.close()
+            except Exception:  # noqa: BLE001 - the peer may be gone already
+                pass
+
+    @staticmethod
+    def _send(writer: asyncio.StreamWriter, status: str, payload: bytes, extra: dict[str, str] | None = None,
+              content_length: int | None = None) -> None:
+        headers = {"Content-Type": "application/json", "Content-Length": str(
+            len(payload) if content_length is None else content_length)}
+        headers.update(extra or {})
+        head = f"HTTP/1.1 {status}\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
+        writer.write(head.encode() + payload)
+
+    async def _route(self, method: str, path: str, body: bytes, writer: asyncio.StreamWriter) -> bool:
+        if method == "GET" and path.rstrip("/").endswith("/models"):
+            self._send(writer, "200 OK", json.dumps({"object": "list", "data": [{"id": "test", "object": "model"}]}).encode())
+            return True
+        if method == "GET" and path.rstrip("/").endswith("/stats"):
+            s = self.stats
+            self._send(writer, "200 OK", json.dumps({
+                "requests": s.requests, "completions": s.completions, "in_flight": s.in_flight,
+                "max_in_flight": s.max_in_flight, "faults_served": s.faults_served}).encode())
+            return True
+        if method == "POST" and path.rstrip("/").endswith("/reset"):
+            self.reset_stats()
+            self._send(writer, "200 OK", b"{}")
+            return True
+        if not (method == "POST" and path.rstrip("/").endswith("/chat/completions")):
+            self._send(writer, "404 Not Found", b'{"error": {"message": "not found"}}')
+            return True
+        stats = self.stats
+        stats.requests += 1
+        stats.in_flight += 1
+        stats.max_in_flight = max(stats.max_in_flight, stats.in_flight)
+        try:
+            return await self._complete(body, writer, stats)
+        finally:
+            stats.in_flight -= 1
+
+    async def _complete(self, raw: bytes, writer: asyncio.StreamWriter, stats: ServerStats) -> bool:
+        body = json.loads(raw)
+        if self.record_bodies:
+            stats.bodies.append(body)
+        request = ChatRequest(body)
+        fault = self._take_fault(request)
+        if self.latency:
+            await asyncio.sleep(self.latency)
+        if fault is not None:
+            stats.faults_served += 1
+            return await self._serve_fault(fault, request, writer)
+        try:
+            answer = self.responder(request)
+        except Exception as exc:  # noqa: BLE001 - a responder bug becomes a 500 the test can see
+            self._send(writer, "500 Internal Server Error", json.dumps({"error": {"message": repr(exc)}}).encode())
+            return True
+        n = int(body.get("n") or 1)
+        texts = answer if isinstance(answer, list) else [answer] * n
+        stats.completions += 1
+        self._send(writer, "200 OK", self._completion_body(request, texts))
+        return True
+
+    async def _serve_fault(self, fault: Fault, request: ChatRequest, writer: asyncio.StreamWriter) -> bool:
+        if fault.kind == "429":
+            extra = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
+            self._send(writer, "429 Too Many Requests",
+                       b'{"error": {"message": "rate limited", "type": "rate_limit_error"}}', extra)
+        elif fault.kind == "500":
+            self._send(writer, "500 Internal Server Error", b'{"error": {"message": "injected failure"}}')
+        elif fault.kind == "timeout":
+            await asyncio.sleep(3600)
+        elif fault.kind == "garbage":
+            self._send(writer, "200 OK", b"<html>this is not json</html>")
+        elif fault.kind == "truncated":
+            payload = self._completion_body(request, ["[[ ## answer ## ]]\ncut"])
+            self._send(writer, "200 OK", payload[: len(payload) // 2], content_length=len(payload))
+            await writer.drain()
+            return False  # close the connection mid-body
+        elif fault.kind == "unparseable":
+            self._send(writer, "200 OK", self._completion_body(request, ["I'd rather not follow any format."]))
+        return True
+
+    @staticmethod
+    def _completion_body(request: ChatRequest, texts: list[str]) -> bytes:
+        prompt_tokens = sum(len(str(m.get("content", ""))) for m in request.messages) // 4 + 1
+        completion_tokens = sum(len(t) for t in texts) // 4 + 1
+        return json.dumps({
+            "id": "chatcmpl-test",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": request.model,
+            "choices": [
+                {"index": i, "message": {"role": "assistant", "content": t}, "finish_reason": "stop"}
+                for i, t in enumerate(texts)
+            ],
+            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                      "total_tokens": prompt_tokens + completion_tokens},
+        }).encode()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="OpenAI-compatible test server (echo responder)")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--latency", type=float, default=0.0)
+    args = parser.parse_args()
+    server = LMTestServer(latency=args.latency, host=args.host, port=args.port, record_bodies=False).start()
+    print(server.url, flush=True)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        server.stop()
+
+
+if __name__ == "__main__":
+    main()
