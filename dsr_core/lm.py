@@ -36,6 +36,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+MAX_RETRY_AFTER = 120.0  # seconds
+
 GLOBAL_HISTORY: deque[dict[str, Any]] = deque(maxlen=10_000)
 
 _CONTEXT_WINDOW_MARKERS = ("context length", "context_length", "maximum context", "context window",
@@ -322,8 +324,8 @@ class LM:
             if attempt == self.num_retries:
                 break
             delay = min(ceiling, initial * 2**attempt) * random.uniform(0.5, 1.0)
-            if retry_after is not None:
-                delay = max(delay, min(retry_after, 10 * ceiling))
+            if retry_after is not None:  # the server knows best; only absurd values are cut
+                delay = max(delay, min(retry_after, MAX_RETRY_AFTER))
             log.info("LM %s: attempt %d failed (%s); retrying in %.2fs", self.model, attempt + 1,
                      _describe(last_error), delay)
             await asyncio.sleep(delay)

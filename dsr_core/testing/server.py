@@ -131,11 +131,12 @@ def echo_responder(request: ChatRequest) -> str:
 
 @dataclass
 class Fault:
-    """One injected failure. kind: 429 | 500 | timeout | garbage | truncated | unparseable."""
+    """One injected failure. kind: 429 | 500 | 400 | timeout | garbage | truncated | unparseable."""
 
     kind: str
     retry_after: float | None = None
     match: Callable[[ChatRequest], bool] | None = None
+    message: str = "injected failure"
 
 
 @dataclass
@@ -179,12 +180,12 @@ class LMTestServer:
         return f"http://{self.host}:{self.port}/v1"
 
     def inject(self, kind: str, times: int = 1, *, retry_after: float | None = None,
-               match: Callable[[ChatRequest], bool] | None = None) -> None:
+               match: Callable[[ChatRequest], bool] | None = None, message: str = "injected failure") -> None:
         """Serve ``kind`` to the next ``times`` requests (that ``match``, if given)."""
-        if kind not in ("429", "500", "timeout", "garbage", "truncated", "unparseable"):
+        if kind not in ("429", "500", "400", "timeout", "garbage", "truncated", "unparseable"):
             raise ValueError(f"unknown fault {kind!r}")
         with self._fault_lock:
-            self._faults.extend(Fault(kind, retry_after, match) for _ in range(times))
+            self._faults.extend(Fault(kind, retry_after, match, message) for _ in range(times))
 
     def clear_faults(self) -> None:
         with self._fault_lock:
@@ -263,7 +264,7 @@ class LMTestServer:
                 keep = await self._route(method, path, body, writer)
                 if not keep or headers.get("connection", "").lower() == "close":
                     return
-        except (ConnectionError, asyncio.IncompleteReadError):
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
             return
         finally:
             try:
@@ -333,8 +334,9 @@ class LMTestServer:
             extra = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
             self._send(writer, "429 Too Many Requests",
                        b'{"error": {"message": "rate limited", "type": "rate_limit_error"}}', extra)
-        elif fault.kind == "500":
-            self._send(writer, "500 Internal Server Error", b'{"error": {"message": "injected failure"}}')
+        elif fault.kind in ("500", "400"):
+            status = "500 Internal Server Error" if fault.kind == "500" else "400 Bad Request"
+            self._send(writer, status, json.dumps({"error": {"message": fault.message}}).encode())
         elif fault.kind == "timeout":
             await asyncio.sleep(3600)
         elif fault.kind == "garbage":

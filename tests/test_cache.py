@@ -1,0 +1,88 @@
+import os
+import subprocess
+import sys
+import textwrap
+
+import dsr_core as dsr
+from dsr_core.cache import Cache, request_key
+
+MESSAGES = [{"role": "user", "content": "hello"}]
+
+
+async def test_second_identical_call_is_a_cached_hit(server, lm):
+    first = await lm.acall(MESSAGES)
+    second = await lm.acall(MESSAGES)
+    assert not first.cached and second.cached
+    assert second.texts == first.texts
+    assert server.stats.requests == 1
+    assert second.usage.cached_calls == 1 and second.usage.total_tokens == 0  # a hit is not spend
+    assert lm.usage.lm_calls == 2 and lm.usage.cached_calls == 1
+
+
+async def test_key_ignores_api_key_and_base_url(server, isolated_cache):
+    a = dsr.LM("m", api_base=server.url, api_key="k1")
+    b = dsr.LM("m", api_base=server.url.replace("127.0.0.1", "localhost"), api_key="k2")
+    await a.acall(MESSAGES)
+    assert (await b.acall(MESSAGES)).cached
+    for path in isolated_cache.rglob("*.json"):
+        text = path.read_text()
+        assert "k1" not in text and "127.0.0.1" not in text
+
+
+async def test_sampling_parameters_and_rollout_id_change_the_key(server, lm):
+    await lm.acall(MESSAGES)
+    assert not (await lm.acall(MESSAGES, temperature=0.7)).cached
+    assert not (await lm.acall(MESSAGES, temperature=0.7, rollout_id=1)).cached
+    assert (await lm.acall(MESSAGES, temperature=0.7, rollout_id=1)).cached
+    assert "rollout_id" not in server.requests[-1]  # never sent to the endpoint
+    assert server.stats.requests == 3
+
+
+async def test_disable_per_lm_per_call_and_globally(server, monkeypatch):
+    no_cache = dsr.LM("m", api_base=server.url, cache=False)
+    await no_cache.acall(MESSAGES)
+    await no_cache.acall(MESSAGES)
+    assert server.stats.requests == 2
+    lm = dsr.LM("m", api_base=server.url)
+    await lm.acall(MESSAGES)  # fills the cache
+    assert not (await lm.acall(MESSAGES, cache=False)).cached
+    dsr.configure(cache=False)
+    assert not (await lm.acall(MESSAGES)).cached
+    dsr.configure(cache=True)
+    monkeypatch.setenv("DSR_CACHE", "0")
+    assert not (await lm.acall(MESSAGES)).cached
+
+
+async def test_corrupt_entry_is_a_miss_not_a_crash(server, isolated_cache):
+    lm = dsr.LM("m", api_base=server.url)
+    await lm.acall(MESSAGES)
+    entries = list(isolated_cache.rglob("*.json"))
+    assert len(entries) == 1
+    entries[0].write_text('{"texts": ["trunc')
+    fresh = dsr.LM("m", api_base=server.url, cache_store=Cache(isolated_cache))  # empty memory tier
+    response = await fresh.acall(MESSAGES)
+    assert not response.cached and server.stats.requests == 2
+    again = Cache(isolated_cache)
+    assert again.get(request_key(fresh.build_request(MESSAGES))) is not None  # rewritten by the new call
+
+
+def test_memory_tier_is_bounded_lru(tmp_path):
+    cache = Cache(tmp_path, memory_entries=2, disk=False)
+    for key in "abc":
+        cache.put(key, {"texts": [key]})
+    assert cache.get("a") is None and cache.get("c") == {"texts": ["c"]}
+
+
+def test_cache_is_shared_across_processes(server, isolated_cache):
+    script = textwrap.dedent(f"""
+        import dsr_core as dsr
+        lm = dsr.LM("m", api_base="{server.url}")
+        pred = dsr.Predict("question -> answer", lm=lm)(question="shared")
+        print(pred.usage.cached_calls)
+    """)
+    env = {**os.environ, "DSR_CACHE_DIR": str(isolated_cache)}
+    run = lambda: subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,  # noqa: E731
+                                 check=True).stdout.strip()
+    assert run() == "0"
+    assert run() == "1"
+    assert server.stats.requests == 1
