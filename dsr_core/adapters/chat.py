@@ -123,9 +123,10 @@ class ChatAdapter(Adapter):
             try:
                 completions, usage = await JSONAdapter().acall(lm, signature, demos, inputs, **kwargs)
             except AdapterParseError as json_exc:
-                json_exc.usage = spent + getattr(json_exc, "usage", Usage())  # type: ignore[attr-defined]
-                raise AdapterParseError(
+                error = AdapterParseError(
                     f"{exc} (the JSONAdapter fallback failed too: {json_exc})",
                     raw=exc.raw, field=exc.field, adapter=self.name,
-                ) from json_exc
+                )
+                error.usage = spent + getattr(json_exc, "usage", Usage())  # type: ignore[attr-defined]
+                raise error from json_exc
             return completions, spent + usage

@@ -16,7 +16,7 @@ class ChainOfThought(Module):
     def __init__(self, signature: Any, *, rationale_field: Any = None, rationale_type: type = str,
                  **config: Any) -> None:
         signature = ensure_signature(signature)
-        field = rationale_field or OutputField(desc="${reasoning}", prefix="Reasoning: Let's think step by step in order to")
+        field = rationale_field or OutputField(desc="", prefix="Reasoning: Let's think step by step in order to")
         self.predict = Predict(signature.prepend("reasoning", field, rationale_type), **config)
 
     @property

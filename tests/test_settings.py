@@ -1,0 +1,65 @@
+import asyncio
+import threading
+
+import dsr_core as dsr
+
+
+def test_configure_from_any_thread_and_context_isolation():
+    a, b = dsr.LM("a"), dsr.LM("b")
+    seen = {}
+
+    def configure_in_thread():
+        dsr.configure(lm=a)  # any thread may configure; there is no owner thread
+
+    t = threading.Thread(target=configure_in_thread)
+    t.start()
+    t.join()
+    assert dsr.settings.lm is a
+
+    def worker(name, lm):
+        with dsr.context(lm=lm):
+            barrier.wait()
+            seen[name] = dsr.settings.lm
+
+    barrier = threading.Barrier(2)
+    threads = [threading.Thread(target=worker, args=("x", b)), threading.Thread(target=worker, args=("y", a))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert seen == {"x": b, "y": a}
+    assert dsr.settings.lm is a
+
+
+async def test_context_is_isolated_between_asyncio_tasks():
+    a, b = dsr.LM("a"), dsr.LM("b")
+    dsr.configure(lm=a)
+
+    async def task(lm, delay):
+        with dsr.context(lm=lm):
+            await asyncio.sleep(delay)
+            return dsr.settings.lm
+
+    got = await asyncio.gather(task(b, 0.02), task(None, 0.01), task(a, 0))
+    assert got[0] is b and got[1] is None and got[2] is a
+    assert dsr.settings.lm is a
+
+
+async def test_context_flows_into_program_calls(server):
+    main = dsr.LM("main", api_base=server.url)
+    other = dsr.LM("other", api_base=server.url)
+    dsr.configure(lm=main)
+    server.responder = lambda r: r.reply(answer=r.model)
+    predict = dsr.Predict("question -> answer")
+    with dsr.context(lm=other):
+        inside = (await predict.acall(question="1")).answer
+        inside_sync = await asyncio.to_thread(lambda: predict(question="2").answer)
+    assert inside == "other" and inside_sync == "other"
+    assert (await predict.acall(question="3")).answer == "main"
+
+
+def test_unknown_setting_is_rejected():
+    import pytest
+
+    with pytest.raises(TypeError, match="unknown setting"):
+        dsr.configure(lmm=None)
