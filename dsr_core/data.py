@@ -22,7 +22,7 @@ import os
 import random
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from itertools import islice
-from typing import IO, TYPE_CHECKING, Any, NotRequired, Required, TypedDict
+from typing import IO, TYPE_CHECKING, Any, Required, TypedDict
 
 from .errors import DataError
 from .primitives import Example
@@ -34,15 +34,15 @@ Rows = Iterator[tuple[int, dict[str, Any]]]  # (1-based row number, record)
 _SAVED_DATASET_MARKERS = ("dataset_dict.json", "state.json", "dataset_info.json")
 
 
-class LoadOptions(TypedDict):
+class LoadOptions(TypedDict, total=False):
     """The keyword options every loader takes (see ``DataLoader``)."""
 
     input_keys: Required[Sequence[str]]
-    fields: NotRequired[Sequence[str] | None]
-    rename: NotRequired[Mapping[str, str] | None]
-    limit: NotRequired[int | None]
-    sample: NotRequired[int | None]
-    seed: NotRequired[int]
+    fields: Sequence[str] | None
+    rename: Mapping[str, str] | None
+    limit: int | None
+    sample: int | None
+    seed: int
 
 
 def _open_binary(path: str) -> IO[bytes]:
@@ -51,7 +51,8 @@ def _open_binary(path: str) -> IO[bytes]:
         if "://" in path:
             import fsspec
 
-            return fsspec.open(path, "rb").open()
+            handle: IO[bytes] = fsspec.open(path, "rb").open()
+            return handle
         return open(path, "rb")  # noqa: SIM115 - the caller closes it
     except FileNotFoundError:
         raise DataError("file not found", path=path) from None
@@ -79,11 +80,8 @@ def _read_csv(path: str) -> Rows:
                     continue
                 row += 1
                 if len(cells) != len(header):
-                    raise DataError(
-                        f"expected {len(header)} cells as in the header, got {len(cells)} (line {reader.line_num})",
-                        path=path,
-                        row=row,
-                    )
+                    got = f"got {len(cells)} (line {reader.line_num})"
+                    raise DataError(f"expected {len(header)} cells as in the header, {got}", path=path, row=row)
                 yield row, dict(zip(header, cells, strict=True))
         except UnicodeDecodeError as exc:
             raise DataError(f"not valid UTF-8 (after data row {row}): {exc}", path=path) from exc
@@ -104,11 +102,8 @@ def _read_json(path: str) -> Rows:
     if isinstance(doc, dict):
         lists = [key for key, value in doc.items() if isinstance(value, list)]
         if len(lists) != 1:
-            raise DataError(
-                f"expected a JSON array of objects or an object with exactly one list-valued key; "
-                f"found list-valued keys {lists} among {list(doc)}",
-                path=path,
-            )
+            found = f"found list-valued keys {lists} among {list(doc)}"
+            raise DataError(f"expected an array or an object with exactly one list-valued key; {found}", path=path)
         doc = doc[lists[0]]
     if not isinstance(doc, list):
         raise DataError(f"expected a JSON array of objects, got {type(doc).__name__}", path=path)
@@ -175,7 +170,10 @@ def _saved_dataset_rows(path: str, split: str | None, limit: int | None) -> Rows
         raise DataError(f"a folder must be a dataset written by save_to_disk (none of {markers})", path=path)
     import datasets
 
-    return _dataset_rows(_pick_split(datasets.load_from_disk(path), split, path), limit)
+    dataset = datasets.load_from_disk(path)
+    if split is not None and not isinstance(dataset, datasets.DatasetDict):
+        raise DataError(f"split {split!r} given, but the folder holds a single Dataset without splits", path=path)
+    return _dataset_rows(_pick_split(dataset, split, path), limit)
 
 
 def _check_count(name: str, value: int | None) -> None:

@@ -317,7 +317,7 @@ class LM:
                     last_error, retry_after = exc, _retry_after(exc.response)
                 else:
                     raise self._fatal(exc) from None
-            except _MalformedResponse as exc:
+            except _MalformedResponseError as exc:
                 last_error = exc
             finally:
                 self._in_flight.release()
@@ -359,7 +359,7 @@ class LM:
         return text.replace(key, "***") if key else text
 
 
-class _MalformedResponse(Exception):
+class _MalformedResponseError(Exception):
     pass
 
 
@@ -371,9 +371,9 @@ def _parse_completion(content: bytes, model: str) -> LMResponse:
         finish = [c.get("finish_reason") or "" for c in choices]
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         snippet = content[:200].decode("utf-8", "replace")
-        raise _MalformedResponse(f"malformed completion body ({exc.__class__.__name__}): {snippet!r}") from None
+        raise _MalformedResponseError(f"malformed completion body ({exc.__class__.__name__}): {snippet!r}") from None
     if not texts:
-        raise _MalformedResponse("completion has no choices")
+        raise _MalformedResponseError("completion has no choices")
     usage = data.get("usage") or {}
     if "length" in finish:
         log.warning("LM %s: a reply was cut at max_tokens; raise max_tokens if outputs fail to parse", model)

@@ -109,7 +109,7 @@ class LLMJudge:
 
         if isinstance(criteria_or_signature, str) and "->" not in criteria_or_signature:
             self.criteria: str | None = criteria_or_signature
-            self.signature = JudgeSignature
+            self.signature: type[Signature] = JudgeSignature
         else:
             self.criteria = None
             self.signature = ensure_signature(criteria_or_signature)

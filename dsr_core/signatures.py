@@ -16,8 +16,9 @@ import json
 import re
 import types
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import Any, ClassVar, Literal, Optional, Union, get_args, get_origin
+from typing import Any, ClassVar, Literal, Optional, Union, cast, get_args, get_origin
 
 from .errors import SignatureError
 
@@ -107,7 +108,8 @@ class _TypeResolver:
         if in_literal:
             if isinstance(node, ast.Constant):
                 return node.value
-            if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub) and isinstance(node.operand, ast.Constant):
+            if (isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub)
+                    and isinstance(node.operand, ast.Constant) and isinstance(node.operand.value, (int, float))):
                 return -node.operand.value
             raise self.fail(node, "Literal[...] takes only constants")
         if isinstance(node, ast.Name):
@@ -341,7 +343,7 @@ class Signature(metaclass=SignatureMeta):
 
 
 def make_signature(
-    fields: dict[str, Field | tuple[Any, Field]],
+    fields: Mapping[str, Field | tuple[Any, Field]],
     instructions: str | None = None,
     *,
     name: str | None = None,
@@ -370,13 +372,13 @@ def make_signature(
         "__module__": getattr(root, "__module__", __name__),
         "__doc__": None,
     }
-    return type.__new__(SignatureMeta, cls_name, (Signature,), namespace)
+    return cast("type[Signature]", type.__new__(SignatureMeta, cls_name, (Signature,), namespace))
 
 
 def ensure_signature(spec: Any, instructions: str | None = None) -> type[Signature]:
     if isinstance(spec, SignatureMeta):
-        return spec if instructions is None else spec.with_instructions(instructions)
-    return Signature(spec, instructions)
+        return cast("type[Signature]", spec) if instructions is None else spec.with_instructions(instructions)
+    return cast("type[Signature]", Signature(spec, instructions))  # type: ignore[call-arg]
 
 
 def _resolve_annotation_string(text: str, module: str | None, cls_name: str, attr: str) -> Any:
@@ -388,5 +390,5 @@ def _resolve_annotation_string(text: str, module: str | None, cls_name: str, att
         namespace.update(vars(sys.modules[module]))
     try:
         return eval(text, namespace)  # noqa: S307 - the user's own annotation, as typing.get_type_hints does
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - any failure means the annotation cannot be resolved
         raise SignatureError(f"{cls_name}.{attr}: cannot resolve type annotation {text!r}: {exc}") from None

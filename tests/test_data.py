@@ -96,6 +96,8 @@ def test_saved_dataset_folder(tmp_path: Path, hf: Any) -> None:
     hf.Dataset.from_list(ROWS).save_to_disk(str(folder))
     assert_rows(DataLoader().load(folder, input_keys=["question"]), ROWS)
     assert_rows(load_examples(str(folder), input_keys=["question"], limit=2), ROWS[:2])
+    with pytest.raises(DataError, match="split 'test' given, but the folder holds a single Dataset"):
+        DataLoader().load(folder, input_keys=["question"], split="test")
 
 
 def test_saved_dataset_dict_picks_split(tmp_path: Path, hf: Any) -> None:
@@ -157,7 +159,7 @@ def test_memory_fsspec_url() -> None:
 def test_from_records() -> None:
     assert_rows(DataLoader().from_records(ROWS, input_keys="question"), ROWS)  # a bare str is one key
     with pytest.raises(DataError, match=r"<records>, row 2: expected a mapping, got list"):
-        DataLoader().from_records([ROWS[0], ["not", "a", "dict"]], input_keys=["question"])
+        DataLoader().from_records([ROWS[0], ["not", "a", "dict"]], input_keys=["question"])  # type: ignore[list-item]
 
 
 def test_local_path_does_not_import_fsspec(tmp_path: Path) -> None:

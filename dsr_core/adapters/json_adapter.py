@@ -18,7 +18,7 @@ from ..primitives import Usage
 from ..signatures import Field, Signature, type_name
 from .base import Adapter
 from .chat import parse_fields
-from .types import format_value, jsonable, output_type_note
+from .types import jsonable, output_type_note
 
 if TYPE_CHECKING:
     from ..lm import LM
