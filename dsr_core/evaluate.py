@@ -71,6 +71,20 @@ class EvaluationRow:
         }
 
 
+def row_from_record(record: dict[str, Any]) -> EvaluationRow:
+    """The inverse of ``EvaluationRow.to_record`` (rows travel between processes as JSON records)."""
+    def load(text: str | None) -> Any:
+        return None if text is None else json.loads(text)
+
+    return EvaluationRow(
+        index=record["index"], inputs=load(record["inputs"]), outputs=load(record["outputs"]),
+        gold=load(record["gold"]), score=record["score"], error_type=record["error_type"], error=record["error"],
+        stage=record["stage"], latency=record["latency"], prompt_tokens=record["prompt_tokens"],
+        completion_tokens=record["completion_tokens"], lm_calls=record["lm_calls"],
+        cached_calls=record["cached_calls"],
+    )
+
+
 def _percentile(values: list[float], q: float) -> float:
     if not values:
         return 0.0

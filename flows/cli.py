@@ -12,8 +12,12 @@ app = typer.Typer(help="dsr: declarative LM programs, evaluated and optimized.",
 cache_app = typer.Typer(help="The LM response cache (directory from DSR_CACHE_DIR, default ~/.cache/dsr).",
                         no_args_is_help=True)
 program_app = typer.Typer(help="Saved programs (JSON files written by program.save()).", no_args_is_help=True)
+config_app = typer.Typer(help="Run configs (TOML or YAML).", no_args_is_help=True)
 app.add_typer(cache_app, name="cache")
 app.add_typer(program_app, name="program")
+app.add_typer(config_app, name="config")
+
+SET_HELP = "Override a config key, e.g. --set lm.max_concurrency=32 (repeatable)."
 
 
 def _fail(message: str) -> None:
@@ -69,6 +73,51 @@ def program_show(path: Path) -> None:
         typer.echo(f"  instructions: {json.dumps(signature.get('instructions', ''))}")
         if entry.get("lm"):
             typer.echo(f"  lm: {entry['lm'].get('model')}")
+
+
+def _load(config_path: Path, overrides: list[str] | None) -> "RunConfig":  # noqa: F821, UP037
+    from .config import ConfigError, load_config
+
+    try:
+        return load_config(config_path, overrides or [])
+    except ConfigError as exc:
+        _fail(str(exc))
+        raise  # unreachable: _fail exits
+
+
+@config_app.command("check")
+def config_check(config_path: Path = typer.Argument(..., metavar="CONFIG"),
+                 set_: list[str] = typer.Option(None, "--set", help=SET_HELP)) -> None:
+    """Validate a config (keys, types, importable refs) without calling any LM."""
+    config = _load(config_path, set_)
+    typer.echo(f"{config_path}: ok (program {config.program.ref}, metric {config.metric.ref}, lm {config.lm.model})")
+
+
+@app.command()
+def evaluate(config_path: Path = typer.Argument(..., metavar="CONFIG"),
+             set_: list[str] = typer.Option(None, "--set", help=SET_HELP)) -> None:
+    """Evaluate a program over the dev set as a Prefect flow; per-example table to Parquet, scores to MLflow."""
+    import uuid
+
+    from .display import EvaluationDisplay
+    from .runtime import prepare_prefect
+
+    config = _load(config_path, set_)
+    prepare_prefect()
+    from tasks.evaluate import register_progress, unregister_progress
+
+    from .evaluate import run_evaluation
+
+    key = uuid.uuid4().hex
+    with EvaluationDisplay() as display:
+        register_progress(key, display.on_row)
+        try:
+            report = run_evaluation(config, progress_key=key)
+        except Exception as exc:  # noqa: BLE001 - one clear line, non-zero exit
+            _fail(f"evaluation failed: {type(exc).__name__}: {exc}")
+        finally:
+            unregister_progress(key)
+    display.summary(report)
 
 
 if __name__ == "__main__":

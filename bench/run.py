@@ -1,0 +1,252 @@
+"""dsr vs DSPy, side by side: per-call overhead, Evaluate throughput, cached re-evaluation, import time.
+
+    python bench/run.py [--quick] [--json results.json]
+
+Run it with the dsr interpreter (the virtualenv dsr is installed in). DSPy runs under its own interpreter:
+``$DSPY_PYTHON``, else ``bench/.venv-dspy/bin/python`` (``bash bench/setup_dspy.sh`` creates it).
+
+Every measurement runs in a fresh process, one after another (never two clients at once), against the
+test server (``dsr_core.testing.server``) in its own process. Each process gets fresh, empty cache
+directories (``DSR_CACHE_DIR`` / ``DSPY_CACHEDIR``). Prints markdown tables to stdout, progress to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import DSR_PYTHON, REPO_ROOT, LMServer, dspy_python, dspy_version, run_side  # noqa: E402
+
+DSR_CONCURRENCY = 256
+DSPY_THREADS = (16, 64, 256)
+EVAL_LATENCY = 0.1  # seconds per request at the server, benchmark b
+
+
+@dataclass(frozen=True)
+class Sizes:
+    percall_n: int
+    warmup: int
+    eval_n: int
+    import_runs: int
+
+
+FULL = Sizes(percall_n=1000, warmup=50, eval_n=2000, import_runs=7)
+QUICK = Sizes(percall_n=200, warmup=20, eval_n=500, import_runs=3)
+
+
+def log(message: str) -> None:
+    sys.stderr.write(f"[bench] {message}\n")
+    sys.stderr.flush()
+
+
+@contextmanager
+def cache_dirs() -> Iterator[dict[str, str]]:
+    """Fresh, empty cache directories for both frameworks, removed afterwards."""
+    with tempfile.TemporaryDirectory(prefix="dsr-cache-") as dsr_dir, \
+            tempfile.TemporaryDirectory(prefix="dspy-cache-") as dspy_dir:
+        yield {"DSR_CACHE_DIR": dsr_dir, "DSPY_CACHEDIR": dspy_dir}
+
+
+def side(name: str, dspy_py: str) -> tuple[str, str]:
+    return (DSR_PYTHON, "dsr_side.py") if name == "dsr" else (dspy_py, "dspy_side.py")
+
+
+def run_one(name: str, dspy_py: str, benchmark: str, url: str, env: dict[str, str], **options: Any
+            ) -> dict[str, Any]:
+    python, script = side(name, dspy_py)
+    args = [benchmark, "--url", url, *[a for k, v in options.items() for a in (f"--{k}", str(v))]]
+    log(f"{name}: {' '.join(args[:1] + args[3:])}")
+    return run_side(python, script, args, env)
+
+
+# -- a. per-call overhead ------------------------------------------------------------------------------------------
+def bench_percall(sizes: Sizes, dspy_py: str) -> dict[str, Any]:
+    out: dict[str, Any] = {"n": sizes.percall_n, "warmup": sizes.warmup}
+    with LMServer(latency=0.0) as server:
+        for key, name, benchmark in (("floor", "dsr", "floor"), ("dsr", "dsr", "percall"),
+                                     ("dspy", "dspy", "percall")):
+            with cache_dirs() as env:
+                out[key] = run_one(name, dspy_py, benchmark, server.url, env, n=sizes.percall_n,
+                                   warmup=sizes.warmup)
+    out["ratio"] = out["dsr"]["ms_per_call"] / out["dspy"]["ms_per_call"]
+    out["met"] = out["ratio"] <= 0.25
+    return out
+
+
+# -- b. Evaluate throughput ----------------------------------------------------------------------------------------
+def bench_evaluate(sizes: Sizes, dspy_py: str) -> dict[str, Any]:
+    n = sizes.eval_n
+    out: dict[str, Any] = {"n": n, "latency": EVAL_LATENCY,
+                           "limit_s": EVAL_LATENCY * math.ceil(n / DSR_CONCURRENCY), "runs": []}
+    with LMServer(latency=EVAL_LATENCY) as server:
+        for name, threads in [("dsr", DSR_CONCURRENCY), *(("dspy", t) for t in DSPY_THREADS)]:
+            with cache_dirs() as env:
+                server.reset()
+                result = run_one(name, dspy_py, "evaluate", server.url, env, n=n, threads=threads)
+                stats = server.stats()
+            out["runs"].append({"side": name, **result, "max_in_flight": stats["max_in_flight"],
+                                "requests": stats["requests"]})
+    dsr = next(r for r in out["runs"] if r["side"] == "dsr")
+    best = min((r for r in out["runs"] if r["side"] == "dspy"), key=lambda r: r["seconds"])
+    out["dsr_over_limit"] = dsr["seconds"] / out["limit_s"]
+    out["dspy_best_over_dsr"] = best["seconds"] / dsr["seconds"]
+    out["dspy_best_threads"] = best["threads"]
+    out["met_limit"] = out["dsr_over_limit"] <= 1.5
+    out["met_speedup"] = out["dspy_best_over_dsr"] >= 10
+    return out
+
+
+# -- c. fully cached re-evaluation ---------------------------------------------------------------------------------
+def bench_cached(sizes: Sizes, dspy_py: str) -> dict[str, Any]:
+    """Per configuration: process 1 fills the cache and times a second pass (memory tier); process 2, same
+    cache directory, times one pass (disk tier only: its memory starts empty)."""
+    n = sizes.eval_n
+    out: dict[str, Any] = {"n": n, "runs": []}
+    with LMServer(latency=0.0) as server:  # latency only slows the fill pass; timed passes make no requests
+        for name, threads in [("dsr", DSR_CONCURRENCY), *(("dspy", t) for t in DSPY_THREADS)]:
+            with cache_dirs() as env:
+                memory = run_one(name, dspy_py, "cached", server.url, env, n=n, threads=threads, phase="memory")
+                disk = run_one(name, dspy_py, "cached", server.url, env, n=n, threads=threads, phase="disk")
+            out["runs"].append({"side": name, "threads": threads, "memory": memory, "disk": disk})
+    dsr = next(r for r in out["runs"] if r["side"] == "dsr")
+    out["met"] = dsr["memory"]["examples_per_s"] >= 10_000
+    out["met_disk"] = dsr["disk"]["examples_per_s"] >= 10_000
+    return out
+
+
+# -- d. import time ------------------------------------------------------------------------------------------------
+def import_seconds(python: str, module: str, runs: int) -> dict[str, Any]:
+    """Wall time of ``python -c "import module"`` in a subprocess: one untimed run (bytecode, page cache), then
+    ``runs`` timed ones. Run from an empty directory so nothing local shadows the installed package."""
+    times = []
+    with tempfile.TemporaryDirectory() as cwd:
+        for i in range(runs + 1):
+            started = time.perf_counter()
+            subprocess.run([python, "-c", f"import {module}"], check=True, cwd=cwd, env={**os.environ})
+            if i:
+                times.append(time.perf_counter() - started)
+    return {"median_s": statistics.median(times), "min_s": min(times), "max_s": max(times), "runs": runs}
+
+
+def bench_import(sizes: Sizes, dspy_py: str) -> dict[str, Any]:
+    log("import times")
+    baseline = import_seconds(DSR_PYTHON, "sys", sizes.import_runs)  # interpreter start-up alone
+    return {"dsr": import_seconds(DSR_PYTHON, "dsr_core", sizes.import_runs),
+            "dspy": import_seconds(dspy_py, "dspy", sizes.import_runs), "python_startup": baseline}
+
+
+# -- report --------------------------------------------------------------------------------------------------------
+def machine(dspy_py: str) -> dict[str, Any]:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                            cwd=REPO_ROOT).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                           text=True, cwd=REPO_ROOT).stdout.strip()
+    return {"cores": os.cpu_count(), "cpu": cpu, "python": platform.python_version(),
+            "dsr_commit": commit + (" (with uncommitted changes)" if dirty else ""),
+            "dspy": dspy_version(dspy_py), "dspy_python": dspy_py}
+
+
+def yes(flag: bool) -> str:
+    return "**yes**" if flag else "**no**"
+
+
+def render(results: dict[str, Any]) -> str:
+    m, a, b, c, d = (results[k] for k in ("machine", "percall", "evaluate", "cached", "import"))
+    dspy = f"DSPy {m['dspy']}"
+    lines = [
+        f"Machine: {m['cores']} cores, {m['cpu']}, Python {m['python']}; dsr {m['dsr_commit']}; {dspy}.",
+        "",
+        f"### a. Per-call overhead: {a['n']} sequential sync `Predict` calls ({a['warmup']} warm-up), "
+        "0 ms server latency, cache off",
+        "",
+        "| client | ms/call | above the raw-HTTP floor (ms/call) |",
+        "|---|---:|---:|",
+        f"| raw httpx2 POST, same request bodies (floor) | {a['floor']['ms_per_call']:.3f} | – |",
+        f"| dsr | {a['dsr']['ms_per_call']:.3f} | {a['dsr']['ms_per_call'] - a['floor']['ms_per_call']:.3f} |",
+        f"| {dspy} | {a['dspy']['ms_per_call']:.3f} | "
+        f"{a['dspy']['ms_per_call'] - a['floor']['ms_per_call']:.3f} |",
+        "",
+        f"Target dsr ≤ ¼ of DSPy: dsr/DSPy = {a['ratio']:.2f} → {yes(a['met'])}.",
+        "",
+        f"### b. Evaluate throughput: {b['n']} examples, {1000 * b['latency']:.0f} ms server latency, cache off",
+        "",
+        "| run | concurrency | wall (s) | examples/s | score | server max_in_flight |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in b["runs"]:
+        label = "dsr (LM max_concurrency=256)" if r["side"] == "dsr" else f"{dspy} num_threads={r['threads']}"
+        lines.append(f"| {label} | {r['threads']} | {r['seconds']:.2f} | {r['n'] / r['seconds']:.0f} | "
+                     f"{r['score']:.1f} | {r['max_in_flight']} |")
+    lines += [
+        "",
+        f"Physical limit 0.1 s × ceil({b['n']}/256) = {b['limit_s']:.1f} s. "
+        f"Target dsr ≤ 1.5× limit: {b['dsr_over_limit']:.2f}× → {yes(b['met_limit'])}. "
+        f"Target dsr ≥ 10× faster than DSPy's best (num_threads={b['dspy_best_threads']}): "
+        f"{b['dspy_best_over_dsr']:.1f}× → {yes(b['met_speedup'])}.",
+        "",
+        f"### c. Fully cached re-evaluation: {c['n']} examples, cache on",
+        "",
+        "| run | concurrency | fill pass (s) | 2nd pass, same process (ex/s) | new process, disk tier (ex/s) "
+        "| server requests in timed passes |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in c["runs"]:
+        label = "dsr" if r["side"] == "dsr" else f"{dspy} num_threads={r['threads']}"
+        requests = r["memory"]["requests_during_timed_pass"] + r["disk"]["requests_during_timed_pass"]
+        lines.append(f"| {label} | {r['threads']} | {r['memory']['fill_seconds']:.2f} | "
+                     f"{r['memory']['examples_per_s']:,.0f} | {r['disk']['examples_per_s']:,.0f} | {requests} |")
+    dsr_c = next(r for r in c["runs"] if r["side"] == "dsr")
+    lines += [
+        "",
+        f"Target dsr ≥ 10,000 ex/s: second pass {dsr_c['memory']['examples_per_s']:,.0f}/s → {yes(c['met'])}; "
+        f"new process (disk) {dsr_c['disk']['examples_per_s']:,.0f}/s → {yes(c['met_disk'])}.",
+        "",
+        f"### d. Import time: `python -c \"import X\"`, median of {d['dsr']['runs']} runs (after 1 untimed)",
+        "",
+        "| import | median (s) | min (s) | max (s) |",
+        "|---|---:|---:|---:|",
+        f"| `import sys` (interpreter start-up only) | {d['python_startup']['median_s']:.3f} | "
+        f"{d['python_startup']['min_s']:.3f} | {d['python_startup']['max_s']:.3f} |",
+        f"| `import dsr_core` | {d['dsr']['median_s']:.3f} | {d['dsr']['min_s']:.3f} | {d['dsr']['max_s']:.3f} |",
+        f"| `import dspy` | {d['dspy']['median_s']:.3f} | {d['dspy']['min_s']:.3f} | {d['dspy']['max_s']:.3f} |",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smaller sizes (a smoke run, not for RESULTS.md)")
+    parser.add_argument("--json", type=Path, help="also write the raw results to this file")
+    args = parser.parse_args()
+    sizes = QUICK if args.quick else FULL
+    dspy_py = dspy_python()
+    results: dict[str, Any] = {"sizes": asdict(sizes), "machine": machine(dspy_py)}
+    results["percall"] = bench_percall(sizes, dspy_py)
+    results["evaluate"] = bench_evaluate(sizes, dspy_py)
+    results["cached"] = bench_cached(sizes, dspy_py)
+    results["import"] = bench_import(sizes, dspy_py)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+    print(render(results))
+
+
+if __name__ == "__main__":
+    main()

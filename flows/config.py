@@ -1,0 +1,215 @@
+"""The run config: one pydantic model shared by every flow (as its parameters) and by the CLI (as a file).
+
+A TOML or YAML file with sections ``[program] [data] [metric] [lm] [judge_lm] [run] [mlflow]``;
+``--set section.key=value`` overrides any key. Problems (unknown keys, wrong types, refs that do not
+import) are collected and reported together, each with its config path, before any LM call is made.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+import dsr_core as dsr
+
+
+class ConfigError(dsr.DsrError, ValueError):
+    """The config is invalid. ``problems`` lists (config path, message) pairs."""
+
+    def __init__(self, problems: list[tuple[str, str]], source: str = "config") -> None:
+        self.problems = problems
+        lines = "\n".join(f"  {path}: {message}" for path, message in problems)
+        super().__init__(f"{source} has {len(problems)} problem(s):\n{lines}")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ProgramConfig(_Section):
+    ref: str = Field(description="'package.module:attr': a Module subclass or a zero-argument factory")
+    state: str | None = Field(None, description="saved program JSON: a path or an fsspec URL (s3://...)")
+
+
+class DataConfig(_Section):
+    train: str | None = None
+    dev: str | None = None
+    input_keys: list[str]
+    rename: dict[str, str] | None = None
+    limit: int | None = Field(None, ge=1)
+    split: str | None = Field(None, description="split for hf: sources")
+    config: str | None = Field(None, description="dataset config for hf: sources")
+
+
+class MetricConfig(_Section):
+    ref: str = Field("exact_match", description="'package.module:function' or exact_match | f1 | judge")
+    criteria: str | None = Field(None, description="what the judge checks (metric 'judge')")
+
+
+class LMConfig(_Section):
+    model: str
+    api_base: str | None = None
+    api_key_env: str = Field("OPENAI_API_KEY", description="NAME of the environment variable holding the key")
+    temperature: float = 0.0
+    max_tokens: int = Field(1000, ge=1)
+    max_concurrency: int = Field(64, ge=1)
+    rpm: float | None = Field(None, gt=0)
+    tpm: float | None = Field(None, gt=0)
+    cache: bool = True
+    num_retries: int = Field(5, ge=0)
+    timeout: float = Field(120.0, gt=0)
+
+    def build(self) -> dsr.LM:
+        return dsr.LM(self.model, api_base=self.api_base, api_key_env=self.api_key_env,
+                      temperature=self.temperature, max_tokens=self.max_tokens,
+                      max_concurrency=self.max_concurrency, rpm=self.rpm, tpm=self.tpm, cache=self.cache,
+                      num_retries=self.num_retries, timeout=self.timeout)
+
+
+class RunSection(_Section):
+    name: str | None = None
+    artifacts_url: str = Field(".dsr/artifacts", description="local folder or s3://bucket/prefix")
+    shard_size: int | None = Field(None, ge=1, description="examples per task; auto when unset")
+    concurrency: int = Field(64, ge=1, description="examples in flight inside one shard task")
+    task_runner: Literal["thread", "process", "dask"] = "thread"
+    max_workers: int | None = Field(None, ge=1)
+    dask_address: str | None = None
+
+
+class MLflowConfig(_Section):
+    tracking_uri: str | None = Field(None, description="default: sqlite:///mlflow.db in the working folder")
+    experiment: str = "dsr"
+
+
+class RunConfig(_Section):
+    program: ProgramConfig
+    data: DataConfig
+    metric: MetricConfig = MetricConfig()
+    lm: LMConfig
+    judge_lm: LMConfig | None = None
+    run: RunSection = RunSection()
+    mlflow: MLflowConfig = MLflowConfig()
+
+    def public_params(self) -> dict[str, Any]:
+        """Flat ``section.key`` params for MLflow. The config holds only env-var NAMES, never keys."""
+        flat: dict[str, Any] = {}
+
+        def walk(prefix: str, value: Any) -> None:
+            if isinstance(value, dict):
+                for k, v in value.items():
+                    walk(f"{prefix}.{k}" if prefix else k, v)
+            elif value is not None:
+                flat[prefix] = json.dumps(value) if isinstance(value, list) else value
+
+        walk("", self.model_dump())
+        return flat
+
+
+# -- reading ---------------------------------------------------------------------------------------------------
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError([(item, "an override must look like section.key=value")], "--set")
+        node = data
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError([(key, f"{part!r} is not a section")], "--set")
+        node[parts[-1]] = _parse_value(value.strip())
+    return data
+
+
+def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError([(str(path), "no such file")], str(path)) from None
+    try:
+        if path.suffix.lower() in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text) or {}
+        else:
+            data = tomllib.loads(text)
+    except Exception as exc:  # noqa: BLE001 - a syntax error of either format
+        raise ConfigError([(str(path), f"cannot parse: {exc}")], str(path)) from None
+    if not isinstance(data, dict):
+        raise ConfigError([(str(path), "the top level must be a table/mapping")], str(path))
+    return data
+
+
+def validate_config(data: dict[str, Any], source: str = "config", *, check_refs: bool = True) -> RunConfig:
+    try:
+        config = RunConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = [(".".join(str(p) for p in err["loc"]) or "(top level)", err["msg"]) for err in exc.errors()]
+        raise ConfigError(problems, source) from None
+    if check_refs:
+        problems = check_references(config)
+        if problems:
+            raise ConfigError(problems, source)
+    return config
+
+
+def load_config(path: str | os.PathLike[str], overrides: list[str] | None = None, *, check_refs: bool = True
+                ) -> RunConfig:
+    data = apply_overrides(read_config_file(path), overrides or [])
+    return validate_config(data, str(path), check_refs=check_refs)
+
+
+# -- references ------------------------------------------------------------------------------------------------
+
+
+def import_ref(ref: str) -> Any:
+    """Import ``package.module:attr`` (``attr`` may be dotted)."""
+    module_name, sep, attr = ref.partition(":")
+    if not sep or not module_name or not attr:
+        raise ValueError(f"{ref!r} is not of the form 'package.module:attr'")
+    module = importlib.import_module(module_name)
+    obj: Any = module
+    for part in attr.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def check_references(config: RunConfig) -> list[tuple[str, str]]:
+    problems: list[tuple[str, str]] = []
+    try:
+        target = import_ref(config.program.ref)
+        if not (isinstance(target, type) and issubclass(target, dsr.Module)) and not callable(target):
+            problems.append(("program.ref", f"{config.program.ref} is neither a Module subclass nor a factory"))
+    except Exception as exc:  # noqa: BLE001 - report any import failure with its path
+        problems.append(("program.ref", f"cannot import {config.program.ref!r}: {exc}"))
+    ref = config.metric.ref
+    if ref == "judge":
+        if config.judge_lm is None:
+            problems.append(("judge_lm", "metric 'judge' needs a [judge_lm] section"))
+    elif ref not in dsr.metrics.BUILTIN_METRICS:
+        try:
+            if not callable(import_ref(ref)):
+                problems.append(("metric.ref", f"{ref} is not callable"))
+        except Exception as exc:  # noqa: BLE001
+            problems.append(("metric.ref", f"cannot import {ref!r} (built-ins: exact_match, f1, judge): {exc}"))
+    if not config.data.dev and not config.data.train:
+        problems.append(("data", "give data.dev (and/or data.train)"))
+    if config.run.task_runner == "dask" and config.run.dask_address is None:
+        pass  # a LocalCluster is started for the run
+    return problems

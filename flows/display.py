@@ -1,0 +1,65 @@
+"""Live progress and the final summary for ``dsr evaluate`` (rich, on stderr)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from dsr_core.evaluate import EvaluationRow
+
+
+class EvaluationDisplay:
+    """Examples done / failed, rate, running score. Fed by evaluate_shard's progress sink (any thread)."""
+
+    def __init__(self) -> None:
+        self.console = Console(stderr=True)
+        self.done = 0
+        self.failed = 0
+        self.score = 0.0
+        self.started = time.perf_counter()
+        self._lock = threading.Lock()  # rows arrive from several task threads; the display is not the hot path
+        self._live: Live | None = None
+
+    def __enter__(self) -> EvaluationDisplay:
+        self._live = Live(self._render(), console=self.console, refresh_per_second=4, transient=True)
+        self._live.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._live is not None:
+            self._live.__exit__(*exc)
+
+    def on_row(self, row: EvaluationRow) -> None:
+        with self._lock:
+            self.done += 1
+            self.failed += row.error_type is not None
+            self.score += row.score
+        if self._live is not None:
+            self._live.update(self._render())
+
+    def _render(self) -> str:
+        elapsed = max(time.perf_counter() - self.started, 1e-9)
+        rate = self.done / elapsed
+        running = 100 * self.score / self.done if self.done else 0.0
+        return (f"evaluating: {self.done} done, {self.failed} failed, {rate:.1f} examples/s, "
+                f"running score {running:.1f}")
+
+    def summary(self, report: Any) -> None:
+        table = Table(title=f"dsr evaluate: {report.run_name}", show_header=False)
+        rows = [
+            ("score", f"{report.score:.2f}"), ("examples", str(report.n)),
+            ("errors", f"{report.errors} ({100 * report.error_rate:.1f}%)"),
+            ("LM calls", str(report.lm_calls)), ("cached", f"{100 * report.cached_fraction:.1f}%"),
+            ("tokens", f"{report.prompt_tokens} in / {report.completion_tokens} out"),
+            ("latency p50 / p95", f"{report.latency_p50:.3f}s / {report.latency_p95:.3f}s"),
+            ("wall time", f"{report.wall_time:.1f}s in {report.shards} shards"),
+            ("table", report.table_url), ("MLflow run", report.mlflow_run_id or "-"),
+        ]
+        for key, value in rows:
+            table.add_row(key, value)
+        Console().print(table)

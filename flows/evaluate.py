@@ -1,0 +1,127 @@
+"""The evaluate flow: shard the dev set, map evaluate_shard over the shards, aggregate, record.
+
+``run_evaluation(config)`` picks the task runner from the config and runs the flow; the CLI and
+deployments call it. The per-example table goes to ``{artifacts_url}/{run name}/evaluation.parquet``
+(local folder or s3:// through fsspec), and an MLflow run gets the params (no secrets: the config holds
+only env-var names), the metrics and the table.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import uuid
+from typing import Any
+
+from prefect import flow, get_run_logger
+from pydantic import BaseModel
+
+import dsr_core as dsr
+from dsr_core.evaluate import EvaluationResult, row_from_record
+from tasks.evaluate import evaluate_shard
+
+from .artifacts import read_program_state, result_storage_for, write_table
+from .config import RunConfig, check_references
+from .tracking import log_evaluation
+
+
+class EvaluationReport(BaseModel):
+    run_name: str
+    score: float
+    n: int
+    errors: int
+    error_rate: float
+    prompt_tokens: int
+    completion_tokens: int
+    lm_calls: int
+    cached_fraction: float
+    latency_p50: float
+    latency_p95: float
+    wall_time: float
+    shards: int
+    table_url: str
+    mlflow_run_id: str | None = None
+
+
+def auto_shard_size(n: int, workers: int) -> int:
+    """A few shards per worker: enough to balance, few enough that Prefect's ~10 ms per task is noise."""
+    shards = max(1, min(n, workers * 3))
+    return max(1, math.ceil(n / shards))
+
+
+def load_split(config: RunConfig, which: str) -> list[dsr.Example]:
+    source = getattr(config.data, which)
+    if source is None:
+        raise dsr.DsrError(f"data.{which} is not set")
+    return dsr.DataLoader().load(source, input_keys=config.data.input_keys, rename=config.data.rename,
+                                 limit=config.data.limit, split=config.data.split, config=config.data.config)
+
+
+@flow(name="dsr-evaluate", validate_parameters=True)
+def evaluate_flow(config: RunConfig, progress_key: str | None = None) -> EvaluationReport:
+    logger = get_run_logger()
+    problems = check_references(config)
+    if problems:
+        from .config import ConfigError
+
+        raise ConfigError(problems)
+    run_name = config.run.name or f"evaluate-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    devset = load_split(config, "dev" if config.data.dev else "train")
+    state = read_program_state(config.program.state) if config.program.state else None
+    workers = config.run.max_workers or 4
+    size = config.run.shard_size or auto_shard_size(len(devset), workers)
+    starts = list(range(0, len(devset), size))
+    logger.info("evaluating %d examples in %d shards of up to %d", len(devset), len(starts), size)
+    task = evaluate_shard.with_options(result_storage=result_storage_for(config.run.artifacts_url))
+    lm = config.lm.model_dump()
+    judge = config.judge_lm.model_dump() if config.judge_lm else None
+    input_keys = list(config.data.input_keys)
+    started = time.perf_counter()
+    futures = [
+        task.submit(
+            config.program.ref, state, lm, config.metric.model_dump(), judge,
+            [e.to_dict() for e in devset[s:s + size]], input_keys, s,
+            concurrency=min(config.lm.max_concurrency, size), progress_key=progress_key,
+        )
+        for s in starts
+    ]
+    records = [record for future in futures for record in future.result()]
+    wall = time.perf_counter() - started
+    rows = sorted((row_from_record(r) for r in records), key=lambda r: r.index)
+    result = EvaluationResult(rows=rows, wall_time=wall)
+    for row in rows:
+        result.usage.add(dsr.Usage(row.prompt_tokens, row.completion_tokens, row.lm_calls, row.cached_calls))
+    table_url = write_table(result.to_arrow(), config.run.artifacts_url, run_name, "evaluation.parquet")
+    summary = result.summary()
+    run_id = log_evaluation(config, run_name, summary, table_url, result.to_arrow())
+    logger.info("score %.2f on %d examples (%d errors); table at %s", result.score, result.n, result.errors,
+                table_url)
+    return EvaluationReport(
+        run_name=run_name, score=result.score, n=result.n, errors=result.errors, error_rate=result.error_rate,
+        prompt_tokens=result.usage.prompt_tokens, completion_tokens=result.usage.completion_tokens,
+        lm_calls=result.usage.lm_calls, cached_fraction=result.cached_fraction,
+        latency_p50=summary["latency_p50"], latency_p95=summary["latency_p95"], wall_time=wall,
+        shards=len(starts), table_url=table_url, mlflow_run_id=run_id,
+    )
+
+
+def task_runner_for(config: RunConfig) -> Any:
+    kind = config.run.task_runner
+    if kind == "thread":
+        from prefect.task_runners import ThreadPoolTaskRunner
+
+        return ThreadPoolTaskRunner(max_workers=config.run.max_workers or 4)
+    if kind == "process":
+        from prefect.task_runners import ProcessPoolTaskRunner
+
+        return ProcessPoolTaskRunner(max_workers=config.run.max_workers or 2)
+    from prefect_dask import DaskTaskRunner
+
+    if config.run.dask_address:
+        return DaskTaskRunner(address=config.run.dask_address)
+    return DaskTaskRunner(cluster_kwargs={"n_workers": config.run.max_workers or 2, "threads_per_worker": 1})
+
+
+def run_evaluation(config: RunConfig, progress_key: str | None = None) -> EvaluationReport:
+    """Run the evaluate flow with the task runner the config asks for."""
+    return evaluate_flow.with_options(task_runner=task_runner_for(config))(config, progress_key=progress_key)

@@ -1,0 +1,75 @@
+"""The evaluate_shard task: dsr_core's async Evaluate over one shard of examples.
+
+Per-example failures (LM, parse, metric) are rows, not task failures, so a task fails only for
+infrastructure reasons, and only those are retried. Results are persisted as JSON under the run's
+artifacts_url with an INPUTS + TASK_SOURCE cache policy: re-running an interrupted evaluation finds the
+finished shards by their inputs and skips them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from prefect import task
+from prefect.cache_policies import INPUTS, TASK_SOURCE
+
+import dsr_core as dsr
+from dsr_core.evaluate import EvaluationRow
+
+from .program import build_metric, build_program
+
+# progress sinks registered by the caller (CLI display); the key is excluded from the cache key
+_progress_sinks: dict[str, Callable[[EvaluationRow], None]] = {}
+
+
+def register_progress(key: str, sink: Callable[[EvaluationRow], None]) -> None:
+    _progress_sinks[key] = sink
+
+
+def unregister_progress(key: str) -> None:
+    _progress_sinks.pop(key, None)
+
+
+def is_infrastructure_failure(task: Any, task_run: Any, state: Any) -> bool:
+    """Retry crashes and I/O trouble, never configuration or program errors (they would fail again)."""
+    try:
+        state.result()
+    except (dsr.DsrError, ImportError, AttributeError, TypeError, ValueError, KeyError):
+        return False
+    except Exception:  # noqa: BLE001 - anything else (OSError, a crashed worker) is worth a retry
+        return True
+    return False
+
+
+@task(
+    name="evaluate_shard",
+    persist_result=True,
+    result_serializer="json",
+    cache_policy=(INPUTS - "progress_key") + TASK_SOURCE,
+    retries=2,
+    retry_delay_seconds=[1, 5],
+    retry_condition_fn=is_infrastructure_failure,
+    task_run_name="evaluate_shard[{first_index}]",
+)
+async def evaluate_shard(
+    program_ref: str,
+    program_state: dict[str, Any] | None,
+    lm: dict[str, Any],
+    metric: dict[str, Any],
+    judge_lm: dict[str, Any] | None,
+    examples: list[dict[str, Any]],
+    input_keys: list[str],
+    first_index: int,
+    concurrency: int = 64,
+    progress_key: str | None = None,
+) -> list[dict[str, Any]]:
+    """Evaluate ``examples`` (rows ``first_index``...) and return one JSON record per example."""
+    program = build_program(program_ref, program_state, lm)
+    metric_fn = build_metric(metric, judge_lm)
+    devset = [dsr.Example(e).with_inputs(*input_keys) for e in examples]
+    sink = _progress_sinks.get(progress_key) if progress_key else None
+    evaluate = dsr.Evaluate(devset, metric_fn, concurrency=concurrency, progress=False, on_row=sink)
+    indices = range(first_index, first_index + len(devset))
+    result = await evaluate.acall(program, indices=indices)
+    return result.records()
