@@ -16,6 +16,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Callable, Iterable, Iterator
@@ -44,18 +45,19 @@ class LMServer:
         self.python = python
         self.url = ""
         self._proc: subprocess.Popen[str] | None = None
+        self._stderr = tempfile.TemporaryFile(mode="w+")  # a file, not a pipe: nobody has to drain it
 
     def start(self) -> LMServer:
         self._proc = subprocess.Popen(
             [self.python, "-m", "dsr_core.testing.server", "--port", "0", "--latency", str(self.latency)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO_ROOT,
+            stdout=subprocess.PIPE, stderr=self._stderr, text=True, cwd=REPO_ROOT,
         )
         assert self._proc.stdout is not None
         line = self._proc.stdout.readline().strip()  # blocks until the server is listening
         if not line.startswith("http://"):
-            err = self._proc.stderr.read() if self._proc.stderr else ""
             self.stop()
-            raise RuntimeError(f"test server did not start: {line!r} {err}")
+            self._stderr.seek(0)
+            raise RuntimeError(f"test server did not start: {line!r} {self._stderr.read()[-4000:]}")
         self.url = line
         return self
 

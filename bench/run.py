@@ -43,10 +43,11 @@ class Sizes:
     warmup: int
     eval_n: int
     import_runs: int
+    repeats: int  # each a/b/c measurement this many times (fresh processes); tables show the median run
 
 
-FULL = Sizes(percall_n=1000, warmup=50, eval_n=2000, import_runs=7)
-QUICK = Sizes(percall_n=200, warmup=20, eval_n=500, import_runs=3)
+FULL = Sizes(percall_n=1000, warmup=50, eval_n=2000, import_runs=7, repeats=3)
+QUICK = Sizes(percall_n=200, warmup=20, eval_n=500, import_runs=3, repeats=1)
 
 
 def log(message: str) -> None:
@@ -74,15 +75,25 @@ def run_one(name: str, dspy_py: str, benchmark: str, url: str, env: dict[str, st
     return run_side(python, script, args, env)
 
 
+def median_run(runs: list[dict[str, Any]], key: str) -> dict[str, Any]:
+    """The run with the median ``key`` (the lower one of an even count), plus every run's ``key`` value."""
+    chosen = dict(sorted(runs, key=lambda r: r[key])[(len(runs) - 1) // 2])
+    chosen[f"{key}_all"] = [r[key] for r in runs]
+    return chosen
+
+
 # -- a. per-call overhead ------------------------------------------------------------------------------------------
 def bench_percall(sizes: Sizes, dspy_py: str) -> dict[str, Any]:
-    out: dict[str, Any] = {"n": sizes.percall_n, "warmup": sizes.warmup}
+    plan = [("floor", "dsr", "floor"), ("dsr", "dsr", "percall"), ("dspy", "dspy", "percall")]
+    runs: dict[str, list[dict[str, Any]]] = {key: [] for key, _, _ in plan}
     with LMServer(latency=0.0) as server:
-        for key, name, benchmark in (("floor", "dsr", "floor"), ("dsr", "dsr", "percall"),
-                                     ("dspy", "dspy", "percall")):
-            with cache_dirs() as env:
-                out[key] = run_one(name, dspy_py, benchmark, server.url, env, n=sizes.percall_n,
-                                   warmup=sizes.warmup)
+        for _ in range(sizes.repeats):  # rounds, so drift on the machine spreads over every client alike
+            for key, name, benchmark in plan:
+                with cache_dirs() as env:
+                    runs[key].append(run_one(name, dspy_py, benchmark, server.url, env, n=sizes.percall_n,
+                                             warmup=sizes.warmup))
+    out: dict[str, Any] = {"n": sizes.percall_n, "warmup": sizes.warmup, "repeats": sizes.repeats}
+    out.update({key: median_run(r, "ms_per_call") for key, r in runs.items()})
     out["ratio"] = out["dsr"]["ms_per_call"] / out["dspy"]["ms_per_call"]
     out["met"] = out["ratio"] <= 0.25
     return out
@@ -91,18 +102,31 @@ def bench_percall(sizes: Sizes, dspy_py: str) -> dict[str, Any]:
 # -- b. Evaluate throughput ----------------------------------------------------------------------------------------
 def bench_evaluate(sizes: Sizes, dspy_py: str) -> dict[str, Any]:
     n = sizes.eval_n
-    out: dict[str, Any] = {"n": n, "latency": EVAL_LATENCY,
-                           "limit_s": EVAL_LATENCY * math.ceil(n / DSR_CONCURRENCY), "runs": []}
+    plan = [("floor-httpx2", "dsr", "floor-httpx2", DSR_CONCURRENCY),
+            ("floor-aiohttp", "dsr", "floor-aiohttp", DSR_CONCURRENCY),
+            ("dsr", "dsr", "evaluate", DSR_CONCURRENCY),
+            *((f"dspy-{t}", "dspy", "evaluate", t) for t in DSPY_THREADS)]
+    runs: dict[str, list[dict[str, Any]]] = {key: [] for key, *_ in plan}
     with LMServer(latency=EVAL_LATENCY) as server:
-        for name, threads in [("dsr", DSR_CONCURRENCY), *(("dspy", t) for t in DSPY_THREADS)]:
-            with cache_dirs() as env:
-                server.reset()
-                result = run_one(name, dspy_py, "evaluate", server.url, env, n=n, threads=threads)
-                stats = server.stats()
-            out["runs"].append({"side": name, **result, "max_in_flight": stats["max_in_flight"],
-                                "requests": stats["requests"]})
+        for _ in range(sizes.repeats):
+            for key, name, benchmark, threads in plan:
+                with cache_dirs() as env:
+                    server.reset()
+                    try:
+                        result = run_one(name, dspy_py, benchmark, server.url, env, n=n, threads=threads)
+                    except RuntimeError as exc:
+                        if not key.startswith("floor"):
+                            raise
+                        log(f"skipping {key} (a reference row only): {str(exc).splitlines()[-1]}")
+                        continue
+                    stats = server.stats()
+                runs[key].append({**result, "side": key, "max_in_flight": stats["max_in_flight"],
+                                  "requests": stats["requests"]})
+    out: dict[str, Any] = {"n": n, "latency": EVAL_LATENCY, "repeats": sizes.repeats,
+                           "limit_s": EVAL_LATENCY * math.ceil(n / DSR_CONCURRENCY),
+                           "runs": [median_run(r, "seconds") for r in runs.values() if r]}
     dsr = next(r for r in out["runs"] if r["side"] == "dsr")
-    best = min((r for r in out["runs"] if r["side"] == "dspy"), key=lambda r: r["seconds"])
+    best = min((r for r in out["runs"] if r["side"].startswith("dspy")), key=lambda r: r["seconds"])
     out["dsr_over_limit"] = dsr["seconds"] / out["limit_s"]
     out["dspy_best_over_dsr"] = best["seconds"] / dsr["seconds"]
     out["dspy_best_threads"] = best["threads"]
@@ -116,13 +140,18 @@ def bench_cached(sizes: Sizes, dspy_py: str) -> dict[str, Any]:
     """Per configuration: process 1 fills the cache and times a second pass (memory tier); process 2, same
     cache directory, times one pass (disk tier only: its memory starts empty)."""
     n = sizes.eval_n
-    out: dict[str, Any] = {"n": n, "runs": []}
+    plan = [("dsr", DSR_CONCURRENCY), *(("dspy", t) for t in DSPY_THREADS)]
+    runs: dict[tuple[str, int], dict[str, list[dict[str, Any]]]] = {c: {"memory": [], "disk": []} for c in plan}
     with LMServer(latency=0.0) as server:  # latency only slows the fill pass; timed passes make no requests
-        for name, threads in [("dsr", DSR_CONCURRENCY), *(("dspy", t) for t in DSPY_THREADS)]:
-            with cache_dirs() as env:
-                memory = run_one(name, dspy_py, "cached", server.url, env, n=n, threads=threads, phase="memory")
-                disk = run_one(name, dspy_py, "cached", server.url, env, n=n, threads=threads, phase="disk")
-            out["runs"].append({"side": name, "threads": threads, "memory": memory, "disk": disk})
+        for _ in range(sizes.repeats):
+            for name, threads in plan:
+                with cache_dirs() as env:
+                    for phase in ("memory", "disk"):
+                        runs[name, threads][phase].append(run_one(
+                            name, dspy_py, "cached", server.url, env, n=n, threads=threads, phase=phase))
+    out: dict[str, Any] = {"n": n, "repeats": sizes.repeats, "runs": [
+        {"side": name, "threads": threads, **{phase: median_run(r, "examples_per_s") for phase, r in by.items()}}
+        for (name, threads), by in runs.items()]}
     dsr = next(r for r in out["runs"] if r["side"] == "dsr")
     out["met"] = dsr["memory"]["examples_per_s"] >= 10_000
     out["met_disk"] = dsr["disk"]["examples_per_s"] >= 10_000
@@ -190,10 +219,14 @@ def render(results: dict[str, Any]) -> str:
         "| run | concurrency | wall (s) | examples/s | score | server max_in_flight |",
         "|---|---:|---:|---:|---:|---:|",
     ]
+    labels = {"floor-httpx2": "raw httpx2.AsyncClient POSTs, same bodies (dsr's transport, no framework)",
+              "floor-aiohttp": "raw aiohttp POSTs, same bodies (another asyncio client, for scale)",
+              "dsr": "dsr Evaluate (LM max_concurrency=256)"}
     for r in b["runs"]:
-        label = "dsr (LM max_concurrency=256)" if r["side"] == "dsr" else f"{dspy} num_threads={r['threads']}"
+        label = labels.get(r["side"], f"{dspy} Evaluate num_threads={r['threads']}")
+        score = f"{r['score']:.1f}" if "score" in r else "–"
         lines.append(f"| {label} | {r['threads']} | {r['seconds']:.2f} | {r['n'] / r['seconds']:.0f} | "
-                     f"{r['score']:.1f} | {r['max_in_flight']} |")
+                     f"{score} | {r['max_in_flight']} |")
     lines += [
         "",
         f"Physical limit 0.1 s × ceil({b['n']}/256) = {b['limit_s']:.1f} s. "

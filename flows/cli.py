@@ -110,7 +110,7 @@ def evaluate(config_path: Path = typer.Argument(..., metavar="CONFIG"),
 
     key = uuid.uuid4().hex
     with EvaluationDisplay() as display:
-        register_progress(key, display.on_row)
+        register_progress(key, display)
         try:
             report = run_evaluation(config, progress_key=key)
         except Exception as exc:  # noqa: BLE001 - one clear line, non-zero exit

@@ -18,6 +18,7 @@ class EvaluationDisplay:
 
     def __init__(self) -> None:
         self.console = Console(stderr=True)
+        self.total: int | None = None
         self.done = 0
         self.failed = 0
         self.score = 0.0
@@ -34,6 +35,10 @@ class EvaluationDisplay:
         if self._live is not None:
             self._live.__exit__(*exc)
 
+    def on_start(self, total: int) -> None:
+        self.total = total
+        self.started = time.perf_counter()
+
     def on_row(self, row: EvaluationRow) -> None:
         with self._lock:
             self.done += 1
@@ -46,8 +51,11 @@ class EvaluationDisplay:
         elapsed = max(time.perf_counter() - self.started, 1e-9)
         rate = self.done / elapsed
         running = 100 * self.score / self.done if self.done else 0.0
-        return (f"evaluating: {self.done} done, {self.failed} failed, {rate:.1f} examples/s, "
-                f"running score {running:.1f}")
+        if self.total is None:
+            return "starting: loading data, connecting to Prefect ..."
+        eta = (self.total - self.done) / rate if rate > 0 else float("nan")
+        return (f"evaluating: {self.done}/{self.total} done, {self.failed} failed, {rate:.1f} examples/s, "
+                f"ETA {eta:.0f}s, running score {running:.1f}")
 
     def summary(self, report: Any) -> None:
         table = Table(title=f"dsr evaluate: {report.run_name}", show_header=False)
