@@ -55,6 +55,44 @@ def log(message: str) -> None:
     sys.stderr.flush()
 
 
+def cpu_busy(interval: float = 1.0) -> float:
+    """Fraction of all cores' time spent busy over ``interval`` seconds (from /proc/stat)."""
+    def sample() -> tuple[int, int]:
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        return sum(fields), fields[3] + fields[4]  # total, idle + iowait
+
+    total0, idle0 = sample()
+    time.sleep(interval)
+    total1, idle1 = sample()
+    return 1 - (idle1 - idle0) / max(1, total1 - total0)
+
+
+class Quiet:
+    """Before every measured process: wait (up to ``max_wait`` s) until other work leaves the CPUs idle.
+    On 2 cores any other load lands on the cores the client and the server need. ``worst[benchmark]`` is
+    the busiest machine a measurement of that benchmark started on."""
+
+    def __init__(self, max_wait: float, threshold: float = 0.15) -> None:
+        self.max_wait = max_wait
+        self.threshold = threshold
+        self.benchmark = ""  # the benchmark now running, set by main()
+        self.worst: dict[str, float] = {}
+
+    def wait(self) -> None:
+        deadline = time.monotonic() + self.max_wait
+        busy = cpu_busy(0.5)
+        while busy >= self.threshold and time.monotonic() < deadline:
+            log(f"machine {100 * busy:.0f}% busy with other work; waiting for it to settle")
+            time.sleep(5)
+            busy = cpu_busy(0.5)
+        if busy >= self.threshold:
+            log(f"WARNING: starting on a machine {100 * busy:.0f}% busy with other work; numbers will suffer")
+        self.worst[self.benchmark] = max(self.worst.get(self.benchmark, 0.0), busy)
+
+
+QUIET = Quiet(max_wait=300)
+
+
 @contextmanager
 def cache_dirs() -> Iterator[dict[str, str]]:
     """Fresh, empty cache directories for both frameworks, removed afterwards."""
@@ -70,6 +108,7 @@ def side(name: str, dspy_py: str) -> tuple[str, str]:
 def run_one(name: str, dspy_py: str, benchmark: str, url: str, env: dict[str, str], **options: Any
             ) -> dict[str, Any]:
     python, script = side(name, dspy_py)
+    QUIET.wait()
     args = [benchmark, "--url", url, *[a for k, v in options.items() for a in (f"--{k}", str(v))]]
     log(f"{name}: {' '.join(args[:1] + args[3:])}")
     return run_side(python, script, args, env)
@@ -160,19 +199,26 @@ def bench_cached(sizes: Sizes, dspy_py: str) -> dict[str, Any]:
 
 # -- d. import time ------------------------------------------------------------------------------------------------
 def import_seconds(python: str, module: str, runs: int) -> dict[str, Any]:
-    """Wall time of ``python -c "import module"`` in a subprocess: one untimed run (bytecode, page cache), then
-    ``runs`` timed ones. Run from an empty directory so nothing local shadows the installed package."""
+    """Wall time of ``python -c "import module"`` in a subprocess: one untimed run, then ``runs`` timed ones.
+
+    Bytecode is written to and read from a private PYTHONPYCACHEPREFIX tree (filled by the untimed run), for
+    both interpreters alike: an editable dsr checkout has no ``__pycache__`` of its own when the environment
+    sets PYTHONDONTWRITEBYTECODE, while DSPy's site-packages were compiled by pip, and comparing source
+    compilation with bytecode loading would measure that, not the packages. Runs from an empty directory."""
     times = []
-    with tempfile.TemporaryDirectory() as cwd:
+    with tempfile.TemporaryDirectory() as cwd, tempfile.TemporaryDirectory(prefix="pycache-") as prefix:
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+        env["PYTHONPYCACHEPREFIX"] = prefix
         for i in range(runs + 1):
             started = time.perf_counter()
-            subprocess.run([python, "-c", f"import {module}"], check=True, cwd=cwd, env={**os.environ})
+            subprocess.run([python, "-c", f"import {module}"], check=True, cwd=cwd, env=env)
             if i:
                 times.append(time.perf_counter() - started)
     return {"median_s": statistics.median(times), "min_s": min(times), "max_s": max(times), "runs": runs}
 
 
 def bench_import(sizes: Sizes, dspy_py: str) -> dict[str, Any]:
+    QUIET.wait()
     log("import times")
     baseline = import_seconds(DSR_PYTHON, "sys", sizes.import_runs)  # interpreter start-up alone
     return {"dsr": import_seconds(DSR_PYTHON, "dsr_core", sizes.import_runs),
@@ -196,20 +242,56 @@ def yes(flag: bool) -> str:
     return "**yes**" if flag else "**no**"
 
 
+def spread(run: dict[str, Any], key: str, fmt: str) -> str:
+    """The median value, with the range over all repeats when there were several."""
+    text = format(run[key], fmt)
+    values = run.get(f"{key}_all", [])
+    return text + (f" ({format(min(values), fmt)}–{format(max(values), fmt)})" if len(values) > 1 else "")
+
+
 def render(results: dict[str, Any]) -> str:
+    """Markdown: a summary table, then one table per benchmark."""
     m, a, b, c, d = (results[k] for k in ("machine", "percall", "evaluate", "cached", "import"))
     dspy = f"DSPy {m['dspy']}"
+    repeats = results["sizes"]["repeats"]
+    dsr_b = next(r for r in b["runs"] if r["side"] == "dsr")
+    best_b = min((r for r in b["runs"] if r["side"].startswith("dspy")), key=lambda r: r["seconds"])
+    dsr_c = next(r for r in c["runs"] if r["side"] == "dsr")
+    dspy_c = [r for r in c["runs"] if r["side"] == "dspy"]
+    best_mem = max(r["memory"]["examples_per_s"] for r in dspy_c)
+    best_disk = max(r["disk"]["examples_per_s"] for r in dspy_c)
+    note = f"median of {repeats} runs in fresh processes, range in brackets" if repeats > 1 else "one run each"
     lines = [
-        f"Machine: {m['cores']} cores, {m['cpu']}, Python {m['python']}; dsr {m['dsr_commit']}; {dspy}.",
+        f"Machine: {m['cores']} cores, {m['cpu']}, Python {m['python']}; dsr {m['dsr_commit']}; {dspy}. "
+        f"Numbers: {note}. Busiest the machine was (other work) when a measurement started: "
+        + ", ".join(f"{k} {100 * v:.0f}%" for k, v in results["busy_before"].items()) + ".",
+        "",
+        "| benchmark | dsr | DSPy | target | met |",
+        "|---|---:|---:|---|---|",
+        f"| a. ms per sync call, 0 ms server (raw httpx2 floor {a['floor']['ms_per_call']:.3f}) | "
+        f"{a['dsr']['ms_per_call']:.3f} | {a['dspy']['ms_per_call']:.3f} | dsr ≤ ¼ DSPy (is {a['ratio']:.2f}×) "
+        f"| {yes(a['met'])} |",
+        f"| b. Evaluate {b['n']} ex @ {1000 * b['latency']:.0f} ms, wall s (limit {b['limit_s']:.1f} s) | "
+        f"{dsr_b['seconds']:.2f} | {best_b['seconds']:.2f} (best, {best_b['threads']} threads) | "
+        f"dsr ≤ 1.5× limit (is {b['dsr_over_limit']:.2f}×) | {yes(b['met_limit'])} |",
+        f"| | | | dsr ≥ 10× faster than DSPy's best (is {b['dspy_best_over_dsr']:.1f}×) | "
+        f"{yes(b['met_speedup'])} |",
+        f"| c. cached re-evaluation, same process, ex/s | {dsr_c['memory']['examples_per_s']:,.0f} | "
+        f"{best_mem:,.0f} (best) | dsr ≥ 10,000/s | {yes(c['met'])} |",
+        f"| c. cached re-evaluation, new process (disk), ex/s | {dsr_c['disk']['examples_per_s']:,.0f} | "
+        f"{best_disk:,.0f} (best) | (same bar, for reference) | {yes(c['met_disk'])} |",
+        f"| d. `import` wall time, s (bare interpreter {d['python_startup']['median_s']:.3f}) | "
+        f"{d['dsr']['median_s']:.3f} | {d['dspy']['median_s']:.3f} | – | – |",
         "",
         f"### a. Per-call overhead: {a['n']} sequential sync `Predict` calls ({a['warmup']} warm-up), "
         "0 ms server latency, cache off",
         "",
         "| client | ms/call | above the raw-HTTP floor (ms/call) |",
         "|---|---:|---:|",
-        f"| raw httpx2 POST, same request bodies (floor) | {a['floor']['ms_per_call']:.3f} | – |",
-        f"| dsr | {a['dsr']['ms_per_call']:.3f} | {a['dsr']['ms_per_call'] - a['floor']['ms_per_call']:.3f} |",
-        f"| {dspy} | {a['dspy']['ms_per_call']:.3f} | "
+        f"| raw httpx2.Client POSTs, same request bodies (floor) | {spread(a['floor'], 'ms_per_call', '.3f')} | – |",
+        f"| dsr `Predict` | {spread(a['dsr'], 'ms_per_call', '.3f')} | "
+        f"{a['dsr']['ms_per_call'] - a['floor']['ms_per_call']:.3f} |",
+        f"| {dspy} `Predict` | {spread(a['dspy'], 'ms_per_call', '.3f')} | "
         f"{a['dspy']['ms_per_call'] - a['floor']['ms_per_call']:.3f} |",
         "",
         f"Target dsr ≤ ¼ of DSPy: dsr/DSPy = {a['ratio']:.2f} → {yes(a['met'])}.",
@@ -225,7 +307,7 @@ def render(results: dict[str, Any]) -> str:
     for r in b["runs"]:
         label = labels.get(r["side"], f"{dspy} Evaluate num_threads={r['threads']}")
         score = f"{r['score']:.1f}" if "score" in r else "–"
-        lines.append(f"| {label} | {r['threads']} | {r['seconds']:.2f} | {r['n'] / r['seconds']:.0f} | "
+        lines.append(f"| {label} | {r['threads']} | {spread(r, 'seconds', '.2f')} | {r['n'] / r['seconds']:.0f} | "
                      f"{score} | {r['max_in_flight']} |")
     lines += [
         "",
@@ -241,11 +323,11 @@ def render(results: dict[str, Any]) -> str:
         "|---|---:|---:|---:|---:|---:|",
     ]
     for r in c["runs"]:
-        label = "dsr" if r["side"] == "dsr" else f"{dspy} num_threads={r['threads']}"
+        label = "dsr Evaluate" if r["side"] == "dsr" else f"{dspy} Evaluate num_threads={r['threads']}"
         requests = r["memory"]["requests_during_timed_pass"] + r["disk"]["requests_during_timed_pass"]
         lines.append(f"| {label} | {r['threads']} | {r['memory']['fill_seconds']:.2f} | "
-                     f"{r['memory']['examples_per_s']:,.0f} | {r['disk']['examples_per_s']:,.0f} | {requests} |")
-    dsr_c = next(r for r in c["runs"] if r["side"] == "dsr")
+                     f"{spread(r['memory'], 'examples_per_s', ',.0f')} | {spread(r['disk'], 'examples_per_s', ',.0f')} "
+                     f"| {requests} |")
     lines += [
         "",
         f"Target dsr ≥ 10,000 ex/s: second pass {dsr_c['memory']['examples_per_s']:,.0f}/s → {yes(c['met'])}; "
@@ -255,27 +337,29 @@ def render(results: dict[str, Any]) -> str:
         "",
         "| import | median (s) | min (s) | max (s) |",
         "|---|---:|---:|---:|",
-        f"| `import sys` (interpreter start-up only) | {d['python_startup']['median_s']:.3f} | "
-        f"{d['python_startup']['min_s']:.3f} | {d['python_startup']['max_s']:.3f} |",
-        f"| `import dsr_core` | {d['dsr']['median_s']:.3f} | {d['dsr']['min_s']:.3f} | {d['dsr']['max_s']:.3f} |",
-        f"| `import dspy` | {d['dspy']['median_s']:.3f} | {d['dspy']['min_s']:.3f} | {d['dspy']['max_s']:.3f} |",
-        "",
     ]
-    return "\n".join(lines)
+    for label, key in (("`import sys` (interpreter start-up only)", "python_startup"),
+                       ("`import dsr_core`", "dsr"), ("`import dspy`", "dspy")):
+        lines.append(f"| {label} | {d[key]['median_s']:.3f} | {d[key]['min_s']:.3f} | {d[key]['max_s']:.3f} |")
+    return "\n".join(lines) + "\n"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller sizes (a smoke run, not for RESULTS.md)")
     parser.add_argument("--json", type=Path, help="also write the raw results to this file")
+    parser.add_argument("--max-wait", type=float, default=300,
+                        help="before each measurement, wait up to this many seconds for other load to go away")
     args = parser.parse_args()
     sizes = QUICK if args.quick else FULL
     dspy_py = dspy_python()
+    QUIET.max_wait = args.max_wait
     results: dict[str, Any] = {"sizes": asdict(sizes), "machine": machine(dspy_py)}
-    results["percall"] = bench_percall(sizes, dspy_py)
-    results["evaluate"] = bench_evaluate(sizes, dspy_py)
-    results["cached"] = bench_cached(sizes, dspy_py)
-    results["import"] = bench_import(sizes, dspy_py)
+    for name, bench in (("percall", bench_percall), ("evaluate", bench_evaluate), ("cached", bench_cached),
+                        ("import", bench_import)):
+        QUIET.benchmark = name
+        results[name] = bench(sizes, dspy_py)
+    results["busy_before"] = QUIET.worst
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
     print(render(results))

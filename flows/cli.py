@@ -104,19 +104,20 @@ def evaluate(config_path: Path = typer.Argument(..., metavar="CONFIG"),
 
     config = _load(config_path, set_)
     prepare_prefect()
-    from tasks.evaluate import register_progress, unregister_progress
+    from tasks import progress
 
     from .evaluate import run_evaluation
 
     key = uuid.uuid4().hex
-    with EvaluationDisplay() as display:
-        register_progress(key, display)
+    # rows reach the display only from tasks running in this process
+    with EvaluationDisplay(live=config.run.task_runner == "thread") as display:
+        progress.register(key, display)
         try:
             report = run_evaluation(config, progress_key=key)
         except Exception as exc:  # noqa: BLE001 - one clear line, non-zero exit
             _fail(f"evaluation failed: {type(exc).__name__}: {exc}")
         finally:
-            unregister_progress(key)
+            progress.unregister(key)
     display.summary(report)
 
 

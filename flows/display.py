@@ -16,7 +16,8 @@ from dsr_core.evaluate import EvaluationRow
 class EvaluationDisplay:
     """Examples done / failed, rate, running score. Fed by evaluate_shard's progress sink (any thread)."""
 
-    def __init__(self) -> None:
+    def __init__(self, live: bool = True) -> None:
+        self.live = live
         self.console = Console(stderr=True)
         self.total: int | None = None
         self.done = 0
@@ -27,6 +28,8 @@ class EvaluationDisplay:
         self._live: Live | None = None
 
     def __enter__(self) -> EvaluationDisplay:
+        if not self.live:
+            return self
         self._live = Live(self._render(), console=self.console, refresh_per_second=4, transient=True)
         self._live.__enter__()
         return self

@@ -18,7 +18,8 @@ from pydantic import BaseModel
 
 import dsr_core as dsr
 from dsr_core.evaluate import EvaluationResult, row_from_record
-from tasks.evaluate import evaluate_shard, notify_start
+from tasks import progress
+from tasks.evaluate import evaluate_shard
 
 from .artifacts import read_program_state, result_storage_for, write_table
 from .config import RunConfig, check_references
@@ -72,7 +73,7 @@ def evaluate_flow(config: RunConfig, progress_key: str | None = None) -> Evaluat
     size = config.run.shard_size or auto_shard_size(len(devset), workers)
     starts = list(range(0, len(devset), size))
     logger.info("evaluating %d examples in %d shards of up to %d", len(devset), len(starts), size)
-    notify_start(progress_key, len(devset))
+    progress.notify_start(progress_key, len(devset))
     task = evaluate_shard.with_options(result_storage=result_storage_for(config.run.artifacts_url))
     lm = config.lm.model_dump()
     judge = config.judge_lm.model_dump() if config.judge_lm else None

@@ -8,39 +8,15 @@ finished shards by their inputs and skips them.
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any
 
 from prefect import task
 from prefect.cache_policies import INPUTS, TASK_SOURCE
 
 import dsr_core as dsr
-from dsr_core.evaluate import EvaluationRow
 
+from . import progress
 from .program import build_metric, build_program
-
-
-class ProgressSink(Protocol):
-    def on_start(self, total: int) -> None: ...
-    def on_row(self, row: EvaluationRow) -> None: ...
-
-
-# progress sinks registered in this process by the caller (the CLI display), looked up by a key that the
-# flow passes to its tasks; the key is excluded from the cache key. Tasks on other machines find none.
-_progress_sinks: dict[str, ProgressSink] = {}
-
-
-def register_progress(key: str, sink: ProgressSink) -> None:
-    _progress_sinks[key] = sink
-
-
-def unregister_progress(key: str) -> None:
-    _progress_sinks.pop(key, None)
-
-
-def notify_start(key: str | None, total: int) -> None:
-    sink = _progress_sinks.get(key) if key else None
-    if sink is not None:
-        sink.on_start(total)
 
 
 def is_infrastructure_failure(task: Any, task_run: Any, state: Any) -> bool:
@@ -80,7 +56,7 @@ async def evaluate_shard(
     program = build_program(program_ref, program_state, lm)
     metric_fn = build_metric(metric, judge_lm)
     devset = [dsr.Example(e).with_inputs(*input_keys) for e in examples]
-    sink = _progress_sinks.get(progress_key) if progress_key else None
+    sink = progress.lookup(progress_key)
     evaluate = dsr.Evaluate(devset, metric_fn, concurrency=concurrency, progress=False,
                             on_row=sink.on_row if sink is not None else None)
     indices = range(first_index, first_index + len(devset))
