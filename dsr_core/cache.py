@@ -42,7 +42,10 @@ class Cache:
     """Two tiers: ``memory_entries`` most recent entries in memory, everything on disk under ``directory``."""
 
     def __init__(
-        self, directory: str | os.PathLike[str] | None = None, *, memory_entries: int = DEFAULT_MEMORY_ENTRIES,
+        self,
+        directory: str | os.PathLike[str] | None = None,
+        *,
+        memory_entries: int = DEFAULT_MEMORY_ENTRIES,
         disk: bool = True,
     ) -> None:
         self.directory = Path(directory) if directory is not None else default_cache_dir()

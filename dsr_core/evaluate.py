@@ -73,14 +73,23 @@ class EvaluationRow:
 
 def row_from_record(record: dict[str, Any]) -> EvaluationRow:
     """The inverse of ``EvaluationRow.to_record`` (rows travel between processes as JSON records)."""
+
     def load(text: str | None) -> Any:
         return None if text is None else json.loads(text)
 
     return EvaluationRow(
-        index=record["index"], inputs=load(record["inputs"]), outputs=load(record["outputs"]),
-        gold=load(record["gold"]), score=record["score"], error_type=record["error_type"], error=record["error"],
-        stage=record["stage"], latency=record["latency"], prompt_tokens=record["prompt_tokens"],
-        completion_tokens=record["completion_tokens"], lm_calls=record["lm_calls"],
+        index=record["index"],
+        inputs=load(record["inputs"]),
+        outputs=load(record["outputs"]),
+        gold=load(record["gold"]),
+        score=record["score"],
+        error_type=record["error_type"],
+        error=record["error"],
+        stage=record["stage"],
+        latency=record["latency"],
+        prompt_tokens=record["prompt_tokens"],
+        completion_tokens=record["completion_tokens"],
+        lm_calls=record["lm_calls"],
         cached_calls=record["cached_calls"],
     )
 
@@ -128,10 +137,17 @@ class EvaluationResult:
 
     def summary(self) -> dict[str, Any]:
         return {
-            "score": self.score, "n": self.n, "errors": self.errors, "error_rate": self.error_rate,
-            "prompt_tokens": self.usage.prompt_tokens, "completion_tokens": self.usage.completion_tokens,
-            "lm_calls": self.usage.lm_calls, "cached_fraction": self.cached_fraction,
-            "latency_p50": self.latency(0.5), "latency_p95": self.latency(0.95), "wall_time": self.wall_time,
+            "score": self.score,
+            "n": self.n,
+            "errors": self.errors,
+            "error_rate": self.error_rate,
+            "prompt_tokens": self.usage.prompt_tokens,
+            "completion_tokens": self.usage.completion_tokens,
+            "lm_calls": self.usage.lm_calls,
+            "cached_fraction": self.cached_fraction,
+            "latency_p50": self.latency(0.5),
+            "latency_p95": self.latency(0.95),
+            "wall_time": self.wall_time,
         }
 
     def records(self) -> list[dict[str, Any]]:
@@ -154,12 +170,24 @@ class EvaluationResult:
 def ROW_SCHEMA() -> Any:  # noqa: N802 - a constant, built lazily so pyarrow is imported only when used
     import pyarrow as pa
 
-    return pa.schema([
-        ("index", pa.int64()), ("inputs", pa.string()), ("outputs", pa.string()), ("gold", pa.string()),
-        ("score", pa.float64()), ("error_type", pa.string()), ("error", pa.string()), ("stage", pa.string()),
-        ("latency", pa.float64()), ("prompt_tokens", pa.int64()), ("completion_tokens", pa.int64()),
-        ("lm_calls", pa.int64()), ("cached_calls", pa.int64()), ("cached", pa.bool_()),
-    ])
+    return pa.schema(
+        [
+            ("index", pa.int64()),
+            ("inputs", pa.string()),
+            ("outputs", pa.string()),
+            ("gold", pa.string()),
+            ("score", pa.float64()),
+            ("error_type", pa.string()),
+            ("error", pa.string()),
+            ("stage", pa.string()),
+            ("latency", pa.float64()),
+            ("prompt_tokens", pa.int64()),
+            ("completion_tokens", pa.int64()),
+            ("lm_calls", pa.int64()),
+            ("cached_calls", pa.int64()),
+            ("cached", pa.bool_()),
+        ]
+    )
 
 
 class EvaluationAborted(DsrError):
@@ -172,8 +200,11 @@ class EvaluationAborted(DsrError):
 
 def _metric_arity(metric: Metric) -> int:
     try:
-        params = [p for p in inspect.signature(metric).parameters.values()
-                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        params = [
+            p
+            for p in inspect.signature(metric).parameters.values()
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+        ]
         return len(params)
     except (TypeError, ValueError):
         return 2
@@ -213,12 +244,19 @@ class Evaluate:
         self.progress = progress
         self.on_row = on_row
 
-    def __call__(self, program: Any, *, devset: Sequence[Example] | None = None, metric: Metric | None = None
-                 ) -> EvaluationResult:
+    def __call__(
+        self, program: Any, *, devset: Sequence[Example] | None = None, metric: Metric | None = None
+    ) -> EvaluationResult:
         return run_sync(self.acall(program, devset=devset, metric=metric))
 
-    async def acall(self, program: Any, *, devset: Sequence[Example] | None = None, metric: Metric | None = None,
-                    indices: Sequence[int] | None = None) -> EvaluationResult:
+    async def acall(
+        self,
+        program: Any,
+        *,
+        devset: Sequence[Example] | None = None,
+        metric: Metric | None = None,
+        indices: Sequence[int] | None = None,
+    ) -> EvaluationResult:
         examples = list(devset) if devset is not None else self.devset
         metric = metric or self.metric
         if examples is None or metric is None:
@@ -262,10 +300,19 @@ class Evaluate:
             finally:
                 current_usage.reset(token)
             return EvaluationRow(
-                index=positions[i], inputs=inputs, outputs=outputs, gold=gold, score=value, error_type=error_type,
-                error=error, stage=stage_out, latency=time.perf_counter() - t0,
-                prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
-                lm_calls=usage.lm_calls, cached_calls=usage.cached_calls,
+                index=positions[i],
+                inputs=inputs,
+                outputs=outputs,
+                gold=gold,
+                score=value,
+                error_type=error_type,
+                error=error,
+                stage=stage_out,
+                latency=time.perf_counter() - t0,
+                prompt_tokens=usage.prompt_tokens,
+                completion_tokens=usage.completion_tokens,
+                lm_calls=usage.lm_calls,
+                cached_calls=usage.cached_calls,
             )
 
         async def worker() -> None:
@@ -322,8 +369,11 @@ class _Progress:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
             progress._bar = Progress(
-                TextColumn("evaluating"), BarColumn(), MofNCompleteColumn(),
-                TextColumn("score {task.fields[score]:.1f}  errors {task.fields[errors]}"), TimeRemainingColumn(),
+                TextColumn("evaluating"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("score {task.fields[score]:.1f}  errors {task.fields[errors]}"),
+                TimeRemainingColumn(),
                 transient=False,
             )
             progress._task = progress._bar.add_task("evaluate", total=total, score=0.0, errors=0)

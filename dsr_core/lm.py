@@ -40,8 +40,14 @@ MAX_RETRY_AFTER = 120.0  # seconds
 
 GLOBAL_HISTORY: deque[dict[str, Any]] = deque(maxlen=10_000)
 
-_CONTEXT_WINDOW_MARKERS = ("context length", "context_length", "maximum context", "context window",
-                           "too many tokens", "prompt is too long")
+_CONTEXT_WINDOW_MARKERS = (
+    "context length",
+    "context_length",
+    "maximum context",
+    "context window",
+    "too many tokens",
+    "prompt is too long",
+)
 
 
 @dataclass
@@ -151,11 +157,21 @@ class LM:
     def copy(self, **changes: Any) -> LM:
         """A new LM with some settings changed (its own limits, history and clients; the key is kept)."""
         params = {
-            "model": self.model, "api_base": self.api_base, "api_key": self.__api_key,
-            "temperature": self.temperature, "max_tokens": self.max_tokens, "num_retries": self.num_retries,
-            "timeout": self.timeout, "max_concurrency": self.max_concurrency, "rpm": self.rpm, "tpm": self.tpm,
-            "cache": self.cache, "api_key_env": self.api_key_env, "retry_backoff": self.retry_backoff,
-            "cache_store": self._cache_store, **self.kwargs,
+            "model": self.model,
+            "api_base": self.api_base,
+            "api_key": self.__api_key,
+            "temperature": self.temperature,
+            "max_tokens": self.max_tokens,
+            "num_retries": self.num_retries,
+            "timeout": self.timeout,
+            "max_concurrency": self.max_concurrency,
+            "rpm": self.rpm,
+            "tpm": self.tpm,
+            "cache": self.cache,
+            "api_key_env": self.api_key_env,
+            "retry_backoff": self.retry_backoff,
+            "cache_store": self._cache_store,
+            **self.kwargs,
         }
         params.update(changes)
         return LM(**params)
@@ -192,11 +208,12 @@ class LM:
             return state
         import openai  # deferred: importing the SDK costs ~0.45 s
 
-        http_client = openai.DefaultAsyncHttpxClient(
-            limits=_httpx_limits(self.max_concurrency), timeout=self.timeout
-        )
+        http_client = openai.DefaultAsyncHttpxClient(limits=_httpx_limits(self.max_concurrency), timeout=self.timeout)
         client = openai.AsyncOpenAI(
-            api_key=self._api_key(), base_url=self.api_base, max_retries=0, timeout=self.timeout,
+            api_key=self._api_key(),
+            base_url=self.api_base,
+            max_retries=0,
+            timeout=self.timeout,
             http_client=http_client,
         )
         state = _LoopState(client, loop)
@@ -251,7 +268,9 @@ class LM:
             hit = store.get(key)
             if hit is not None:
                 response = LMResponse(
-                    texts=hit["texts"], usage=Usage(lm_calls=1, cached_calls=1), cached=True,
+                    texts=hit["texts"],
+                    usage=Usage(lm_calls=1, cached_calls=1),
+                    cached=True,
                     finish_reasons=hit.get("finish_reasons", []),
                 )
                 self._record(body, response, rollout_id, hit.get("usage"))
@@ -260,9 +279,17 @@ class LM:
         response = await self._request_with_retries(body)
         response.latency = time.perf_counter() - started
         if store is not None and key is not None:
-            store.put(key, {"texts": response.texts, "finish_reasons": response.finish_reasons,
-                            "usage": {"prompt_tokens": response.usage.prompt_tokens,
-                                      "completion_tokens": response.usage.completion_tokens}})
+            store.put(
+                key,
+                {
+                    "texts": response.texts,
+                    "finish_reasons": response.finish_reasons,
+                    "usage": {
+                        "prompt_tokens": response.usage.prompt_tokens,
+                        "completion_tokens": response.usage.completion_tokens,
+                    },
+                },
+            )
         self._record(body, response, rollout_id, None)
         return response
 
@@ -326,8 +353,13 @@ class LM:
             delay = min(ceiling, initial * 2**attempt) * random.uniform(0.5, 1.0)
             if retry_after is not None:  # the server knows best; only absurd values are cut
                 delay = max(delay, min(retry_after, MAX_RETRY_AFTER))
-            log.info("LM %s: attempt %d failed (%s); retrying in %.2fs", self.model, attempt + 1,
-                     _describe(last_error), delay)
+            log.info(
+                "LM %s: attempt %d failed (%s); retrying in %.2fs",
+                self.model,
+                attempt + 1,
+                _describe(last_error),
+                delay,
+            )
             await asyncio.sleep(delay)
         raise self._exhausted(last_error)
 
@@ -335,8 +367,9 @@ class LM:
         status = getattr(exc, "status_code", None)
         message = self._redact(_describe(exc))
         if status == 400 and any(m in message.lower() for m in _CONTEXT_WINDOW_MARKERS):
-            return ContextWindowExceededError(f"{self.model}: request exceeds the context window: {message}",
-                                              status_code=status, model=self.model)
+            return ContextWindowExceededError(
+                f"{self.model}: request exceeds the context window: {message}", status_code=status, model=self.model
+            )
         return LMError(f"{self.model}: {message}", status_code=status, model=self.model)
 
     def _exhausted(self, exc: Exception | None) -> LMError:
@@ -345,14 +378,15 @@ class LM:
         tries = self.num_retries + 1
         message = self._redact(_describe(exc))
         if isinstance(exc, openai.RateLimitError):
-            return LMRateLimitError(f"{self.model}: still rate limited after {tries} attempts: {message}",
-                                    status_code=429, model=self.model)
+            return LMRateLimitError(
+                f"{self.model}: still rate limited after {tries} attempts: {message}", status_code=429, model=self.model
+            )
         if isinstance(exc, openai.APITimeoutError):
-            return LMTimeoutError(f"{self.model}: no answer within {self.timeout}s on {tries} attempts",
-                                  model=self.model)
+            return LMTimeoutError(
+                f"{self.model}: no answer within {self.timeout}s on {tries} attempts", model=self.model
+            )
         status = getattr(exc, "status_code", None)
-        return LMError(f"{self.model}: failed after {tries} attempts: {message}", status_code=status,
-                       model=self.model)
+        return LMError(f"{self.model}: failed after {tries} attempts: {message}", status_code=status, model=self.model)
 
     def _redact(self, text: str) -> str:
         key = self.__api_key or os.environ.get(self.api_key_env)
@@ -379,8 +413,11 @@ def _parse_completion(content: bytes, model: str) -> LMResponse:
         log.warning("LM %s: a reply was cut at max_tokens; raise max_tokens if outputs fail to parse", model)
     return LMResponse(
         texts=texts,
-        usage=Usage(prompt_tokens=int(usage.get("prompt_tokens") or 0),
-                    completion_tokens=int(usage.get("completion_tokens") or 0), lm_calls=1),
+        usage=Usage(
+            prompt_tokens=int(usage.get("prompt_tokens") or 0),
+            completion_tokens=int(usage.get("completion_tokens") or 0),
+            lm_calls=1,
+        ),
         finish_reasons=finish,
     )
 
@@ -430,8 +467,10 @@ def inspect_history(n: int = 1, lm: LM | None = None) -> str:
     entries = list(lm.history if lm is not None else GLOBAL_HISTORY)[-n:]
     blocks = []
     for entry in entries:
-        lines = [f"[{time.strftime('%Y-%m-%dT%H:%M:%S', time.localtime(entry['timestamp']))}] "
-                 f"{entry['model']}{' (cached)' if entry['cached'] else ''}"]
+        lines = [
+            f"[{time.strftime('%Y-%m-%dT%H:%M:%S', time.localtime(entry['timestamp']))}] "
+            f"{entry['model']}{' (cached)' if entry['cached'] else ''}"
+        ]
         for message in entry["messages"]:
             lines.append(f"{message['role'].capitalize()} message:\n\n{message['content']}\n")
         for i, text in enumerate(entry["outputs"]):

@@ -55,28 +55,37 @@ def _field_value(obj: Any, name: str, what: str) -> Any:
         raise DsrError(f"metric: the {what} has no field {name!r}") from None
 
 
-class ExactMatch:
+class _FieldMetric:
+    """Compares one field of the prediction with the same field of the example."""
+
+    kind = ""
+
+    def __init__(self, field: str = "answer") -> None:
+        self.field = field
+        self.__name__ = f"{self.kind}[{field}]"
+
+    @staticmethod
+    def compare(prediction: Any, gold: Any) -> float:
+        raise NotImplementedError
+
+    def __call__(self, example: Any, prediction: Any, trace: Any = None) -> float:
+        return self.compare(
+            _field_value(prediction, self.field, "prediction"), _field_value(example, self.field, "example")
+        )
+
+
+class ExactMatch(_FieldMetric):
     """Normalized exact match on one field (default ``answer``)."""
 
-    def __init__(self, field: str = "answer") -> None:
-        self.field = field
-        self.__name__ = f"exact_match[{field}]"
-
-    def __call__(self, example: Any, prediction: Any, trace: Any = None) -> float:
-        return exact_match_score(_field_value(prediction, self.field, "prediction"),
-                                 _field_value(example, self.field, "example"))
+    kind = "exact_match"
+    compare = staticmethod(exact_match_score)
 
 
-class F1:
+class F1(_FieldMetric):
     """Token-level F1 on one field (default ``answer``)."""
 
-    def __init__(self, field: str = "answer") -> None:
-        self.field = field
-        self.__name__ = f"f1[{field}]"
-
-    def __call__(self, example: Any, prediction: Any, trace: Any = None) -> float:
-        return f1_score(_field_value(prediction, self.field, "prediction"),
-                        _field_value(example, self.field, "example"))
+    kind = "f1"
+    compare = staticmethod(f1_score)
 
 
 exact_match = ExactMatch("answer")
@@ -103,8 +112,13 @@ class LLMJudge:
     example and the prediction by name, its first float/bool output is the score).
     """
 
-    def __init__(self, criteria_or_signature: Any = "The response correctly and fully answers the task.", *,
-                 lm: Any = None, fields: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        criteria_or_signature: Any = "The response correctly and fully answers the task.",
+        *,
+        lm: Any = None,
+        fields: list[str] | None = None,
+    ) -> None:
         from .modules.predict import Predict
 
         if isinstance(criteria_or_signature, str) and "->" not in criteria_or_signature:
@@ -119,7 +133,9 @@ class LLMJudge:
         outputs = self.signature.output_fields
         score_fields = [n for n, f in outputs.items() if f.annotation in (float, int, bool)]
         if not score_fields:
-            raise DsrError(f"LLMJudge: the signature {self.signature.signature} has no float/int/bool output to use as score")
+            raise DsrError(
+                f"LLMJudge: the signature {self.signature.signature} has no float/int/bool output to use as score"
+            )
         self.score_field = score_fields[0]
         self.__name__ = "llm_judge"
 
@@ -131,8 +147,12 @@ class LLMJudge:
             if self.fields:
                 response = {k: v for k, v in response.items() if k in self.fields}
                 labels = {k: v for k, v in labels.items() if k in self.fields}
-            return {"criteria": self.criteria, "task_inputs": _render(task_inputs), "reference": _render(labels),
-                    "response": _render(response)}
+            return {
+                "criteria": self.criteria,
+                "task_inputs": _render(task_inputs),
+                "reference": _render(labels),
+                "response": _render(response),
+            }
         values = {**(example.to_dict() if hasattr(example, "to_dict") else dict(example))}
         values.update(prediction.to_dict() if hasattr(prediction, "to_dict") else dict(prediction))
         return {name: values[name] for name in self.signature.input_fields if name in values}

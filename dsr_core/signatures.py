@@ -108,8 +108,12 @@ class _TypeResolver:
         if in_literal:
             if isinstance(node, ast.Constant):
                 return node.value
-            if (isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub)
-                    and isinstance(node.operand, ast.Constant) and isinstance(node.operand.value, (int, float))):
+            if (
+                isinstance(node, ast.UnaryOp)
+                and isinstance(node.op, ast.USub)
+                and isinstance(node.operand, ast.Constant)
+                and isinstance(node.operand.value, (int, float))
+            ):
                 return -node.operand.value
             raise self.fail(node, "Literal[...] takes only constants")
         if isinstance(node, ast.Name):

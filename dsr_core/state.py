@@ -47,8 +47,13 @@ def dump_predictor_state(predictor: Predict) -> dict[str, Any]:
         "signature": {
             "instructions": sig.instructions,
             "fields": [
-                {"name": f.name, "kind": f.kind, "type": type_name(f.annotation), "prefix": f.prefix,
-                 "description": f.desc}
+                {
+                    "name": f.name,
+                    "kind": f.kind,
+                    "type": type_name(f.annotation),
+                    "prefix": f.prefix,
+                    "description": f.desc,
+                }
                 for f in sig.fields.values()
             ],
         },

@@ -7,10 +7,12 @@ from pathlib import Path
 
 import typer
 
-app = typer.Typer(help="dsr: declarative LM programs, evaluated and optimized.", no_args_is_help=True,
-                  add_completion=False)
-cache_app = typer.Typer(help="The LM response cache (directory from DSR_CACHE_DIR, default ~/.cache/dsr).",
-                        no_args_is_help=True)
+app = typer.Typer(
+    help="dsr: declarative LM programs, evaluated and optimized.", no_args_is_help=True, add_completion=False
+)
+cache_app = typer.Typer(
+    help="The LM response cache (directory from DSR_CACHE_DIR, default ~/.cache/dsr).", no_args_is_help=True
+)
 program_app = typer.Typer(help="Saved programs (JSON files written by program.save()).", no_args_is_help=True)
 config_app = typer.Typer(help="Run configs (TOML or YAML).", no_args_is_help=True)
 app.add_typer(cache_app, name="cache")
@@ -86,16 +88,20 @@ def _load(config_path: Path, overrides: list[str] | None) -> "RunConfig":  # noq
 
 
 @config_app.command("check")
-def config_check(config_path: Path = typer.Argument(..., metavar="CONFIG"),
-                 set_: list[str] = typer.Option(None, "--set", help=SET_HELP)) -> None:
+def config_check(
+    config_path: Path = typer.Argument(..., metavar="CONFIG"),
+    set_: list[str] = typer.Option(None, "--set", help=SET_HELP),
+) -> None:
     """Validate a config (keys, types, importable refs) without calling any LM."""
     config = _load(config_path, set_)
     typer.echo(f"{config_path}: ok (program {config.program.ref}, metric {config.metric.ref}, lm {config.lm.model})")
 
 
 @app.command()
-def evaluate(config_path: Path = typer.Argument(..., metavar="CONFIG"),
-             set_: list[str] = typer.Option(None, "--set", help=SET_HELP)) -> None:
+def evaluate(
+    config_path: Path = typer.Argument(..., metavar="CONFIG"),
+    set_: list[str] = typer.Option(None, "--set", help=SET_HELP),
+) -> None:
     """Evaluate a program over the dev set as a Prefect flow; per-example table to Parquet, scores to MLflow."""
     import uuid
 

@@ -66,10 +66,19 @@ class LMConfig(_Section):
     timeout: float = Field(120.0, gt=0)
 
     def build(self) -> dsr.LM:
-        return dsr.LM(self.model, api_base=self.api_base, api_key_env=self.api_key_env,
-                      temperature=self.temperature, max_tokens=self.max_tokens,
-                      max_concurrency=self.max_concurrency, rpm=self.rpm, tpm=self.tpm, cache=self.cache,
-                      num_retries=self.num_retries, timeout=self.timeout)
+        return dsr.LM(
+            self.model,
+            api_base=self.api_base,
+            api_key_env=self.api_key_env,
+            temperature=self.temperature,
+            max_tokens=self.max_tokens,
+            max_concurrency=self.max_concurrency,
+            rpm=self.rpm,
+            tpm=self.tpm,
+            cache=self.cache,
+            num_retries=self.num_retries,
+            timeout=self.timeout,
+        )
 
 
 class RunSection(_Section):
@@ -169,8 +178,9 @@ def validate_config(data: dict[str, Any], source: str = "config", *, check_refs:
     return config
 
 
-def load_config(path: str | os.PathLike[str], overrides: list[str] | None = None, *, check_refs: bool = True
-                ) -> RunConfig:
+def load_config(
+    path: str | os.PathLike[str], overrides: list[str] | None = None, *, check_refs: bool = True
+) -> RunConfig:
     data = apply_overrides(read_config_file(path), overrides or [])
     return validate_config(data, str(path), check_refs=check_refs)
 

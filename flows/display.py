@@ -57,19 +57,24 @@ class EvaluationDisplay:
         if self.total is None:
             return "starting: loading data, connecting to Prefect ..."
         eta = (self.total - self.done) / rate if rate > 0 else float("nan")
-        return (f"evaluating: {self.done}/{self.total} done, {self.failed} failed, {rate:.1f} examples/s, "
-                f"ETA {eta:.0f}s, running score {running:.1f}")
+        return (
+            f"evaluating: {self.done}/{self.total} done, {self.failed} failed, {rate:.1f} examples/s, "
+            f"ETA {eta:.0f}s, running score {running:.1f}"
+        )
 
     def summary(self, report: Any) -> None:
         table = Table(title=f"dsr evaluate: {report.run_name}", show_header=False)
         rows = [
-            ("score", f"{report.score:.2f}"), ("examples", str(report.n)),
+            ("score", f"{report.score:.2f}"),
+            ("examples", str(report.n)),
             ("errors", f"{report.errors} ({100 * report.error_rate:.1f}%)"),
-            ("LM calls", str(report.lm_calls)), ("cached", f"{100 * report.cached_fraction:.1f}%"),
+            ("LM calls", str(report.lm_calls)),
+            ("cached", f"{100 * report.cached_fraction:.1f}%"),
             ("tokens", f"{report.prompt_tokens} in / {report.completion_tokens} out"),
             ("latency p50 / p95", f"{report.latency_p50:.3f}s / {report.latency_p95:.3f}s"),
             ("wall time", f"{report.wall_time:.1f}s in {report.shards} shards"),
-            ("table", report.table_url), ("MLflow run", report.mlflow_run_id or "-"),
+            ("table", report.table_url),
+            ("MLflow run", report.mlflow_run_id or "-"),
         ]
         for key, value in rows:
             table.add_row(key, value)

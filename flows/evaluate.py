@@ -54,8 +54,14 @@ def load_split(config: RunConfig, which: str) -> list[dsr.Example]:
     source = getattr(config.data, which)
     if source is None:
         raise dsr.DsrError(f"data.{which} is not set")
-    return dsr.DataLoader().load(source, input_keys=config.data.input_keys, rename=config.data.rename,
-                                 limit=config.data.limit, split=config.data.split, config=config.data.config)
+    return dsr.DataLoader().load(
+        source,
+        input_keys=config.data.input_keys,
+        rename=config.data.rename,
+        limit=config.data.limit,
+        split=config.data.split,
+        config=config.data.config,
+    )
 
 
 @flow(name="dsr-evaluate", validate_parameters=True)
@@ -81,9 +87,16 @@ def evaluate_flow(config: RunConfig, progress_key: str | None = None) -> Evaluat
     started = time.perf_counter()
     futures = [
         task.submit(
-            config.program.ref, state, lm, config.metric.model_dump(), judge,
-            [e.to_dict() for e in devset[s:s + size]], input_keys, s,
-            concurrency=min(config.lm.max_concurrency, size), progress_key=progress_key,
+            config.program.ref,
+            state,
+            lm,
+            config.metric.model_dump(),
+            judge,
+            [e.to_dict() for e in devset[s : s + size]],
+            input_keys,
+            s,
+            concurrency=min(config.lm.max_concurrency, size),
+            progress_key=progress_key,
         )
         for s in starts
     ]
@@ -96,14 +109,23 @@ def evaluate_flow(config: RunConfig, progress_key: str | None = None) -> Evaluat
     table_url = write_table(result.to_arrow(), config.run.artifacts_url, run_name, "evaluation.parquet")
     summary = result.summary()
     run_id = log_evaluation(config, run_name, summary, table_url, result.to_arrow())
-    logger.info("score %.2f on %d examples (%d errors); table at %s", result.score, result.n, result.errors,
-                table_url)
+    logger.info("score %.2f on %d examples (%d errors); table at %s", result.score, result.n, result.errors, table_url)
     return EvaluationReport(
-        run_name=run_name, score=result.score, n=result.n, errors=result.errors, error_rate=result.error_rate,
-        prompt_tokens=result.usage.prompt_tokens, completion_tokens=result.usage.completion_tokens,
-        lm_calls=result.usage.lm_calls, cached_fraction=result.cached_fraction,
-        latency_p50=summary["latency_p50"], latency_p95=summary["latency_p95"], wall_time=wall,
-        shards=len(starts), table_url=table_url, mlflow_run_id=run_id,
+        run_name=run_name,
+        score=result.score,
+        n=result.n,
+        errors=result.errors,
+        error_rate=result.error_rate,
+        prompt_tokens=result.usage.prompt_tokens,
+        completion_tokens=result.usage.completion_tokens,
+        lm_calls=result.usage.lm_calls,
+        cached_fraction=result.cached_fraction,
+        latency_p50=summary["latency_p50"],
+        latency_p95=summary["latency_p95"],
+        wall_time=wall,
+        shards=len(starts),
+        table_url=table_url,
+        mlflow_run_id=run_id,
     )
 
 

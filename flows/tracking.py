@@ -33,14 +33,17 @@ def log_evaluation(config: RunConfig, run_name: str, summary: dict[str, Any], ta
     from mlflow.entities import Metric, Param
 
     client = client_for(config)
-    run = client.create_run(experiment_id(client, config.mlflow.experiment), run_name=run_name,
-                            tags={"dsr.flow": "evaluate", "dsr.table_url": table_url})
+    run = client.create_run(
+        experiment_id(client, config.mlflow.experiment),
+        run_name=run_name,
+        tags={"dsr.flow": "evaluate", "dsr.table_url": table_url},
+    )
     run_id = run.info.run_id
     now = int(time.time() * 1000)
     params = [Param(k, str(v)[:6000]) for k, v in sorted(config.public_params().items())]
     metrics = [Metric(k, float(v), now, 0) for k, v in summary.items() if isinstance(v, (int, float))]
     for i in range(0, len(params), 100):  # MLflow takes at most 100 params per batch
-        client.log_batch(run_id, params=params[i:i + 100])
+        client.log_batch(run_id, params=params[i : i + 100])
     client.log_batch(run_id, metrics=metrics)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "evaluation.parquet"

@@ -57,8 +57,9 @@ async def evaluate_shard(
     metric_fn = build_metric(metric, judge_lm)
     devset = [dsr.Example(e).with_inputs(*input_keys) for e in examples]
     sink = progress.lookup(progress_key)
-    evaluate = dsr.Evaluate(devset, metric_fn, concurrency=concurrency, progress=False,
-                            on_row=sink.on_row if sink is not None else None)
+    evaluate = dsr.Evaluate(
+        devset, metric_fn, concurrency=concurrency, progress=False, on_row=sink.on_row if sink is not None else None
+    )
     indices = range(first_index, first_index + len(devset))
     result = await evaluate.acall(program, indices=indices)
     return result.records()

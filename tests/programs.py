@@ -17,6 +17,18 @@ class QA(dsr.Module):
         return await self.answer.acall(question=question)
 
 
+class RewriteThenAnswer(dsr.Module):
+    """A two-step program: rewrite the question into a query, then answer from it with reasoning."""
+
+    def __init__(self):
+        self.rewrite = dsr.Predict("question -> query")
+        self.answer = dsr.ChainOfThought("question, context: list[str] -> answer")
+
+    async def aforward(self, question):
+        query = (await self.rewrite.acall(question=question)).query
+        return await self.answer.acall(question=question, context=[query])
+
+
 def make_qa():
     return QA()
 

@@ -28,11 +28,12 @@ def test_prompts_match_dspy_exactly():
 
 
 def test_chat_parse_typed_outputs():
-    sig = dsr.Signature("q -> n: int, ok: bool, tags: list[str], label: Literal['a', 'b'], item: Item",
-                        custom_types={"Item": Item})
+    sig = dsr.Signature(
+        "q -> n: int, ok: bool, tags: list[str], label: Literal['a', 'b'], item: Item", custom_types={"Item": Item}
+    )
     reply = (
         "[[ ## n ## ]]\n 42 \n\n[[ ## ok ## ]]\nTrue\n\n[[ ## tags ## ]]\n['x', 'y']\n\n"
-        "[[ ## label ## ]]\n'b'\n\n[[ ## item ## ]]\n{\"name\": \"bolt\", \"qty\": 3}\n\n[[ ## completed ## ]]"
+        '[[ ## label ## ]]\n\'b\'\n\n[[ ## item ## ]]\n{"name": "bolt", "qty": 3}\n\n[[ ## completed ## ]]'
     )
     out = dsr.ChatAdapter().parse(sig, reply)
     assert out == {"n": 42, "ok": True, "tags": ["x", "y"], "label": "b", "item": Item(name="bolt", qty=3)}
@@ -53,13 +54,16 @@ def test_optional_output_may_be_missing():
     assert dsr.ChatAdapter().parse(sig, "[[ ## a ## ]]\nhi\n\n[[ ## completed ## ]]") == {"a": "hi", "extra": None}
 
 
-@pytest.mark.parametrize("text", [
-    '```json\n{"answer": "x", "n": 2}\n```',
-    'Sure! Here it is: {"answer": "x", "n": 2} Hope that helps.',
-    '{"answer": "x", "n": 2,}',
-    '{"answer": "x", "n": 2',
-    "{'answer': 'x', 'n': 2}",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        '```json\n{"answer": "x", "n": 2}\n```',
+        'Sure! Here it is: {"answer": "x", "n": 2} Hope that helps.',
+        '{"answer": "x", "n": 2,}',
+        '{"answer": "x", "n": 2',
+        "{'answer': 'x', 'n': 2}",
+    ],
+)
 def test_json_adapter_repairs_near_json(text):
     sig = dsr.Signature("q -> answer, n: int")
     assert dsr.JSONAdapter().parse(sig, text) == {"answer": "x", "n": 2}

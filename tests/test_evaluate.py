@@ -46,7 +46,8 @@ async def test_failure_isolation(server, lm):
         return pred.answer == example.answer
 
     result = await dsr.Evaluate(devset(8), metric, concurrency=4, failure_score=0.0).acall(
-        dsr.Predict("question -> answer", lm=lm))
+        dsr.Predict("question -> answer", lm=lm)
+    )
     by_index = {r.index: r for r in result.rows}
     assert result.n == 8 and result.errors == 4
     assert by_index[1].error_type == "LMError" and by_index[1].stage == "program"
@@ -63,7 +64,8 @@ async def test_max_errors_stops_and_keeps_finished_rows(server, lm):
 
     with pytest.raises(dsr.EvaluationAborted) as info:
         await dsr.Evaluate(devset(100), dsr.exact_match, concurrency=1, max_errors=2).acall(
-            dsr.Predict("question -> answer", lm=lm))
+            dsr.Predict("question -> answer", lm=lm)
+        )
     partial = info.value.result
     assert partial.errors == 3 and 27 < partial.n < 100
     assert "max_errors=2" in str(info.value)
@@ -73,7 +75,8 @@ async def test_concurrency_is_bounded_and_used(server, lm):
     server.responder = echo
     server.latency = 0.05
     result = await dsr.Evaluate(devset(64), dsr.exact_match, concurrency=16).acall(
-        dsr.Predict("question -> answer", lm=lm))
+        dsr.Predict("question -> answer", lm=lm)
+    )
     assert server.stats.max_in_flight == 16
     assert result.wall_time < 64 * 0.05 / 4
 

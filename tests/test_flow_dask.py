@@ -32,12 +32,19 @@ def free_port() -> int:
 def prefect_server(tmp_path_factory):
     home = tmp_path_factory.mktemp("prefect-home")
     port = free_port()
-    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-           "PREFECT_API_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{home}/prefect.db"}
+    env = {
+        **os.environ,
+        "PREFECT_HOME": str(home),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_API_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{home}/prefect.db",
+    }
     env.pop("PREFECT_API_URL", None)
     process = subprocess.Popen(
         [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}/api"
     deadline = time.time() + 120
@@ -75,17 +82,28 @@ model = "test-model"
 api_base = "{server.url}"
 [run]
 name = "dask-run"
-artifacts_url = "{tmp_path / 'artifacts'}"
+artifacts_url = "{tmp_path / "artifacts"}"
 task_runner = "dask"
 max_workers = 2
 shard_size = 4
 [mlflow]
-tracking_uri = "sqlite:///{tmp_path / 'mlflow.db'}"
+tracking_uri = "sqlite:///{tmp_path / "mlflow.db"}"
 """)
-    env = {**os.environ, "PREFECT_API_URL": prefect_server["url"], "PREFECT_HOME": prefect_server["home"],
-           "PYTHONPATH": str(ROOT), "DSR_CACHE_DIR": str(tmp_path / "cache")}
-    result = subprocess.run([sys.executable, "-m", "flows.cli", "evaluate", str(tmp_path / "eval.toml")],
-                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    env = {
+        **os.environ,
+        "PREFECT_API_URL": prefect_server["url"],
+        "PREFECT_HOME": prefect_server["home"],
+        "PYTHONPATH": str(ROOT),
+        "DSR_CACHE_DIR": str(tmp_path / "cache"),
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "flows.cli", "evaluate", str(tmp_path / "eval.toml")],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "75.00" in result.stdout  # 18 of 24 gold answers are right
     table = pq.read_table(tmp_path / "artifacts" / "dask-run" / "evaluation.parquet")

@@ -101,9 +101,13 @@ def test_s3_artifacts_through_moto(prefect_harness, server, workdir, monkeypatch
     try:
         host, port = moto.get_host_and_port()
         endpoint = f"http://{host}:{port}"
-        for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                           "AWS_ENDPOINT_URL_S3": endpoint, "AWS_ENDPOINT_URL": endpoint,
-                           "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        for key, value in {
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_ENDPOINT_URL_S3": endpoint,
+            "AWS_ENDPOINT_URL": endpoint,
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }.items():
             monkeypatch.setenv(key, value)
         import s3fs
 
@@ -125,7 +129,8 @@ def test_s3_artifacts_through_moto(prefect_harness, server, workdir, monkeypatch
 
 
 def test_bad_config_reports_every_problem_with_its_path(workdir):
-    (workdir / "bad.toml").write_text(textwrap.dedent("""
+    (workdir / "bad.toml").write_text(
+        textwrap.dedent("""
         [program]
         ref = "tests.programs:Nope"
         [data]
@@ -137,13 +142,18 @@ def test_bad_config_reports_every_problem_with_its_path(workdir):
         model = "m"
         max_concurrency = "many"
         colour = "blue"
-    """))
+    """)
+    )
     with pytest.raises(ConfigError) as info:
         load_config(workdir / "bad.toml")
     paths = [p for p, _ in info.value.problems]
     assert "data.input_keys" in paths and "lm.max_concurrency" in paths and "lm.colour" in paths
-    data = {"program": {"ref": "tests.programs:Nope"}, "data": {"dev": "x", "input_keys": ["q"]},
-            "metric": {"ref": "no.such.module:metric"}, "lm": {"model": "m"}}
+    data = {
+        "program": {"ref": "tests.programs:Nope"},
+        "data": {"dev": "x", "input_keys": ["q"]},
+        "metric": {"ref": "no.such.module:metric"},
+        "lm": {"model": "m"},
+    }
     with pytest.raises(ConfigError) as info:
         validate_config(data)
     assert [p for p, _ in info.value.problems] == ["program.ref", "metric.ref"]
@@ -160,8 +170,11 @@ def test_cli_evaluate_and_config_check(prefect_harness, server, workdir):
     for section, values in config.items():
         lines.append(f"[{section}]")
         for key, value in values.items():
-            lines.append(f"{key} = {value!r}".replace("'", '"') if not isinstance(value, list)
-                         else f"{key} = {value}".replace("'", '"'))
+            lines.append(
+                f"{key} = {value!r}".replace("'", '"')
+                if not isinstance(value, list)
+                else f"{key} = {value}".replace("'", '"')
+            )
     (workdir / "eval.toml").write_text("\n".join(lines))
     runner = CliRunner()
     check = runner.invoke(app, ["config", "check", str(workdir / "eval.toml")])

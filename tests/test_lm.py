@@ -96,6 +96,7 @@ def test_max_concurrency_holds_across_threads_and_loops(server):
     def work(k):
         async def many():
             await asyncio.gather(*(lm.acall([{"role": "user", "content": f"{k}-{i}"}]) for i in range(10)))
+
         asyncio.run(many())
 
     threads = [threading.Thread(target=work, args=(k,)) for k in range(3)]

@@ -32,8 +32,10 @@ async def test_llm_judge_uses_its_own_lm(server):
 
     server.responder = responder
     judge = dsr.LLMJudge("The answer names the right capital city.", lm=judge_lm)
-    dev = [dsr.Example(question="Capital of France?", answer="Paris").with_inputs("question"),
-           dsr.Example(question="Capital of Spain?", answer="Madrid").with_inputs("question")]
+    dev = [
+        dsr.Example(question="Capital of France?", answer="Paris").with_inputs("question"),
+        dsr.Example(question="Capital of Spain?", answer="Madrid").with_inputs("question"),
+    ]
     result = await dsr.Evaluate(dev, judge).acall(dsr.Predict("question -> answer", lm=program_lm))
     assert [r.score for r in result.rows] == [1.0, 0.0]
     judged = [b for b in server.requests if b["model"] == "judge-model"]

@@ -4,16 +4,7 @@ import copy
 import pytest
 
 import dsr_core as dsr
-
-
-class RewriteThenAnswer(dsr.Module):
-    def __init__(self):
-        self.rewrite = dsr.Predict("question -> query")
-        self.answer = dsr.ChainOfThought("question, context: list[str] -> answer")
-
-    async def aforward(self, question):
-        query = (await self.rewrite.acall(question=question)).query
-        return await self.answer.acall(question=question, context=[query])
+from tests.programs import RewriteThenAnswer
 
 
 class SyncProgram(dsr.Module):
@@ -30,7 +21,8 @@ def rule_responder(request):
     values = {}
     for name in request.output_fields:
         values[name] = {"query": "Q:" + request.inputs.get("question", ""), "reasoning": "think"}.get(
-            name, request.inputs.get("context", "none"))
+            name, request.inputs.get("context", "none")
+        )
     return request.reply(**values)
 
 

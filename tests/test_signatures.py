@@ -70,6 +70,7 @@ def test_class_signature_docstring_and_fields():
     assert QA.input_fields["question"].desc == "a math question"
     assert QA.output_fields["answer"].prefix == "Answer:"
     with pytest.raises(SignatureError, match="declare it with"):
+
         class Bad(dsr.Signature):
             question: str
 

@@ -4,26 +4,20 @@ from pathlib import Path
 import pytest
 
 import dsr_core as dsr
+from tests.programs import RewriteThenAnswer
 
 FIXTURES = Path(__file__).parent / "fixtures"
-
-
-class RewriteThenAnswer(dsr.Module):
-    def __init__(self):
-        self.rewrite = dsr.Predict("question -> query")
-        self.answer = dsr.ChainOfThought("question, context: list[str] -> answer")
-
-    async def aforward(self, question):
-        query = (await self.rewrite.acall(question=question)).query
-        return await self.answer.acall(question=question, context=[query])
 
 
 def optimized_program():
     program = RewriteThenAnswer()
     program.rewrite.signature = program.rewrite.signature.with_instructions("Make a query.").with_updated_fields(
-        "query", desc="keywords only")
-    program.answer.predict.demos = [dsr.Example(question="q", context=["c"], reasoning="r", answer="a"),
-                                    {"question": "q2", "context": ["c2"], "reasoning": "r2", "answer": "a2"}]
+        "query", desc="keywords only"
+    )
+    program.answer.predict.demos = [
+        dsr.Example(question="q", context=["c"], reasoning="r", answer="a"),
+        {"question": "q2", "context": ["c2"], "reasoning": "r2", "answer": "a2"},
+    ]
     program.answer.predict.lm = dsr.LM("gpt-4o-mini", api_key="sk-SECRET", temperature=0.4)
     return program
 

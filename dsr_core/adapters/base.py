@@ -23,8 +23,9 @@ class Adapter:
     name = "Adapter"
 
     # -- formatting --------------------------------------------------------------------------------------------
-    def format(self, signature: type[Signature], demos: list[Mapping[str, Any]], inputs: Mapping[str, Any]
-               ) -> list[dict[str, str]]:
+    def format(
+        self, signature: type[Signature], demos: list[Mapping[str, Any]], inputs: Mapping[str, Any]
+    ) -> list[dict[str, str]]:
         messages = [{"role": "system", "content": self.format_system_message(signature)}]
         messages.extend(self.format_demos(signature, demos))
         messages.append({"role": "user", "content": self.format_user_message(signature, inputs, main_request=True)})
@@ -51,8 +52,9 @@ class Adapter:
         objective = ("\n" + " " * 8).join([""] + instructions.splitlines())
         return f"In adhering to this structure, your objective is: {objective}"
 
-    def format_user_message(self, signature: type[Signature], inputs: Mapping[str, Any], prefix: str = "",
-                            main_request: bool = False) -> str:
+    def format_user_message(
+        self, signature: type[Signature], inputs: Mapping[str, Any], prefix: str = "", main_request: bool = False
+    ) -> str:
         parts = [prefix]
         for name, field in signature.input_fields.items():
             if name in inputs:
@@ -64,8 +66,9 @@ class Adapter:
     def output_requirements(self, signature: type[Signature]) -> str:
         raise NotImplementedError
 
-    def format_assistant_message(self, signature: type[Signature], outputs: Mapping[str, Any],
-                                 missing: str | None = None) -> str:
+    def format_assistant_message(
+        self, signature: type[Signature], outputs: Mapping[str, Any], missing: str | None = None
+    ) -> str:
         raise NotImplementedError
 
     def format_demos(self, signature: type[Signature], demos: list[Mapping[str, Any]]) -> list[dict[str, str]]:
@@ -79,8 +82,14 @@ class Adapter:
         prefix = "This is an example of the task, though some input or output fields are not supplied."
         for demo in partial:
             messages.append({"role": "user", "content": self.format_user_message(signature, demo, prefix=prefix)})
-            messages.append({"role": "assistant", "content": self.format_assistant_message(
-                signature, demo, missing="Not supplied for this particular example. ")})
+            messages.append(
+                {
+                    "role": "assistant",
+                    "content": self.format_assistant_message(
+                        signature, demo, missing="Not supplied for this particular example. "
+                    ),
+                }
+            )
         for demo in complete:
             messages.append({"role": "user", "content": self.format_user_message(signature, demo)})
             messages.append({"role": "assistant", "content": self.format_assistant_message(signature, demo)})
@@ -137,11 +146,14 @@ def _type_label(field: Field) -> str:
     return type_name(field.annotation)
 
 
-def missing_fields_error(adapter: str, signature: type[Signature], text: str, parsed: Mapping[str, Any]
-                         ) -> AdapterParseError:
+def missing_fields_error(
+    adapter: str, signature: type[Signature], text: str, parsed: Mapping[str, Any]
+) -> AdapterParseError:
     missing = [k for k in signature.output_fields if k not in parsed]
     return AdapterParseError(
         f"{adapter}: the reply lacks output field(s) {missing} (expected {list(signature.output_fields)}); "
         f"reply starts: {text[:200]!r}",
-        raw=text, field=missing[0] if missing else None, adapter=adapter,
+        raw=text,
+        field=missing[0] if missing else None,
+        adapter=adapter,
     )

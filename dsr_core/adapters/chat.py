@@ -50,7 +50,9 @@ def parse_fields(adapter: str, signature: type[Signature], values: Mapping[str, 
             raise AdapterParseError(
                 f"{adapter}: field {name!r} expects {type_name(field.annotation)}, got {str(value)[:100]!r} "
                 f"({first_line})",
-                raw=text, field=name, adapter=adapter,
+                raw=text,
+                field=name,
+                adapter=adapter,
             ) from None
     fill_optional(signature, parsed)
     if parsed.keys() != signature.output_fields.keys():
@@ -83,16 +85,24 @@ class ChatAdapter(Adapter):
 
     def output_requirements(self, signature: type[Signature]) -> str:
         def note(field: Field) -> str:
-            return "" if field.annotation is str else f" (must be formatted as a valid Python {type_name(field.annotation)})"
+            return (
+                ""
+                if field.annotation is str
+                else f" (must be formatted as a valid Python {type_name(field.annotation)})"
+            )
 
         fields = ", then ".join(f"`[[ ## {n} ## ]]`{note(f)}" for n, f in signature.output_fields.items())
-        return (f"Respond with the corresponding output fields, starting with the field {fields}, "
-                "and then ending with the marker for `[[ ## completed ## ]]`.")
+        return (
+            f"Respond with the corresponding output fields, starting with the field {fields}, "
+            "and then ending with the marker for `[[ ## completed ## ]]`."
+        )
 
-    def format_assistant_message(self, signature: type[Signature], outputs: Mapping[str, Any],
-                                 missing: str | None = None) -> str:
-        parts = [f"[[ ## {n} ## ]]\n{format_value(f, outputs.get(n, missing))}"
-                 for n, f in signature.output_fields.items()]
+    def format_assistant_message(
+        self, signature: type[Signature], outputs: Mapping[str, Any], missing: str | None = None
+    ) -> str:
+        parts = [
+            f"[[ ## {n} ## ]]\n{format_value(f, outputs.get(n, missing))}" for n, f in signature.output_fields.items()
+        ]
         return "\n\n".join(parts).strip() + "\n\n[[ ## completed ## ]]\n"
 
     def parse(self, signature: type[Signature], text: str) -> dict[str, Any]:
@@ -100,7 +110,7 @@ class ChatAdapter(Adapter):
         for line in text.splitlines():
             match = _HEADER.match(line.strip())
             if match:
-                rest = line.strip()[match.end():].strip()
+                rest = line.strip()[match.end() :].strip()
                 sections.append((match.group(1), [rest] if rest else []))
             else:
                 sections[-1][1].append(line)
@@ -110,8 +120,14 @@ class ChatAdapter(Adapter):
                 values[name] = "\n".join(lines).strip()
         return parse_fields(self.name, signature, values, text)
 
-    async def acall(self, lm: LM, signature: type[Signature], demos: list[Mapping[str, Any]],
-                    inputs: Mapping[str, Any], **kwargs: Any) -> tuple[list[dict[str, Any]], Usage]:
+    async def acall(
+        self,
+        lm: LM,
+        signature: type[Signature],
+        demos: list[Mapping[str, Any]],
+        inputs: Mapping[str, Any],
+        **kwargs: Any,
+    ) -> tuple[list[dict[str, Any]], Usage]:
         try:
             return await super().acall(lm, signature, demos, inputs, **kwargs)
         except AdapterParseError as exc:
@@ -125,7 +141,9 @@ class ChatAdapter(Adapter):
             except AdapterParseError as json_exc:
                 error = AdapterParseError(
                     f"{exc} (the JSONAdapter fallback failed too: {json_exc})",
-                    raw=exc.raw, field=exc.field, adapter=self.name,
+                    raw=exc.raw,
+                    field=exc.field,
+                    adapter=self.name,
                 )
                 error.usage = spent + getattr(json_exc, "usage", Usage())  # type: ignore[attr-defined]
                 raise error from json_exc

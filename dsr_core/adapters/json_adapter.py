@@ -54,7 +54,8 @@ class JSONAdapter(Adapter):
         inputs = "\n\n".join(f"[[ ## {n} ## ]]\n{{{n}}}" for n in signature.input_fields)
         outputs = json.dumps(
             {n: f"{{{n}}}{output_type_note(f)}" for n, f in signature.output_fields.items()},
-            indent=2, ensure_ascii=False,
+            indent=2,
+            ensure_ascii=False,
         )
         parts = [
             "All interactions will be structured in the following way, with the appropriate values filled in.",
@@ -67,13 +68,18 @@ class JSONAdapter(Adapter):
 
     def output_requirements(self, signature: type[Signature]) -> str:
         def note(field: Field) -> str:
-            return "" if field.annotation is str else f" (must be formatted as a valid Python {type_name(field.annotation)})"
+            return (
+                ""
+                if field.annotation is str
+                else f" (must be formatted as a valid Python {type_name(field.annotation)})"
+            )
 
         fields = ", then ".join(f"`{n}`{note(f)}" for n, f in signature.output_fields.items())
         return f"Respond with a JSON object in the following order of fields: {fields}."
 
-    def format_assistant_message(self, signature: type[Signature], outputs: Mapping[str, Any],
-                                 missing: str | None = None) -> str:
+    def format_assistant_message(
+        self, signature: type[Signature], outputs: Mapping[str, Any], missing: str | None = None
+    ) -> str:
         values = {n: jsonable(outputs.get(n, missing)) for n in signature.output_fields}
         return json.dumps(values, indent=2, ensure_ascii=False)
 
@@ -83,8 +89,9 @@ class JSONAdapter(Adapter):
         except Exception:  # noqa: BLE001 - any failure to find an object is a parse error
             values = None
         if not isinstance(values, dict):
-            raise AdapterParseError(f"JSONAdapter: the reply is not a JSON object: {text[:200]!r}",
-                                    raw=text, field=None, adapter=self.name)
+            raise AdapterParseError(
+                f"JSONAdapter: the reply is not a JSON object: {text[:200]!r}", raw=text, field=None, adapter=self.name
+            )
         return parse_fields(self.name, signature, values, text)
 
     def request_options(self, lm: LM, signature: type[Signature]) -> dict[str, Any]:
@@ -94,16 +101,29 @@ class JSONAdapter(Adapter):
             schema = _output_schema(signature)
         except (pydantic.PydanticSchemaGenerationError, pydantic.PydanticInvalidForJsonSchema, TypeError):
             return {"response_format": {"type": "json_object"}}
-        return {"response_format": {"type": "json_schema", "json_schema": {
-            "name": "outputs", "schema": schema, "strict": False}}}
+        return {
+            "response_format": {
+                "type": "json_schema",
+                "json_schema": {"name": "outputs", "schema": schema, "strict": False},
+            }
+        }
 
-    async def acall(self, lm: LM, signature: type[Signature], demos: list[Mapping[str, Any]],
-                    inputs: Mapping[str, Any], **kwargs: Any) -> tuple[list[dict[str, Any]], Usage]:
+    async def acall(
+        self,
+        lm: LM,
+        signature: type[Signature],
+        demos: list[Mapping[str, Any]],
+        inputs: Mapping[str, Any],
+        **kwargs: Any,
+    ) -> tuple[list[dict[str, Any]], Usage]:
         try:
             return await super().acall(lm, signature, demos, inputs, **kwargs)
         except LMError as exc:
-            if exc.status_code != 400 or getattr(lm, _NO_SCHEMA_ATTR, False) or "response_format" in (
-                kwargs.get("config") or {}):
+            if (
+                exc.status_code != 400
+                or getattr(lm, _NO_SCHEMA_ATTR, False)
+                or "response_format" in (kwargs.get("config") or {})
+            ):
                 raise
             # The endpoint does not take json_schema; remember that and use plain JSON mode.
             object.__setattr__(lm, _NO_SCHEMA_ATTR, True)

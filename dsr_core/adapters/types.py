@@ -117,7 +117,7 @@ def parse_value(value: Any, annotation: Any) -> Any:
     if origin is Literal and isinstance(value, str):
         text = value.strip()
         if text.startswith("Literal[") and text.endswith("]"):
-            text = text[len("Literal["):-1]
+            text = text[len("Literal[") : -1]
         text = _strip_quotes(text)
         if text in get_args(annotation):
             return text

@@ -13,8 +13,9 @@ from .predict import Predict
 class ChainOfThought(Module):
     """The inner predictor is ``self.predict`` so dotted names match DSPy's (``answer.predict``)."""
 
-    def __init__(self, signature: Any, *, rationale_field: Any = None, rationale_type: type = str,
-                 **config: Any) -> None:
+    def __init__(
+        self, signature: Any, *, rationale_field: Any = None, rationale_type: type = str, **config: Any
+    ) -> None:
         signature = ensure_signature(signature)
         field = rationale_field or OutputField(desc="", prefix="Reasoning: Let's think step by step in order to")
         self.predict = Predict(signature.prepend("reasoning", field, rationale_type), **config)

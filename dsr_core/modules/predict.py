@@ -28,8 +28,15 @@ class Predict(Module):
     ``rollout_id=``. Construction-time ``config`` keywords apply to every call.
     """
 
-    def __init__(self, signature: Any, *, lm: LM | None = None, demos: list[Any] | None = None,
-                 adapter: Adapter | None = None, **config: Any) -> None:
+    def __init__(
+        self,
+        signature: Any,
+        *,
+        lm: LM | None = None,
+        demos: list[Any] | None = None,
+        adapter: Adapter | None = None,
+        **config: Any,
+    ) -> None:
         self.signature: type[Signature] = ensure_signature(signature)
         self.lm = lm
         self.demos: list[Any] = list(demos or [])
@@ -57,7 +64,12 @@ class Predict(Module):
         n = int(config.pop("n", 1))
         adapter = options.get("adapter") or self.adapter or _settings.get("adapter") or ChatAdapter()
         completions, usage = await adapter.acall(
-            lm, signature, [_as_mapping(d) for d in demos], inputs, n=n, config=config,
+            lm,
+            signature,
+            [_as_mapping(d) for d in demos],
+            inputs,
+            n=n,
+            config=config,
             rollout_id=options.get("rollout_id"),
         )
         prediction = Prediction.from_completions(completions, usage)

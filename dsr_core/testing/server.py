@@ -179,8 +179,15 @@ class LMTestServer:
     def url(self) -> str:
         return f"http://{self.host}:{self.port}/v1"
 
-    def inject(self, kind: str, times: int = 1, *, retry_after: float | None = None,
-               match: Callable[[ChatRequest], bool] | None = None, message: str = "injected failure") -> None:
+    def inject(
+        self,
+        kind: str,
+        times: int = 1,
+        *,
+        retry_after: float | None = None,
+        match: Callable[[ChatRequest], bool] | None = None,
+        message: str = "injected failure",
+    ) -> None:
         """Serve ``kind`` to the next ``times`` requests (that ``match``, if given)."""
         if kind not in ("429", "500", "400", "timeout", "garbage", "truncated", "unparseable"):
             raise ValueError(f"unknown fault {kind!r}")
@@ -273,23 +280,42 @@ class LMTestServer:
                 pass
 
     @staticmethod
-    def _send(writer: asyncio.StreamWriter, status: str, payload: bytes, extra: dict[str, str] | None = None,
-              content_length: int | None = None) -> None:
-        headers = {"Content-Type": "application/json", "Content-Length": str(
-            len(payload) if content_length is None else content_length)}
+    def _send(
+        writer: asyncio.StreamWriter,
+        status: str,
+        payload: bytes,
+        extra: dict[str, str] | None = None,
+        content_length: int | None = None,
+    ) -> None:
+        headers = {
+            "Content-Type": "application/json",
+            "Content-Length": str(len(payload) if content_length is None else content_length),
+        }
         headers.update(extra or {})
         head = f"HTTP/1.1 {status}\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
         writer.write(head.encode() + payload)
 
     async def _route(self, method: str, path: str, body: bytes, writer: asyncio.StreamWriter) -> bool:
         if method == "GET" and path.rstrip("/").endswith("/models"):
-            self._send(writer, "200 OK", json.dumps({"object": "list", "data": [{"id": "test", "object": "model"}]}).encode())
+            self._send(
+                writer, "200 OK", json.dumps({"object": "list", "data": [{"id": "test", "object": "model"}]}).encode()
+            )
             return True
         if method == "GET" and path.rstrip("/").endswith("/stats"):
             s = self.stats
-            self._send(writer, "200 OK", json.dumps({
-                "requests": s.requests, "completions": s.completions, "in_flight": s.in_flight,
-                "max_in_flight": s.max_in_flight, "faults_served": s.faults_served}).encode())
+            self._send(
+                writer,
+                "200 OK",
+                json.dumps(
+                    {
+                        "requests": s.requests,
+                        "completions": s.completions,
+                        "in_flight": s.in_flight,
+                        "max_in_flight": s.max_in_flight,
+                        "faults_served": s.faults_served,
+                    }
+                ).encode(),
+            )
             return True
         if method == "POST" and path.rstrip("/").endswith("/reset"):
             self.reset_stats()
@@ -332,8 +358,12 @@ class LMTestServer:
     async def _serve_fault(self, fault: Fault, request: ChatRequest, writer: asyncio.StreamWriter) -> bool:
         if fault.kind == "429":
             extra = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
-            self._send(writer, "429 Too Many Requests",
-                       b'{"error": {"message": "rate limited", "type": "rate_limit_error"}}', extra)
+            self._send(
+                writer,
+                "429 Too Many Requests",
+                b'{"error": {"message": "rate limited", "type": "rate_limit_error"}}',
+                extra,
+            )
         elif fault.kind in ("500", "400"):
             status = "500 Internal Server Error" if fault.kind == "500" else "400 Bad Request"
             self._send(writer, status, json.dumps({"error": {"message": fault.message}}).encode())
@@ -354,18 +384,23 @@ class LMTestServer:
     def _completion_body(request: ChatRequest, texts: list[str]) -> bytes:
         prompt_tokens = sum(len(str(m.get("content", ""))) for m in request.messages) // 4 + 1
         completion_tokens = sum(len(t) for t in texts) // 4 + 1
-        return json.dumps({
-            "id": "chatcmpl-test",
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": request.model,
-            "choices": [
-                {"index": i, "message": {"role": "assistant", "content": t}, "finish_reason": "stop"}
-                for i, t in enumerate(texts)
-            ],
-            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                      "total_tokens": prompt_tokens + completion_tokens},
-        }).encode()
+        return json.dumps(
+            {
+                "id": "chatcmpl-test",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": request.model,
+                "choices": [
+                    {"index": i, "message": {"role": "assistant", "content": t}, "finish_reason": "stop"}
+                    for i, t in enumerate(texts)
+                ],
+                "usage": {
+                    "prompt_tokens": prompt_tokens,
+                    "completion_tokens": completion_tokens,
+                    "total_tokens": prompt_tokens + completion_tokens,
+                },
+            }
+        ).encode()
 
 
 def main() -> None:
