@@ -81,13 +81,11 @@ def test_cache_is_shared_across_processes(server, isolated_cache):
         print(pred.usage.cached_calls)
     """)
     env = {**os.environ, "DSR_CACHE_DIR": str(isolated_cache)}
-    run = lambda: subprocess.run(
-        [sys.executable, "-c", script],
-        env=env,
-        capture_output=True,
-        text=True,  # noqa: E731
-        check=True,
-    ).stdout.strip()
+
+    def run():
+        done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
+        return done.stdout.strip()
+
     assert run() == "0"
     assert run() == "1"
     assert server.stats.requests == 1
