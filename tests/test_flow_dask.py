@@ -1,7 +1,7 @@
-"""The evaluate flow on a 2-worker Dask LocalCluster.
+"""The evaluate flow with tasks in other processes: a 2-worker Dask LocalCluster, and a process pool.
 
-Dask workers are separate processes and cannot reach Prefect's ephemeral in-process server, so this test
-starts a real ``prefect server start`` on 127.0.0.1 and runs ``dsr evaluate`` in a subprocess against it.
+Worker processes cannot reach Prefect's ephemeral in-process server, so these tests start a real
+``prefect server start`` on 127.0.0.1 and run ``dsr evaluate`` in a subprocess against it.
 """
 
 from __future__ import annotations
@@ -66,7 +66,8 @@ def prefect_server(tmp_path_factory):
         process.kill()
 
 
-def test_evaluate_flow_on_a_dask_local_cluster(prefect_server, server, tmp_path):
+@pytest.mark.parametrize("runner", ["dask", "process"])
+def test_evaluate_flow_in_worker_processes(prefect_server, server, tmp_path, runner):
     server.responder = upper_answer
     data = write_dataset(tmp_path / "dev.jsonl", 24, wrong_every=4)
     (tmp_path / "eval.toml").write_text(f"""
@@ -81,9 +82,9 @@ ref = "tests.programs:exact_upper"
 model = "test-model"
 api_base = "{server.url}"
 [run]
-name = "dask-run"
+name = "{runner}-run"
 artifacts_url = "{tmp_path / "artifacts"}"
-task_runner = "dask"
+task_runner = "{runner}"
 max_workers = 2
 shard_size = 4
 [mlflow]
@@ -106,6 +107,6 @@ tracking_uri = "sqlite:///{tmp_path / "mlflow.db"}"
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "75.00" in result.stdout  # 18 of 24 gold answers are right
-    table = pq.read_table(tmp_path / "artifacts" / "dask-run" / "evaluation.parquet")
+    table = pq.read_table(tmp_path / "artifacts" / f"{runner}-run" / "evaluation.parquet")
     assert table.num_rows == 24
     assert server.stats.requests == 24
