@@ -4,7 +4,9 @@ The key is the sha256 of the normalized request (model, messages, sampling param
 never the api key or the base URL, so the same request to two replicas of one model hits the same entry.
 Disk entries are one JSON file each, written to a temporary name and renamed into place, so concurrent
 processes never see a half-written entry; an entry that fails to parse anyway is a miss, never a crash.
-No lock on the hot path: the LRU is a dict touched only by atomic operations.
+No lock on the hot path: the LRU is a dict touched only by atomic operations, and disk writes happen on
+one background thread so the event loop never waits for the file system (``flush()`` waits for them;
+they also finish before the interpreter exits).
 """
 
 from __future__ import annotations
@@ -16,12 +18,23 @@ import os
 import shutil
 import uuid
 from collections import OrderedDict
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MEMORY_ENTRIES = 100_000
+
+
+_writer: ThreadPoolExecutor | None = None
+
+
+def _disk_writer() -> ThreadPoolExecutor:
+    global _writer
+    if _writer is None:
+        _writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dsr-cache-writer")
+    return _writer
 
 
 def default_cache_dir() -> Path:
@@ -55,6 +68,7 @@ class Cache:
         self.hits = 0
         self.misses = 0
         self._made_dirs: set[str] = set()
+        self._last_write: Future[None] | None = None
 
     def __repr__(self) -> str:
         return f"Cache(directory={str(self.directory)!r}, memory={len(self._memory)}, disk={self.disk})"
@@ -84,7 +98,12 @@ class Cache:
     def put(self, key: str, value: dict[str, Any]) -> None:
         self._remember(key, value)
         if self.disk:
-            self._write_disk(key, value)
+            self._last_write = _disk_writer().submit(self._write_disk, key, value)
+
+    def flush(self) -> None:
+        """Wait until every entry put so far is on disk."""
+        if self._last_write is not None:
+            self._last_write.result()
 
     def _remember(self, key: str, value: dict[str, Any]) -> None:
         memory = self._memory
@@ -135,12 +154,14 @@ class Cache:
 
     def clear(self) -> None:
         """Drop every entry, in memory and on disk."""
+        self.flush()
         self._memory.clear()
         if self.directory.exists():
             shutil.rmtree(self.directory)
         self._made_dirs.clear()
 
     def disk_stats(self) -> dict[str, Any]:
+        self.flush()
         entries = 0
         size = 0
         if self.directory.exists():

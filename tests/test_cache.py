@@ -24,6 +24,7 @@ async def test_key_ignores_api_key_and_base_url(server, isolated_cache):
     b = dsr.LM("m", api_base=server.url.replace("127.0.0.1", "localhost"), api_key="k2")
     await a.acall(MESSAGES)
     assert (await b.acall(MESSAGES)).cached
+    dsr.cache.get_default_cache().flush()
     for path in isolated_cache.rglob("*.json"):
         text = path.read_text()
         assert "k1" not in text and "127.0.0.1" not in text
@@ -56,12 +57,14 @@ async def test_disable_per_lm_per_call_and_globally(server, monkeypatch):
 async def test_corrupt_entry_is_a_miss_not_a_crash(server, isolated_cache):
     lm = dsr.LM("m", api_base=server.url)
     await lm.acall(MESSAGES)
+    dsr.cache.get_default_cache().flush()
     entries = list(isolated_cache.rglob("*.json"))
     assert len(entries) == 1
     entries[0].write_text('{"texts": ["trunc')
     fresh = dsr.LM("m", api_base=server.url, cache_store=Cache(isolated_cache))  # empty memory tier
     response = await fresh.acall(MESSAGES)
     assert not response.cached and server.stats.requests == 2
+    fresh._cache_store.flush()
     again = Cache(isolated_cache)
     assert again.get(request_key(fresh.build_request(MESSAGES))) is not None  # rewritten by the new call
 
