@@ -50,7 +50,10 @@ class LMServer:
     def start(self) -> LMServer:
         self._proc = subprocess.Popen(
             [self.python, "-m", "dsr_core.testing.server", "--port", "0", "--latency", str(self.latency)],
-            stdout=subprocess.PIPE, stderr=self._stderr, text=True, cwd=REPO_ROOT,
+            stdout=subprocess.PIPE,
+            stderr=self._stderr,
+            text=True,
+            cwd=REPO_ROOT,
         )
         assert self._proc.stdout is not None
         line = self._proc.stdout.readline().strip()  # blocks until the server is listening
@@ -111,22 +114,32 @@ def dspy_python() -> str:
 
 
 def dspy_version(python: str) -> str:
-    out = subprocess.run([python, "-c", "import importlib.metadata as m; print(m.version('dspy'))"],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [python, "-c", "import importlib.metadata as m; print(m.version('dspy'))"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return out.stdout.strip()
 
 
-def run_side(python: str, script: str, args: list[str], env: dict[str, str] | None = None,
-             timeout: float = 1800) -> dict[str, Any]:
+def run_side(
+    python: str, script: str, args: list[str], env: dict[str, str] | None = None, timeout: float = 1800
+) -> dict[str, Any]:
     """Run ``bench/<script> <args>`` under ``python`` and return the JSON object of its last stdout line."""
     proc = subprocess.run(
-        [python, str(BENCH_DIR / script), *args], capture_output=True, text=True, timeout=timeout,
-        env={**os.environ, **(env or {})}, cwd=REPO_ROOT,
+        [python, str(BENCH_DIR / script), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+        cwd=REPO_ROOT,
     )
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
     if proc.returncode != 0 or not lines:
-        raise RuntimeError(f"{script} {' '.join(args)} failed (exit {proc.returncode}):\n"
-                           f"{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
+        raise RuntimeError(
+            f"{script} {' '.join(args)} failed (exit {proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}"
+        )
     return json.loads(lines[-1])
 
 
@@ -229,8 +242,10 @@ def cached(factory: HarnessFactory, args: argparse.Namespace) -> dict[str, Any]:
 def side_main(factory: HarnessFactory, description: str, extra: dict[str, Handler] | None = None) -> None:
     """Parse ``<benchmark> --url ... [options]``, run it, print the result as one JSON line."""
     handlers: dict[str, Handler] = {
-        "percall": partial(percall, factory), "evaluate": partial(evaluate, factory),
-        "cached": partial(cached, factory), **(extra or {}),
+        "percall": partial(percall, factory),
+        "evaluate": partial(evaluate, factory),
+        "cached": partial(cached, factory),
+        **(extra or {}),
     }
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("benchmark", choices=sorted(handlers))

@@ -39,8 +39,13 @@ class DspyHarness:
 
     def evaluator(self, pairs: list[tuple[str, str]]) -> Callable[[], dict[str, Any]]:
         devset = [dspy.Example(question=q, answer=a).with_inputs("question") for q, a in pairs]
-        evaluate = dspy.Evaluate(devset=devset, metric=answer_exact_match, num_threads=self.threads,
-                                 display_progress=False, display_table=False)
+        evaluate = dspy.Evaluate(
+            devset=devset,
+            metric=answer_exact_match,
+            num_threads=self.threads,
+            display_progress=False,
+            display_table=False,
+        )
 
         def run() -> dict[str, Any]:
             return {"score": float(evaluate(self.program).score)}

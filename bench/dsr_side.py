@@ -131,8 +131,12 @@ def floor_async(client_name: str, args: argparse.Namespace) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    side_main(DsrHarness, "dsr side of the dsr-vs-DSPy benchmarks (and the raw-HTTP floors)", extra={
-        "floor": floor,
-        "floor-httpx2": partial(floor_async, "httpx2"),
-        "floor-aiohttp": partial(floor_async, "aiohttp"),
-    })
+    side_main(
+        DsrHarness,
+        "dsr side of the dsr-vs-DSPy benchmarks (and the raw-HTTP floors)",
+        extra={
+            "floor": floor,
+            "floor-httpx2": partial(floor_async, "httpx2"),
+            "floor-aiohttp": partial(floor_async, "aiohttp"),
+        },
+    )

@@ -57,6 +57,7 @@ def log(message: str) -> None:
 
 def cpu_busy(interval: float = 1.0) -> float:
     """Fraction of all cores' time spent busy over ``interval`` seconds (from /proc/stat)."""
+
     def sample() -> tuple[int, int]:
         fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
         return sum(fields), fields[3] + fields[4]  # total, idle + iowait
@@ -96,8 +97,10 @@ QUIET = Quiet(max_wait=300)
 @contextmanager
 def cache_dirs() -> Iterator[dict[str, str]]:
     """Fresh, empty cache directories for both frameworks, removed afterwards."""
-    with tempfile.TemporaryDirectory(prefix="dsr-cache-") as dsr_dir, \
-            tempfile.TemporaryDirectory(prefix="dspy-cache-") as dspy_dir:
+    with (
+        tempfile.TemporaryDirectory(prefix="dsr-cache-") as dsr_dir,
+        tempfile.TemporaryDirectory(prefix="dspy-cache-") as dspy_dir,
+    ):
         yield {"DSR_CACHE_DIR": dsr_dir, "DSPY_CACHEDIR": dspy_dir}
 
 
@@ -105,8 +108,7 @@ def side(name: str, dspy_py: str) -> tuple[str, str]:
     return (DSR_PYTHON, "dsr_side.py") if name == "dsr" else (dspy_py, "dspy_side.py")
 
 
-def run_one(name: str, dspy_py: str, benchmark: str, url: str, env: dict[str, str], **options: Any
-            ) -> dict[str, Any]:
+def run_one(name: str, dspy_py: str, benchmark: str, url: str, env: dict[str, str], **options: Any) -> dict[str, Any]:
     python, script = side(name, dspy_py)
     QUIET.wait()
     args = [benchmark, "--url", url, *[a for k, v in options.items() for a in (f"--{k}", str(v))]]
@@ -129,8 +131,9 @@ def bench_percall(sizes: Sizes, dspy_py: str) -> dict[str, Any]:
         for _ in range(sizes.repeats):  # rounds, so drift on the machine spreads over every client alike
             for key, name, benchmark in plan:
                 with cache_dirs() as env:
-                    runs[key].append(run_one(name, dspy_py, benchmark, server.url, env, n=sizes.percall_n,
-                                             warmup=sizes.warmup))
+                    runs[key].append(
+                        run_one(name, dspy_py, benchmark, server.url, env, n=sizes.percall_n, warmup=sizes.warmup)
+                    )
     out: dict[str, Any] = {"n": sizes.percall_n, "warmup": sizes.warmup, "repeats": sizes.repeats}
     out.update({key: median_run(r, "ms_per_call") for key, r in runs.items()})
     out["ratio"] = out["dsr"]["ms_per_call"] / out["dspy"]["ms_per_call"]
@@ -141,10 +144,12 @@ def bench_percall(sizes: Sizes, dspy_py: str) -> dict[str, Any]:
 # -- b. Evaluate throughput ----------------------------------------------------------------------------------------
 def bench_evaluate(sizes: Sizes, dspy_py: str) -> dict[str, Any]:
     n = sizes.eval_n
-    plan = [("floor-httpx2", "dsr", "floor-httpx2", DSR_CONCURRENCY),
-            ("floor-aiohttp", "dsr", "floor-aiohttp", DSR_CONCURRENCY),
-            ("dsr", "dsr", "evaluate", DSR_CONCURRENCY),
-            *((f"dspy-{t}", "dspy", "evaluate", t) for t in DSPY_THREADS)]
+    plan = [
+        ("floor-httpx2", "dsr", "floor-httpx2", DSR_CONCURRENCY),
+        ("floor-aiohttp", "dsr", "floor-aiohttp", DSR_CONCURRENCY),
+        ("dsr", "dsr", "evaluate", DSR_CONCURRENCY),
+        *((f"dspy-{t}", "dspy", "evaluate", t) for t in DSPY_THREADS),
+    ]
     runs: dict[str, list[dict[str, Any]]] = {key: [] for key, *_ in plan}
     with LMServer(latency=EVAL_LATENCY) as server:
         for _ in range(sizes.repeats):
@@ -159,11 +164,16 @@ def bench_evaluate(sizes: Sizes, dspy_py: str) -> dict[str, Any]:
                         log(f"skipping {key} (a reference row only): {str(exc).splitlines()[-1]}")
                         continue
                     stats = server.stats()
-                runs[key].append({**result, "side": key, "max_in_flight": stats["max_in_flight"],
-                                  "requests": stats["requests"]})
-    out: dict[str, Any] = {"n": n, "latency": EVAL_LATENCY, "repeats": sizes.repeats,
-                           "limit_s": EVAL_LATENCY * math.ceil(n / DSR_CONCURRENCY),
-                           "runs": [median_run(r, "seconds") for r in runs.values() if r]}
+                runs[key].append(
+                    {**result, "side": key, "max_in_flight": stats["max_in_flight"], "requests": stats["requests"]}
+                )
+    out: dict[str, Any] = {
+        "n": n,
+        "latency": EVAL_LATENCY,
+        "repeats": sizes.repeats,
+        "limit_s": EVAL_LATENCY * math.ceil(n / DSR_CONCURRENCY),
+        "runs": [median_run(r, "seconds") for r in runs.values() if r],
+    }
     dsr = next(r for r in out["runs"] if r["side"] == "dsr")
     best = min((r for r in out["runs"] if r["side"].startswith("dspy")), key=lambda r: r["seconds"])
     out["dsr_over_limit"] = dsr["seconds"] / out["limit_s"]
@@ -186,11 +196,17 @@ def bench_cached(sizes: Sizes, dspy_py: str) -> dict[str, Any]:
             for name, threads in plan:
                 with cache_dirs() as env:
                     for phase in ("memory", "disk"):
-                        runs[name, threads][phase].append(run_one(
-                            name, dspy_py, "cached", server.url, env, n=n, threads=threads, phase=phase))
-    out: dict[str, Any] = {"n": n, "repeats": sizes.repeats, "runs": [
-        {"side": name, "threads": threads, **{phase: median_run(r, "examples_per_s") for phase, r in by.items()}}
-        for (name, threads), by in runs.items()]}
+                        runs[name, threads][phase].append(
+                            run_one(name, dspy_py, "cached", server.url, env, n=n, threads=threads, phase=phase)
+                        )
+    out: dict[str, Any] = {
+        "n": n,
+        "repeats": sizes.repeats,
+        "runs": [
+            {"side": name, "threads": threads, **{phase: median_run(r, "examples_per_s") for phase, r in by.items()}}
+            for (name, threads), by in runs.items()
+        ],
+    }
     dsr = next(r for r in out["runs"] if r["side"] == "dsr")
     out["met"] = dsr["memory"]["examples_per_s"] >= 10_000
     out["met_disk"] = dsr["disk"]["examples_per_s"] >= 10_000
@@ -221,21 +237,37 @@ def bench_import(sizes: Sizes, dspy_py: str) -> dict[str, Any]:
     QUIET.wait()
     log("import times")
     baseline = import_seconds(DSR_PYTHON, "sys", sizes.import_runs)  # interpreter start-up alone
-    return {"dsr": import_seconds(DSR_PYTHON, "dsr_core", sizes.import_runs),
-            "dspy": import_seconds(dspy_py, "dspy", sizes.import_runs), "python_startup": baseline}
+    return {
+        "dsr": import_seconds(DSR_PYTHON, "dsr_core", sizes.import_runs),
+        "dspy": import_seconds(dspy_py, "dspy", sizes.import_runs),
+        "python_startup": baseline,
+    }
 
 
 # -- report --------------------------------------------------------------------------------------------------------
 def machine(dspy_py: str) -> dict[str, Any]:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                            cwd=REPO_ROOT).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
-                           text=True, cwd=REPO_ROOT).stdout.strip()
-    return {"cores": os.cpu_count(), "cpu": cpu, "python": platform.python_version(),
-            "dsr_commit": commit + (" (with uncommitted changes)" if dirty else ""),
-            "dspy": dspy_version(dspy_py), "dspy_python": dspy_py}
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO_ROOT
+    ).stdout.strip()
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "--", "dsr_core"], capture_output=True, text=True, cwd=REPO_ROOT
+    ).stdout.strip()
+    return {
+        "cores": os.cpu_count(),
+        "cpu": cpu,
+        "python": platform.python_version(),
+        "dsr_commit": commit + (" (dsr_core/ has uncommitted changes)" if dirty else ""),
+        "dspy": dspy_version(dspy_py),
+        "dspy_python": dspy_py,
+    }
 
 
 def yes(flag: bool) -> str:
@@ -264,7 +296,8 @@ def render(results: dict[str, Any]) -> str:
     lines = [
         f"Machine: {m['cores']} cores, {m['cpu']}, Python {m['python']}; dsr {m['dsr_commit']}; {dspy}. "
         f"Numbers: {note}. Busiest the machine was (other work) when a measurement started: "
-        + ", ".join(f"{k} {100 * v:.0f}%" for k, v in results["busy_before"].items()) + ".",
+        + ", ".join(f"{k} {100 * v:.0f}%" for k, v in results["busy_before"].items())
+        + ".",
         "",
         "| benchmark | dsr | DSPy | target | met |",
         "|---|---:|---:|---|---|",
@@ -274,8 +307,7 @@ def render(results: dict[str, Any]) -> str:
         f"| b. Evaluate {b['n']} ex @ {1000 * b['latency']:.0f} ms, wall s (limit {b['limit_s']:.1f} s) | "
         f"{dsr_b['seconds']:.2f} | {best_b['seconds']:.2f} (best, {best_b['threads']} threads) | "
         f"dsr ≤ 1.5× limit (is {b['dsr_over_limit']:.2f}×) | {yes(b['met_limit'])} |",
-        f"| | | | dsr ≥ 10× faster than DSPy's best (is {b['dspy_best_over_dsr']:.1f}×) | "
-        f"{yes(b['met_speedup'])} |",
+        f"| | | | dsr ≥ 10× faster than DSPy's best (is {b['dspy_best_over_dsr']:.1f}×) | {yes(b['met_speedup'])} |",
         f"| c. cached re-evaluation, same process, ex/s | {dsr_c['memory']['examples_per_s']:,.0f} | "
         f"{best_mem:,.0f} (best) | dsr ≥ 10,000/s | {yes(c['met'])} |",
         f"| c. cached re-evaluation, new process (disk), ex/s | {dsr_c['disk']['examples_per_s']:,.0f} | "
@@ -301,14 +333,18 @@ def render(results: dict[str, Any]) -> str:
         "| run | concurrency | wall (s) | examples/s | score | server max_in_flight |",
         "|---|---:|---:|---:|---:|---:|",
     ]
-    labels = {"floor-httpx2": "raw httpx2.AsyncClient POSTs, same bodies (dsr's transport, no framework)",
-              "floor-aiohttp": "raw aiohttp POSTs, same bodies (another asyncio client, for scale)",
-              "dsr": "dsr Evaluate (LM max_concurrency=256)"}
+    labels = {
+        "floor-httpx2": "raw httpx2.AsyncClient POSTs, same bodies (dsr's transport, no framework)",
+        "floor-aiohttp": "raw aiohttp POSTs, same bodies (another asyncio client, for scale)",
+        "dsr": "dsr Evaluate (LM max_concurrency=256)",
+    }
     for r in b["runs"]:
         label = labels.get(r["side"], f"{dspy} Evaluate num_threads={r['threads']}")
         score = f"{r['score']:.1f}" if "score" in r else "–"
-        lines.append(f"| {label} | {r['threads']} | {spread(r, 'seconds', '.2f')} | {r['n'] / r['seconds']:.0f} | "
-                     f"{score} | {r['max_in_flight']} |")
+        lines.append(
+            f"| {label} | {r['threads']} | {spread(r, 'seconds', '.2f')} | {r['n'] / r['seconds']:.0f} | "
+            f"{score} | {r['max_in_flight']} |"
+        )
     lines += [
         "",
         f"Physical limit 0.1 s × ceil({b['n']}/256) = {b['limit_s']:.1f} s. "
@@ -325,21 +361,26 @@ def render(results: dict[str, Any]) -> str:
     for r in c["runs"]:
         label = "dsr Evaluate" if r["side"] == "dsr" else f"{dspy} Evaluate num_threads={r['threads']}"
         requests = r["memory"]["requests_during_timed_pass"] + r["disk"]["requests_during_timed_pass"]
-        lines.append(f"| {label} | {r['threads']} | {r['memory']['fill_seconds']:.2f} | "
-                     f"{spread(r['memory'], 'examples_per_s', ',.0f')} | {spread(r['disk'], 'examples_per_s', ',.0f')} "
-                     f"| {requests} |")
+        lines.append(
+            f"| {label} | {r['threads']} | {r['memory']['fill_seconds']:.2f} | "
+            f"{spread(r['memory'], 'examples_per_s', ',.0f')} | {spread(r['disk'], 'examples_per_s', ',.0f')} "
+            f"| {requests} |"
+        )
     lines += [
         "",
         f"Target dsr ≥ 10,000 ex/s: second pass {dsr_c['memory']['examples_per_s']:,.0f}/s → {yes(c['met'])}; "
         f"new process (disk) {dsr_c['disk']['examples_per_s']:,.0f}/s → {yes(c['met_disk'])}.",
         "",
-        f"### d. Import time: `python -c \"import X\"`, median of {d['dsr']['runs']} runs (after 1 untimed)",
+        f'### d. Import time: `python -c "import X"`, median of {d["dsr"]["runs"]} runs (after 1 untimed)',
         "",
         "| import | median (s) | min (s) | max (s) |",
         "|---|---:|---:|---:|",
     ]
-    for label, key in (("`import sys` (interpreter start-up only)", "python_startup"),
-                       ("`import dsr_core`", "dsr"), ("`import dspy`", "dspy")):
+    for label, key in (
+        ("`import sys` (interpreter start-up only)", "python_startup"),
+        ("`import dsr_core`", "dsr"),
+        ("`import dspy`", "dspy"),
+    ):
         lines.append(f"| {label} | {d[key]['median_s']:.3f} | {d[key]['min_s']:.3f} | {d[key]['max_s']:.3f} |")
     return "\n".join(lines) + "\n"
 
@@ -348,15 +389,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller sizes (a smoke run, not for RESULTS.md)")
     parser.add_argument("--json", type=Path, help="also write the raw results to this file")
-    parser.add_argument("--max-wait", type=float, default=300,
-                        help="before each measurement, wait up to this many seconds for other load to go away")
+    parser.add_argument(
+        "--max-wait",
+        type=float,
+        default=300,
+        help="before each measurement, wait up to this many seconds for other load to go away",
+    )
     args = parser.parse_args()
     sizes = QUICK if args.quick else FULL
     dspy_py = dspy_python()
     QUIET.max_wait = args.max_wait
     results: dict[str, Any] = {"sizes": asdict(sizes), "machine": machine(dspy_py)}
-    for name, bench in (("percall", bench_percall), ("evaluate", bench_evaluate), ("cached", bench_cached),
-                        ("import", bench_import)):
+    for name, bench in (
+        ("percall", bench_percall),
+        ("evaluate", bench_evaluate),
+        ("cached", bench_cached),
+        ("import", bench_import),
+    ):
         QUIET.benchmark = name
         results[name] = bench(sizes, dspy_py)
     results["busy_before"] = QUIET.worst

@@ -10,6 +10,7 @@ travel with the coroutine.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import concurrent.futures
 import contextvars
 import threading
@@ -31,8 +32,18 @@ def _background_loop() -> asyncio.AbstractEventLoop:
             loop = asyncio.new_event_loop()
             thread = threading.Thread(target=loop.run_forever, name="dsr-event-loop", daemon=True)
             thread.start()
+            atexit.register(_shutdown, loop)
             _loop = loop
     return _loop
+
+
+def _shutdown(loop: asyncio.AbstractEventLoop) -> None:
+    """At exit, let the loop finalize its async generators (LM clients close their connections there)."""
+    if loop.is_running():
+        try:
+            asyncio.run_coroutine_threadsafe(loop.shutdown_asyncgens(), loop).result(timeout=5)
+        except Exception:  # noqa: BLE001 - never fail interpreter shutdown
+            pass
 
 
 def run_sync(coro: Coroutine[Any, Any, T]) -> T:
