@@ -260,8 +260,8 @@ class LM:
         ]
         state = _LoopState(clients, loop)
         await state.start_closer()
-        for key in [k for k, s in self._states.items() if s.loop.is_closed()]:
-            del self._states[key]
+        for loop_id in [k for k, s in self._states.items() if s.loop.is_closed()]:
+            del self._states[loop_id]
         self._states[id(loop)] = state
         return state
 
