@@ -20,20 +20,21 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 _loop: asyncio.AbstractEventLoop | None = None
+_thread: threading.Thread | None = None
 _loop_lock = threading.Lock()
 
 
 def _background_loop() -> asyncio.AbstractEventLoop:
-    global _loop
-    if _loop is not None and not _loop.is_closed():
+    global _loop, _thread
+    if _loop is not None and _thread is not None and _thread.is_alive():
         return _loop
     with _loop_lock:  # only taken until the loop exists
-        if _loop is None or _loop.is_closed():
+        if _loop is None or _thread is None or not _thread.is_alive():
             loop = asyncio.new_event_loop()
             thread = threading.Thread(target=loop.run_forever, name="dsr-event-loop", daemon=True)
             thread.start()
             atexit.register(_shutdown, loop)
-            _loop = loop
+            _loop, _thread = loop, thread
     return _loop
 
 
@@ -57,20 +58,22 @@ def run_sync(coro: Coroutine[Any, Any, T]) -> T:
         coro.close()
         raise RuntimeError("a synchronous dsr call was made from dsr's own event loop; use `await ...acall()`")
     ctx = contextvars.copy_context()
-    future: concurrent.futures.Future[T] = concurrent.futures.Future()
+    future: concurrent.futures.Future[tuple[bool, Any]] = concurrent.futures.Future()
+
+    async def guarded() -> tuple[bool, Any]:
+        # KeyboardInterrupt/SystemExit raised in a task would escape run_forever and kill the shared loop;
+        # carry every outcome back to the caller's thread and raise it there instead.
+        try:
+            return True, await coro
+        except BaseException as exc:  # noqa: BLE001
+            return False, exc
 
     def start() -> None:
-        task = loop.create_task(coro, context=ctx)
-
-        def done(t: asyncio.Task[T]) -> None:
-            if t.cancelled():
-                future.cancel()
-            elif t.exception() is not None:
-                future.set_exception(t.exception())  # type: ignore[arg-type]
-            else:
-                future.set_result(t.result())
-
-        task.add_done_callback(done)
+        task = loop.create_task(guarded(), context=ctx)
+        task.add_done_callback(lambda t: future.cancel() if t.cancelled() else future.set_result(t.result()))
 
     loop.call_soon_threadsafe(start)
-    return future.result()
+    ok, value = future.result()
+    if not ok:
+        raise value
+    return value  # type: ignore[no-any-return]

@@ -164,6 +164,7 @@ class LM:
         self._rpm = RateLimiter(rpm) if rpm else None
         self._tpm = RateLimiter(tpm) if tpm else None
         self._states: dict[int, _LoopState] = {}
+        self._states_lock = threading.Lock()
         # usage per thread: each is only ever written by its own thread, so no lock is needed
         self._usage_local = threading.local()
         self._usages: list[Usage] = []
@@ -260,9 +261,11 @@ class LM:
         ]
         state = _LoopState(clients, loop)
         await state.start_closer()
-        for loop_id in [k for k, s in self._states.items() if s.loop.is_closed()]:
-            del self._states[loop_id]
-        self._states[id(loop)] = state
+        with self._states_lock:  # taken once per event loop, never per call
+            for loop_id, old in list(self._states.items()):
+                if old.loop.is_closed():
+                    self._states.pop(loop_id, None)
+            self._states[id(loop)] = state
         return state
 
     def _thread_usage(self) -> Usage:

@@ -42,6 +42,7 @@ class EvaluationReport(BaseModel):
     shards: int
     table_url: str
     mlflow_run_id: str | None = None
+    phase_seconds: dict[str, float] = {}
 
 
 def auto_shard_size(n: int, workers: int) -> int:
@@ -73,6 +74,8 @@ def evaluate_flow(config: RunConfig, progress_key: str | None = None) -> Evaluat
 
         raise ConfigError(problems)
     run_name = config.run.name or f"evaluate-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    phases: dict[str, float] = {}
+    mark = time.perf_counter()
     devset = load_split(config, "dev" if config.data.dev else "train")
     state = read_program_state(config.program.state) if config.program.state else None
     workers = config.run.max_workers or 4
@@ -85,6 +88,7 @@ def evaluate_flow(config: RunConfig, progress_key: str | None = None) -> Evaluat
     judge = config.judge_lm.model_dump() if config.judge_lm else None
     input_keys = list(config.data.input_keys)
     started = time.perf_counter()
+    phases["load"] = started - mark
     futures = [
         task.submit(
             config.program.ref,
@@ -106,9 +110,15 @@ def evaluate_flow(config: RunConfig, progress_key: str | None = None) -> Evaluat
     result = EvaluationResult(rows=rows, wall_time=wall)
     for row in rows:
         result.usage.add(dsr.Usage(row.prompt_tokens, row.completion_tokens, row.lm_calls, row.cached_calls))
-    table_url = write_table(result.to_arrow(), config.run.artifacts_url, run_name, "evaluation.parquet")
+    phases["shards"] = wall
+    mark = time.perf_counter()
+    table = result.to_arrow()
+    table_url = write_table(table, config.run.artifacts_url, run_name, "evaluation.parquet")
+    phases["table"] = time.perf_counter() - mark
+    mark = time.perf_counter()
     summary = result.summary()
-    run_id = log_evaluation(config, run_name, summary, table_url, result.to_arrow())
+    run_id = log_evaluation(config, run_name, summary, table_url, table)
+    phases["mlflow"] = time.perf_counter() - mark
     logger.info("score %.2f on %d examples (%d errors); table at %s", result.score, result.n, result.errors, table_url)
     return EvaluationReport(
         run_name=run_name,
@@ -126,6 +136,7 @@ def evaluate_flow(config: RunConfig, progress_key: str | None = None) -> Evaluat
         shards=len(starts),
         table_url=table_url,
         mlflow_run_id=run_id,
+        phase_seconds=phases,
     )
 
 

@@ -14,6 +14,7 @@ from prefect import task
 from prefect.cache_policies import INPUTS, TASK_SOURCE
 
 import dsr_core as dsr
+from dsr_core._async import run_sync
 
 from . import progress
 from .program import build_metric, build_program
@@ -40,7 +41,7 @@ def is_infrastructure_failure(task: Any, task_run: Any, state: Any) -> bool:
     retry_condition_fn=is_infrastructure_failure,
     task_run_name="evaluate_shard[{first_index}]",
 )
-async def evaluate_shard(
+def evaluate_shard(
     program_ref: str,
     program_state: dict[str, Any] | None,
     lm: dict[str, Any],
@@ -52,7 +53,11 @@ async def evaluate_shard(
     concurrency: int = 64,
     progress_key: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Evaluate ``examples`` (rows ``first_index``...) and return one JSON record per example."""
+    """Evaluate ``examples`` (rows ``first_index``...) and return one JSON record per example.
+
+    A synchronous task on purpose: the examples run on dsr's one event loop per process, so every shard in
+    a process shares the LM's connections and limits instead of opening a pool per task.
+    """
     program = build_program(program_ref, program_state, lm)
     metric_fn = build_metric(metric, judge_lm)
     devset = [dsr.Example(e).with_inputs(*input_keys) for e in examples]
@@ -61,5 +66,5 @@ async def evaluate_shard(
         devset, metric_fn, concurrency=concurrency, progress=False, on_row=sink.on_row if sink is not None else None
     )
     indices = range(first_index, first_index + len(devset))
-    result = await evaluate.acall(program, indices=indices)
+    result = run_sync(evaluate.acall(program, indices=indices))
     return result.records()
