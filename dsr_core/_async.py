@@ -31,11 +31,23 @@ def _background_loop() -> asyncio.AbstractEventLoop:
     with _loop_lock:  # only taken until the loop exists
         if _loop is None or _thread is None or not _thread.is_alive():
             loop = asyncio.new_event_loop()
-            thread = threading.Thread(target=loop.run_forever, name="dsr-event-loop", daemon=True)
+            thread = threading.Thread(target=_run_forever, args=(loop,), name="dsr-event-loop", daemon=True)
             thread.start()
             atexit.register(_shutdown, loop)
             _loop, _thread = loop, thread
     return _loop
+
+
+def _run_forever(loop: asyncio.AbstractEventLoop) -> None:
+    """Keep the shared loop alive: a KeyboardInterrupt/SystemExit raised inside some task (asyncio lets
+    those escape ``run_forever``) is delivered to the awaiting caller, not allowed to stop every caller."""
+    asyncio.set_event_loop(loop)
+    while True:
+        try:
+            loop.run_forever()
+            return  # stopped on purpose
+        except BaseException:  # noqa: BLE001, S112 - the task that raised it has it as its exception
+            continue
 
 
 def _shutdown(loop: asyncio.AbstractEventLoop) -> None:

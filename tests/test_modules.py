@@ -107,3 +107,17 @@ async def test_prediction_usage_and_trace(server, lm):
     assert usage.lm_calls == 2 and usage.prompt_tokens > 0
     assert [type(p).__name__ for p, _, _ in calls] == ["Predict", "Predict"]
     assert calls[0][1] == {"question": "q"} and calls[0][2].query == "Q:q"
+
+
+def test_shared_loop_survives_a_keyboard_interrupt_inside_a_task(server, lm):
+    """A BaseException raised inside a child task reaches the caller; the shared loop keeps serving."""
+
+    class Interrupting(dsr.Module):
+        async def aforward(self, question):
+            raise KeyboardInterrupt("from inside the loop")
+
+    dev = [dsr.Example(question=str(i)).with_inputs("question") for i in range(4)]
+    with pytest.raises(KeyboardInterrupt):
+        dsr.Evaluate(dev, lambda e, p: 1.0, concurrency=2)(Interrupting())
+    server.responder = lambda r: r.reply(answer="still alive")
+    assert dsr.Predict("question -> answer", lm=lm)(question="q").answer == "still alive"
