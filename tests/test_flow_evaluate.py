@@ -159,6 +159,23 @@ def test_bad_config_reports_every_problem_with_its_path(workdir):
     assert [p for p, _ in info.value.problems] == ["program.ref", "metric.ref"]
 
 
+def test_yaml_config_and_overrides(workdir):
+    (workdir / "eval.yaml").write_text(
+        textwrap.dedent("""
+        program: {ref: "tests.programs:QA"}
+        data: {dev: dev.jsonl, input_keys: [question]}
+        lm: {model: m, max_concurrency: 8}
+    """)
+    )
+    config = load_config(
+        workdir / "eval.yaml", ["lm.max_concurrency=32", "run.shard_size=1", "lm.api_base=http://x/v1"]
+    )
+    assert config.lm.max_concurrency == 32 and config.run.shard_size == 1 and config.lm.api_base == "http://x/v1"
+    assert config.metric.ref == "exact_match" and config.run.task_runner == "thread"
+    with pytest.raises(ConfigError, match="section.key=value"):
+        load_config(workdir / "eval.yaml", ["lm.max_concurrency"])
+
+
 def test_cli_evaluate_and_config_check(prefect_harness, server, workdir):
     from typer.testing import CliRunner
 
@@ -184,3 +201,11 @@ def test_cli_evaluate_and_config_check(prefect_harness, server, workdir):
     assert "cli-run" in result.output and "66.67" in result.output  # 4 of 6 gold answers are right
     bad = runner.invoke(app, ["evaluate", str(workdir / "eval.toml"), "--set", "lm.max_tokens=zero"])
     assert bad.exit_code == 1 and "lm.max_tokens" in bad.output
+
+
+def test_auto_shard_size_gives_a_few_shards_per_worker():
+    from flows.evaluate import auto_shard_size
+
+    assert auto_shard_size(2000, 4) == 167  # 12 shards
+    assert auto_shard_size(5, 4) == 1  # small sets: one example per task
+    assert auto_shard_size(1, 1) == 1
