@@ -189,5 +189,13 @@ class Prediction(Example):
         object.__setattr__(result, "usage", Usage(**asdict(self.usage)))
         return result  # type: ignore[return-value]
 
+    def __getstate__(self) -> dict[str, Any]:
+        return {**super().__getstate__(), "completions": self.completions, "usage": asdict(self.usage)}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        object.__setattr__(self, "completions", state.get("completions", [dict(self._store)]))
+        object.__setattr__(self, "usage", Usage(**state.get("usage", {})))
+
     def __repr__(self) -> str:
         return f"Prediction({self._store!r})"

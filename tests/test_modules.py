@@ -121,3 +121,15 @@ def test_shared_loop_survives_a_keyboard_interrupt_inside_a_task(server, lm):
         dsr.Evaluate(dev, lambda e, p: 1.0, concurrency=2)(Interrupting())
     server.responder = lambda r: r.reply(answer="still alive")
     assert dsr.Predict("question -> answer", lm=lm)(question="q").answer == "still alive"
+
+
+def test_example_and_prediction_behave_like_dspys():
+    ex = dsr.Example(question="q", answer="a", extra=1).with_inputs("question")
+    assert ex.inputs().to_dict() == {"question": "q"} and ex.labels().to_dict() == {"answer": "a", "extra": 1}
+    assert ex.without("extra").to_dict() == {"question": "q", "answer": "a"}
+    assert ex.copy(answer="b").answer == "b" and ex.answer == "a"
+    with pytest.raises(ValueError, match="with_inputs"):
+        dsr.Example(q=1).inputs()
+    pred = dsr.Prediction.from_completions([{"a": 1}, {"a": 2}], dsr.Usage(3, 4, 1, 0))
+    clone = copy.deepcopy(pred)
+    assert clone.a == 1 and clone.completions == [{"a": 1}, {"a": 2}] and clone.usage.total_tokens == 7
