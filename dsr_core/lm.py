@@ -64,6 +64,7 @@ class LMResponse:
 
 
 POOL_SIZE = 32  # connections per SDK client; see _LoopState
+_open_closers: list[tuple[asyncio.AbstractEventLoop, Any]] = []
 
 
 class _LoopState:
@@ -100,6 +101,10 @@ class _LoopState:
 
         self._closer = closer()
         await self._closer.__anext__()
+        # Held here, not only by the LM: an LM dropped before its loop ends must still close its clients at
+        # the loop's shutdown (a generator collected with its sessions would leave them unclosed).
+        _open_closers[:] = [(lp, gen) for lp, gen in _open_closers if not lp.is_closed()]
+        _open_closers.append((self.loop, self._closer))
 
     def client(self) -> openai.AsyncOpenAI:
         self._next = (self._next + 1) % len(self.clients)  # one loop, one thread: no lock needed

@@ -62,6 +62,7 @@ class Predict(Module):
         demos = options.get("demos", self.demos)
         config = {**self.config, **(options.get("config") or {})}
         n = int(config.pop("n", 1))
+        rollout_id = options.get("rollout_id", config.pop("rollout_id", None))
         adapter = options.get("adapter") or self.adapter or _settings.get("adapter") or ChatAdapter()
         completions, usage = await adapter.acall(
             lm,
@@ -70,7 +71,7 @@ class Predict(Module):
             inputs,
             n=n,
             config=config,
-            rollout_id=options.get("rollout_id"),
+            rollout_id=rollout_id,
         )
         prediction = Prediction.from_completions(completions, usage)
         tracked = current_usage.get()

@@ -1,0 +1,19 @@
+"""Optimizers as ask/tell state machines (see base.py); ``compile`` runs one in process."""
+
+from .base import BootstrapWork, EvaluateOutcome, EvaluateWork, LocalRunner, OptimizerState
+from .bootstrap import BootstrapFewShot, BootstrapState, LabeledFewShot, Optimizer
+from .random_search import BootstrapFewShotWithRandomSearch, RandomSearchState
+
+__all__ = [
+    "BootstrapFewShot",
+    "BootstrapFewShotWithRandomSearch",
+    "BootstrapState",
+    "BootstrapWork",
+    "EvaluateOutcome",
+    "EvaluateWork",
+    "LabeledFewShot",
+    "LocalRunner",
+    "Optimizer",
+    "OptimizerState",
+    "RandomSearchState",
+]

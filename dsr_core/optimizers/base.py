@@ -1,0 +1,167 @@
+"""The ask/tell shape every optimizer has, the work it asks for, and an in-process runner for that work.
+
+An optimizer owns no loop: ``ask(state)`` says what must be computed next (bootstrap these training
+examples with this teacher, evaluate these candidate programs on these examples), the caller computes it
+anywhere (in process with ``LocalRunner``, or as Prefect tasks over shards), and ``tell(state, results)``
+returns the next state. States are pydantic models that serialize to JSON: the state is the checkpoint.
+Programs inside work items and states are program-state dicts (``Module.dump_state()``), never objects.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Sequence
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, Field
+
+from ..evaluate import Evaluate, _as_score, _metric_arity
+from ..modules.module import Module
+from ..primitives import Example
+from ..tracking import trace
+
+
+class BootstrapWork(BaseModel):
+    """Run ``teacher`` on training examples ``indices``; keep the traces of the ones the metric accepts."""
+
+    kind: Literal["bootstrap"] = "bootstrap"
+    teacher: dict[str, Any]
+    indices: list[int]
+    round: int = 0
+    metric_threshold: float | None = None
+
+
+class EvaluateWork(BaseModel):
+    """Score candidate ``candidate`` (program state ``program``) on examples ``indices`` of ``split``."""
+
+    kind: Literal["evaluate"] = "evaluate"
+    candidate: int
+    program: dict[str, Any]
+    split: Literal["train", "val"]
+    indices: list[int]
+
+
+Work = Annotated[BootstrapWork | EvaluateWork, Field(discriminator="kind")]
+
+
+class BootstrapOutcome(BaseModel):
+    index: int
+    success: bool
+    demos: dict[str, dict[str, Any]] = {}  # predictor name -> the demo its call produced
+    error: str | None = None
+
+
+class EvaluateOutcome(BaseModel):
+    candidate: int
+    split: Literal["train", "val"]
+    indices: list[int]
+    scores: list[float]
+    errors: int = 0
+
+    @property
+    def mean(self) -> float:
+        return sum(self.scores) / len(self.scores) if self.scores else 0.0
+
+
+class OptimizerState(BaseModel):
+    """What every optimizer state has; subclasses add their own fields."""
+
+    optimizer: str
+    seed: int
+    predictor_names: list[str]
+    n_train: int
+    n_val: int
+    done: bool = False
+    result: dict[str, Any] | None = None  # the final program state once done
+    best_score: float | None = None
+
+
+def rng_for(seed: int, *labels: Any) -> random.Random:
+    """A Random derived from the seed and labels: the same draw on any machine, in any order of calls."""
+    return random.Random(f"{seed}:" + ":".join(str(label) for label in labels))
+
+
+def demo_from_example(example: Example) -> dict[str, Any]:
+    return example.to_dict()
+
+
+class LocalRunner:
+    """Computes work items in this process with dsr_core's async engine."""
+
+    def __init__(
+        self,
+        student: Module,
+        trainset: Sequence[Example],
+        valset: Sequence[Example] | None,
+        metric: Callable[..., Any],
+        *,
+        concurrency: int = 32,
+    ) -> None:
+        self.student = student
+        self.trainset = list(trainset)
+        self.valset = list(valset) if valset is not None else []
+        self.metric = metric
+        self.concurrency = concurrency
+
+    def program(self, state: dict[str, Any]) -> Module:
+        program = self.student.deepcopy()
+        program.load_state(state)
+        return program
+
+    async def run(self, work: Sequence[BootstrapWork | EvaluateWork]) -> list[Any]:
+        results: list[Any] = []
+        for item in work:
+            if isinstance(item, BootstrapWork):
+                results.extend(await self.bootstrap(item))
+            else:
+                results.append(await self.evaluate(item))
+        return results
+
+    async def evaluate(self, work: EvaluateWork) -> EvaluateOutcome:
+        examples = self.trainset if work.split == "train" else self.valset
+        subset = [examples[i] for i in work.indices]
+        result = await Evaluate(subset, self.metric, concurrency=self.concurrency).acall(
+            self.program(work.program), indices=work.indices
+        )
+        return EvaluateOutcome(
+            candidate=work.candidate,
+            split=work.split,
+            indices=[r.index for r in result.rows],
+            scores=[r.score for r in result.rows],
+            errors=result.errors,
+        )
+
+    async def bootstrap(self, work: BootstrapWork) -> list[BootstrapOutcome]:
+        import asyncio
+
+        teacher = self.program(work.teacher)
+        names = {id(p): name for name, p in teacher.named_predictors()}
+        if work.round > 0:  # later rounds sample fresh traces at temperature 1.0, as DSPy does
+            for predictor in teacher.predictors():
+                predictor.config = {**predictor.config, "temperature": 1.0, "rollout_id": work.round}
+        arity = _metric_arity(self.metric)
+        semaphore = asyncio.Semaphore(self.concurrency)
+
+        async def one(index: int) -> BootstrapOutcome:
+            example = self.trainset[index]
+            async with semaphore:
+                try:
+                    with trace() as calls:
+                        prediction = await teacher.acall(**example.inputs().to_dict())
+                    value = self.metric(example, prediction, calls) if arity >= 3 else self.metric(example, prediction)
+                    if asyncio.iscoroutine(value):
+                        value = await value
+                    score = _as_score(value)
+                except Exception as exc:  # noqa: BLE001 - a failed bootstrap attempt is just not a demo
+                    return BootstrapOutcome(index=index, success=False, error=f"{type(exc).__name__}: {exc}")
+            threshold = work.metric_threshold
+            success = score >= threshold if threshold is not None else score > 0
+            demos = {}
+            if success:
+                for predictor, inputs, output in calls:
+                    name = names.get(id(predictor))
+                    if name is not None and name not in demos:  # first call of each predictor, as DSPy keeps
+                        demos[name] = {**inputs, **output.to_dict()}
+            return BootstrapOutcome(index=index, success=success, demos=demos)
+
+        return list(await asyncio.gather(*(one(i) for i in work.indices)))

@@ -1,0 +1,135 @@
+"""BootstrapFewShotWithRandomSearch: DSPy's candidate programs, each scored on the validation set.
+
+Candidates, in DSPy's order: zero-shot, labeled demos only, an unshuffled bootstrap, then
+``num_candidate_programs`` bootstraps over a seeded shuffle of the training set with a seeded number of
+demos (1..max_bootstrapped_demos). The best validation score wins; ties keep the earlier candidate.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Sequence
+from typing import Any, Literal
+
+from pydantic import BaseModel
+
+from ..modules.module import Module
+from ..primitives import Example
+from .base import BootstrapOutcome, BootstrapWork, EvaluateOutcome, EvaluateWork, OptimizerState
+from .bootstrap import BootstrapFewShot, BootstrapState, LabeledFewShot, Optimizer, _base_fields
+
+
+class Candidate(BaseModel):
+    seed: int  # DSPy's numbering: -3 zero-shot, -2 labeled, -1 unshuffled bootstrap, 0.. shuffled
+    kind: Literal["zero-shot", "labeled", "bootstrap"]
+    max_bootstrapped_demos: int = 0
+    bootstrap: BootstrapState | None = None
+    program: dict[str, Any] | None = None
+    score: float | None = None
+
+
+class RandomSearchState(OptimizerState):
+    candidates: list[Candidate]
+    current: int = 0
+    split: Literal["train", "val"] = "val"
+    best: int | None = None
+
+
+class BootstrapFewShotWithRandomSearch(Optimizer):
+    name = "BootstrapFewShotWithRandomSearch"
+
+    def __init__(
+        self,
+        metric: Callable[..., Any] | None = None,
+        *,
+        metric_threshold: float | None = None,
+        teacher: Module | None = None,
+        max_bootstrapped_demos: int = 4,
+        max_labeled_demos: int = 16,
+        max_rounds: int = 1,
+        num_candidate_programs: int = 16,
+        stop_at_score: float | None = None,
+        seed: int = 0,
+    ) -> None:
+        self.metric = metric
+        self.metric_threshold = metric_threshold
+        self.teacher = teacher
+        self.max_bootstrapped_demos = max_bootstrapped_demos
+        self.max_labeled_demos = max_labeled_demos
+        self.max_rounds = max_rounds
+        self.num_candidate_programs = num_candidate_programs
+        self.stop_at_score = stop_at_score
+        self.seed = seed
+
+    def _bootstrapper(self, max_bootstrapped_demos: int) -> BootstrapFewShot:
+        return BootstrapFewShot(
+            self.metric,
+            metric_threshold=self.metric_threshold,
+            teacher=self.teacher,
+            max_bootstrapped_demos=max_bootstrapped_demos,
+            max_labeled_demos=self.max_labeled_demos,
+            max_rounds=self.max_rounds,
+            seed=self.seed,
+        )
+
+    def init_state(
+        self, program: Module, trainset: Sequence[Example], valset: Sequence[Example] | None
+    ) -> RandomSearchState:
+        labeled = LabeledFewShot(self.max_labeled_demos, seed=self.seed).init_state(program, trainset, valset)
+        candidates = [
+            Candidate(seed=-3, kind="zero-shot", program=program.reset_copy().dump_state()),
+            Candidate(seed=-2, kind="labeled", program=labeled.result),
+        ]
+        n = len(trainset)
+        plans = [(-1, list(range(n)), self.max_bootstrapped_demos)]
+        for seed in range(self.num_candidate_programs):
+            order = list(range(n))
+            random.Random(seed).shuffle(order)  # DSPy's shuffle and size draws, for comparable candidates
+            size = random.Random(seed).randint(1, self.max_bootstrapped_demos)
+            plans.append((seed, order, size))
+        for seed, order, size in plans:
+            bootstrap = self._bootstrapper(size).init_state(program, trainset, valset, order=order)
+            candidates.append(Candidate(seed=seed, kind="bootstrap", max_bootstrapped_demos=size, bootstrap=bootstrap))
+        return RandomSearchState(
+            **_base_fields(self.name, self.seed, program, trainset, valset),
+            candidates=candidates,
+            split="val" if valset else "train",
+        )
+
+    def ask(self, state: RandomSearchState) -> list[BootstrapWork | EvaluateWork]:
+        if state.done:
+            return []
+        candidate = state.candidates[state.current]
+        if candidate.program is None:
+            assert candidate.bootstrap is not None
+            return self._bootstrapper(candidate.max_bootstrapped_demos).ask(candidate.bootstrap)
+        size = state.n_val if state.split == "val" else state.n_train
+        return [
+            EvaluateWork(
+                candidate=state.current, program=candidate.program, split=state.split, indices=list(range(size))
+            )
+        ]
+
+    def tell(self, state: RandomSearchState, results: list[Any]) -> RandomSearchState:
+        state = state.model_copy(deep=True)
+        candidate = state.candidates[state.current]
+        if candidate.program is None:
+            assert candidate.bootstrap is not None
+            boot = self._bootstrapper(candidate.max_bootstrapped_demos).tell(
+                candidate.bootstrap, [r for r in results if isinstance(r, BootstrapOutcome)]
+            )
+            if boot.done:
+                candidate.program, candidate.bootstrap = boot.result, None
+            else:
+                candidate.bootstrap = boot
+            return state
+        outcome = next(r for r in results if isinstance(r, EvaluateOutcome) and r.candidate == state.current)
+        candidate.score = round(100.0 * outcome.mean, 4)
+        if state.best is None or candidate.score > (state.best_score or 0.0):
+            state.best, state.best_score = state.current, candidate.score
+        state.current += 1
+        reached = self.stop_at_score is not None and (state.best_score or 0.0) >= self.stop_at_score
+        if state.current >= len(state.candidates) or reached:
+            state.done = True
+            state.result = state.candidates[state.best or 0].program
+        return state
