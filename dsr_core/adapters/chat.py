@@ -13,7 +13,7 @@ from ..errors import AdapterParseError
 from ..primitives import Usage
 from ..signatures import Field, Signature, type_name
 from .base import Adapter, missing_fields_error
-from .types import format_value, output_type_note, parse_value
+from .types import format_value, output_type_note, parse_value, python_type_reminder
 
 if TYPE_CHECKING:
     from ..lm import LM
@@ -84,14 +84,9 @@ class ChatAdapter(Adapter):
         return "\n\n".join(parts).strip()
 
     def output_requirements(self, signature: type[Signature]) -> str:
-        def note(field: Field) -> str:
-            return (
-                ""
-                if field.annotation is str
-                else f" (must be formatted as a valid Python {type_name(field.annotation)})"
-            )
-
-        fields = ", then ".join(f"`[[ ## {n} ## ]]`{note(f)}" for n, f in signature.output_fields.items())
+        fields = ", then ".join(
+            f"`[[ ## {n} ## ]]`{python_type_reminder(f)}" for n, f in signature.output_fields.items()
+        )
         return (
             f"Respond with the corresponding output fields, starting with the field {fields}, "
             "and then ending with the marker for `[[ ## completed ## ]]`."

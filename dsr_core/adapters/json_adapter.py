@@ -15,10 +15,10 @@ import pydantic
 
 from ..errors import AdapterParseError, LMError
 from ..primitives import Usage
-from ..signatures import Field, Signature, type_name
+from ..signatures import Signature
 from .base import Adapter
 from .chat import parse_fields
-from .types import jsonable, output_type_note
+from .types import jsonable, output_type_note, python_type_reminder
 
 if TYPE_CHECKING:
     from ..lm import LM
@@ -67,14 +67,7 @@ class JSONAdapter(Adapter):
         return "\n\n".join(parts).strip()
 
     def output_requirements(self, signature: type[Signature]) -> str:
-        def note(field: Field) -> str:
-            return (
-                ""
-                if field.annotation is str
-                else f" (must be formatted as a valid Python {type_name(field.annotation)})"
-            )
-
-        fields = ", then ".join(f"`{n}`{note(f)}" for n, f in signature.output_fields.items())
+        fields = ", then ".join(f"`{n}`{python_type_reminder(f)}" for n, f in signature.output_fields.items())
         return f"Respond with a JSON object in the following order of fields: {fields}."
 
     def format_assistant_message(

@@ -97,6 +97,11 @@ def output_type_note(field: Field) -> str:
     return " " * 8 + f"# note: the value you produce {desc}"
 
 
+def python_type_reminder(field: Field) -> str:
+    """The `` (must be formatted as a valid Python int)`` reminder after an output in the request."""
+    return "" if field.annotation is str else f" (must be formatted as a valid Python {type_name(field.annotation)})"
+
+
 def _strip_quotes(text: str) -> str:
     if len(text) > 1 and text[0] == text[-1] and text[0] in "\"'":
         return text[1:-1]
