@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import inspect
 import json
 import re
 import types
@@ -222,7 +223,7 @@ class SignatureMeta(type):
         doc = namespace.get("__doc__")
         if "instructions" not in namespace:
             inherited = next((b.__dict__.get("instructions") for b in bases if "instructions" in b.__dict__), None)
-            namespace["instructions"] = (doc or "").strip() or inherited or ""
+            namespace["instructions"] = inspect.cleandoc(doc or "") or inherited or ""
         cls = super().__new__(mcs, name, bases, namespace, **kwargs)
         if fields and not cls.instructions:
             type.__setattr__(cls, "instructions", _default_instructions(fields))

@@ -109,3 +109,40 @@ def test_random_search_picks_the_best_candidate_and_resumes(program, server):
     compiled = optimizer.compile(program, train, val)
     assert json.dumps(compiled.dump_state(), sort_keys=True) == json.dumps(state.result, sort_keys=True)
     assert score(compiled, val) == 100.0
+
+
+def test_copro_finds_the_instruction_that_works(server, lm):
+    from dsr_core.optimizers import COPRO, CoproState
+
+    proposals = ["Echo the word back.", "Reverse the word, then uppercase it.", "Say something."]
+
+    def responder(request):
+        if request.model == "prompt-model":
+            n = request.body.get("n", 1)
+            return [
+                request.reply(proposed_instruction=proposals[i % 3], proposed_prefix_for_output_field="Code:")
+                for i in range(n)
+            ]
+        word = request.inputs.get("word", "")
+        return request.reply(code=code(word) if "Reverse the word" in request.instructions else word)
+
+    server.responder = responder
+    student = dsr.Predict("word -> code", lm=lm)
+    prompt_lm = dsr.LM("prompt-model", api_base=server.url)
+    optimizer = COPRO(metric, prompt_model=prompt_lm, breadth=3, depth=2)
+    train, dev = dataset(6), dataset(6, offset=30)
+    assert score(student, dev) == 0.0
+    runner = LocalRunner(student, train, None, metric, prompt_lm=prompt_lm)
+    state = optimizer.init_state(student, train, None)
+    while not state.done:
+        state = optimizer.tell(state, run_sync(runner.run(optimizer.ask(state))))
+        state = CoproState.model_validate_json(state.model_dump_json())
+    compiled = dsr.Predict("word -> code", lm=lm)
+    compiled.load_state(state.result)
+    assert compiled.signature.instructions == "Reverse the word, then uppercase it."
+    assert compiled.signature.output_fields["code"].prefix == "Code:"
+    assert score(compiled, dev) == 100.0
+    attempts_prompts = [b for b in server.requests if b["model"] == "prompt-model"]
+    assert len(attempts_prompts) == 2  # depth 0 (basic) and depth 1 (from attempts)
+    assert "Resulting Score" in attempts_prompts[1]["messages"][-1]["content"]
+    assert optimizer.compile(student, train).signature.instructions == compiled.signature.instructions

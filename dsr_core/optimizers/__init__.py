@@ -2,9 +2,12 @@
 
 from .base import BootstrapWork, EvaluateOutcome, EvaluateWork, LocalRunner, OptimizerState
 from .bootstrap import BootstrapFewShot, BootstrapState, LabeledFewShot, Optimizer
+from .copro import COPRO, CoproState
 from .random_search import BootstrapFewShotWithRandomSearch, RandomSearchState
 
 __all__ = [
+    "COPRO",
+    "CoproState",
     "BootstrapFewShot",
     "BootstrapFewShotWithRandomSearch",
     "BootstrapState",

@@ -41,7 +41,24 @@ class EvaluateWork(BaseModel):
     indices: list[int]
 
 
-Work = Annotated[BootstrapWork | EvaluateWork, Field(discriminator="kind")]
+class ProposeWork(BaseModel):
+    """Ask the prompt model for ``n`` instructions (and output prefixes) for predictor ``predictor``."""
+
+    kind: Literal["propose"] = "propose"
+    predictor: str
+    signature: Literal["basic", "attempts"]
+    inputs: dict[str, Any]
+    n: int
+    temperature: float
+    rollout: str  # makes each proposal request its own cache entry, reproducibly
+
+
+Work = Annotated[BootstrapWork | EvaluateWork | ProposeWork, Field(discriminator="kind")]
+
+
+class ProposeOutcome(BaseModel):
+    predictor: str
+    proposals: list[tuple[str, str]]  # (instruction, output prefix)
 
 
 class BootstrapOutcome(BaseModel):
@@ -96,7 +113,9 @@ class LocalRunner:
         metric: Callable[..., Any],
         *,
         concurrency: int = 32,
+        prompt_lm: Any = None,
     ) -> None:
+        self.prompt_lm = prompt_lm
         self.student = student
         self.trainset = list(trainset)
         self.valset = list(valset) if valset is not None else []
@@ -108,14 +127,37 @@ class LocalRunner:
         program.load_state(state)
         return program
 
-    async def run(self, work: Sequence[BootstrapWork | EvaluateWork]) -> list[Any]:
-        results: list[Any] = []
-        for item in work:
+    async def run(self, work: Sequence[BootstrapWork | EvaluateWork | ProposeWork]) -> list[Any]:
+        import asyncio
+
+        async def one(item: BootstrapWork | EvaluateWork | ProposeWork) -> list[Any]:
             if isinstance(item, BootstrapWork):
-                results.extend(await self.bootstrap(item))
-            else:
-                results.append(await self.evaluate(item))
-        return results
+                return list(await self.bootstrap(item))
+            if isinstance(item, ProposeWork):
+                return [await self.propose(item)]
+            return [await self.evaluate(item)]
+
+        batches = await asyncio.gather(*(one(item) for item in work))
+        return [result for batch in batches for result in batch]
+
+    async def propose(self, work: ProposeWork) -> ProposeOutcome:
+        from ..modules.predict import Predict
+        from ..settings import get
+        from .proposals import PROPOSAL_SIGNATURES
+
+        lm = self.prompt_lm or get("lm") or next((p.lm for p in self.student.predictors() if p.lm), None)
+        predict = Predict(PROPOSAL_SIGNATURES[work.signature], lm=lm)
+        prediction = await predict.acall(
+            **work.inputs, config={"n": work.n, "temperature": work.temperature}, rollout_id=work.rollout
+        )
+        proposals = [
+            (
+                str(c["proposed_instruction"]).strip('"').strip(),
+                str(c["proposed_prefix_for_output_field"]).strip('"').strip(),
+            )
+            for c in prediction.completions
+        ]
+        return ProposeOutcome(predictor=work.predictor, proposals=proposals)
 
     async def evaluate(self, work: EvaluateWork) -> EvaluateOutcome:
         examples = self.trainset if work.split == "train" else self.valset

@@ -53,7 +53,9 @@ class Optimizer:
         if metric is None:
             raise ValueError(f"{self.name}.compile needs a metric")
         state = self.init_state(program, trainset, valset)
-        runner = LocalRunner(program, trainset, valset, metric, concurrency=concurrency)
+        runner = LocalRunner(
+            program, trainset, valset, metric, concurrency=concurrency, prompt_lm=getattr(self, "prompt_model", None)
+        )
         while not state.done:
             state = self.tell(state, run_sync(runner.run(self.ask(state))))
         compiled = program.deepcopy()

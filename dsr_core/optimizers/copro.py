@@ -1,0 +1,165 @@
+"""COPRO: a prompt model proposes instructions (and output prefixes); each is scored; the next round
+proposes from the scored attempts. DSPy's defaults: breadth=10, depth=3, init_temperature=1.4.
+
+As a state machine: propose (one request per predictor, n=breadth-1, plus the current instruction), then
+for each predictor in turn evaluate its candidates on the training set with the other predictors at their
+best so far, keep the best, and, unless this was the last depth, propose again from the top attempts.
+Difference from DSPy: with several predictors, DSPy re-scores every earlier candidate at each depth; here
+only the newest ones are scored (earlier scores are kept), which saves depth x breadth evaluations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, Literal
+
+from pydantic import BaseModel
+
+from ..modules.module import Module
+from ..primitives import Example
+from .base import EvaluateOutcome, EvaluateWork, OptimizerState, ProposeOutcome, ProposeWork
+from .bootstrap import Optimizer, _base_fields
+
+
+class Attempt(BaseModel):
+    instruction: str
+    prefix: str
+    score: float | None = None
+    depth: int = 0
+
+
+class CoproState(OptimizerState):
+    phase: Literal["propose", "evaluate"] = "propose"
+    depth: int = 0
+    predictor_index: int = 0
+    program: dict[str, Any]  # the best program so far (instructions and prefixes)
+    candidates: dict[str, list[Attempt]] = {}  # newest proposals per predictor, not yet scored
+    evaluated: dict[str, list[Attempt]] = {}  # every scored attempt per predictor
+
+
+def with_instruction(program_state: dict[str, Any], predictor: str, instruction: str, prefix: str) -> dict[str, Any]:
+    """A copy of the program state with one predictor's instructions and last output prefix replaced."""
+    state = {k: v for k, v in program_state.items()}
+    entry = dict(state[predictor])
+    signature = dict(entry["signature"])
+    fields = [dict(f) for f in signature["fields"]]
+    fields[-1]["prefix"] = prefix
+    signature.update(instructions=instruction, fields=fields)
+    entry["signature"] = signature
+    state[predictor] = entry
+    return state
+
+
+class COPRO(Optimizer):
+    name = "COPRO"
+
+    def __init__(
+        self,
+        metric: Callable[..., Any] | None = None,
+        *,
+        prompt_model: Any = None,
+        breadth: int = 10,
+        depth: int = 3,
+        init_temperature: float = 1.4,
+        seed: int = 0,
+    ) -> None:
+        if breadth <= 1:
+            raise ValueError("COPRO needs breadth > 1")
+        self.metric = metric
+        self.prompt_model = prompt_model
+        self.breadth = breadth
+        self.depth = depth
+        self.init_temperature = init_temperature
+        self.seed = seed
+
+    def init_state(self, program: Module, trainset: Sequence[Example], valset: Sequence[Example] | None) -> CoproState:
+        return CoproState(**_base_fields(self.name, self.seed, program, trainset, valset), program=program.dump_state())
+
+    def ask(self, state: CoproState) -> list[Any]:
+        if state.done:
+            return []
+        if state.phase == "propose":
+            return [self._proposal(state, name) for name in state.predictor_names]
+        name = state.predictor_names[state.predictor_index]
+        return [
+            EvaluateWork(
+                candidate=i,
+                split="train",
+                indices=list(range(state.n_train)),
+                program=with_instruction(state.program, name, c.instruction, c.prefix),
+            )
+            for i, c in enumerate(state.candidates[name])
+        ]
+
+    def _proposal(self, state: CoproState, name: str) -> ProposeWork:
+        rollout = f"copro:{state.seed}:{state.depth}:{name}"
+        if state.depth == 0 and not state.evaluated.get(name):
+            instructions = state.program[name]["signature"]["instructions"]
+            return ProposeWork(
+                predictor=name,
+                signature="basic",
+                inputs={"basic_instruction": instructions},
+                n=self.breadth - 1,
+                temperature=self.init_temperature,
+                rollout=rollout,
+            )
+        best = sorted(state.evaluated[name], key=lambda a: a.score or 0.0, reverse=True)[: self.breadth]
+        attempts: list[str] = []
+        for i in range(len(best) - 1, -1, -1):  # ascending scores, as DSPy lists them
+            attempts.append(f"Instruction #{len(best) - i}: {best[i].instruction}")
+            attempts.append(f"Prefix #{len(best) - i}: {best[i].prefix}")
+            attempts.append(f"Resulting Score #{len(best) - i}: {best[i].score}")
+        return ProposeWork(
+            predictor=name,
+            signature="attempts",
+            inputs={"attempted_instructions": attempts},
+            n=self.breadth,
+            temperature=self.init_temperature,
+            rollout=rollout,
+        )
+
+    def tell(self, state: CoproState, results: list[Any]) -> CoproState:
+        state = state.model_copy(deep=True)
+        if state.phase == "propose":
+            for outcome in results:
+                if not isinstance(outcome, ProposeOutcome):
+                    continue
+                proposals = [Attempt(instruction=i, prefix=p, depth=state.depth) for i, p in outcome.proposals if i]
+                if state.depth == 0:  # the current instruction competes too
+                    signature = state.program[outcome.predictor]["signature"]
+                    proposals.append(
+                        Attempt(
+                            instruction=signature["instructions"],
+                            prefix=signature["fields"][-1]["prefix"] or "",
+                            depth=0,
+                        )
+                    )
+                state.candidates[outcome.predictor] = proposals
+            state.phase, state.predictor_index = "evaluate", 0
+            return state
+        name = state.predictor_names[state.predictor_index]
+        candidates = state.candidates[name]
+        for outcome in results:
+            if isinstance(outcome, EvaluateOutcome):
+                candidates[outcome.candidate].score = round(100.0 * outcome.mean, 4)
+        evaluated = state.evaluated.setdefault(name, [])
+        for candidate in candidates:
+            same = next(
+                (a for a in evaluated if (a.instruction, a.prefix) == (candidate.instruction, candidate.prefix)), None
+            )
+            if same is None:
+                evaluated.append(candidate)
+            elif (candidate.score or 0.0) > (same.score or 0.0):
+                same.score = candidate.score
+        best = max(evaluated, key=lambda a: a.score or 0.0)  # max keeps the first of equal scores
+        state.program = with_instruction(state.program, name, best.instruction, best.prefix)
+        state.predictor_index += 1
+        if state.predictor_index < len(state.predictor_names):
+            return state
+        state.best_score = best.score
+        if state.depth == self.depth - 1:
+            state.done, state.result = True, state.program
+        else:
+            state.depth += 1
+            state.phase = "propose"
+        return state
