@@ -172,15 +172,15 @@ class Cache:
 
 
 _default_cache: Cache | None = None
+_default_cache_env: str | None = None
 
 
 def get_default_cache() -> Cache:
-    """The process's shared cache, created on first use (so DSR_CACHE_DIR may be set until then)."""
-    global _default_cache
-    if _default_cache is None or (
-        os.environ.get("DSR_CACHE_DIR") and Path(os.environ["DSR_CACHE_DIR"]).expanduser() != _default_cache.directory
-    ):
-        _default_cache = Cache()
+    """The process's shared cache, created on first use and again if DSR_CACHE_DIR changes."""
+    global _default_cache, _default_cache_env
+    env = os.environ.get("DSR_CACHE_DIR")
+    if _default_cache is None or env != _default_cache_env:
+        _default_cache, _default_cache_env = Cache(), env
     return _default_cache
 
 

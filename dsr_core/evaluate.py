@@ -16,7 +16,7 @@ import math
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from ._async import run_sync
@@ -109,7 +109,6 @@ class EvaluationResult:
 
     rows: list[EvaluationRow]
     wall_time: float = 0.0
-    usage: Usage = field(default_factory=Usage)
 
     @property
     def n(self) -> int:
@@ -118,6 +117,14 @@ class EvaluationResult:
     @property
     def score(self) -> float:
         return round(100.0 * sum(r.score for r in self.rows) / self.n, 2) if self.rows else 0.0
+
+    @property
+    def usage(self) -> Usage:
+        """Tokens and calls of all rows (tokens are spend: cached calls cost none)."""
+        total = Usage()
+        for r in self.rows:
+            total.add(Usage(r.prompt_tokens, r.completion_tokens, r.lm_calls, r.cached_calls))
+        return total
 
     @property
     def errors(self) -> int:
@@ -336,10 +343,7 @@ class Evaluate:
         finally:
             reporter.close()
         done = [r for r in rows if r is not None]
-        total = Usage()
-        for r in done:
-            total.add(Usage(r.prompt_tokens, r.completion_tokens, r.lm_calls, r.cached_calls))
-        result = EvaluationResult(rows=done, wall_time=time.perf_counter() - started, usage=total)
+        result = EvaluationResult(rows=done, wall_time=time.perf_counter() - started)
         if stop.is_set():
             first = next(r for r in done if r.error_type is not None)
             raise EvaluationAborted(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import NoReturn
 
 import typer
 
@@ -22,7 +23,7 @@ app.add_typer(config_app, name="config")
 SET_HELP = "Override a config key, e.g. --set lm.max_concurrency=32 (repeatable)."
 
 
-def _fail(message: str) -> None:
+def _fail(message: str) -> NoReturn:
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(1)
 
@@ -84,7 +85,6 @@ def _load(config_path: Path, overrides: list[str] | None) -> "RunConfig":  # noq
         return load_config(config_path, overrides or [])
     except ConfigError as exc:
         _fail(str(exc))
-        raise  # unreachable: _fail exits
 
 
 @config_app.command("check")
@@ -106,10 +106,8 @@ def evaluate(
     import uuid
 
     from .display import EvaluationDisplay
-    from .runtime import prepare_prefect
 
     config = _load(config_path, set_)
-    prepare_prefect()
     from tasks import progress
 
     from .evaluate import run_evaluation

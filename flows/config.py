@@ -220,6 +220,4 @@ def check_references(config: RunConfig) -> list[tuple[str, str]]:
             problems.append(("metric.ref", f"cannot import {ref!r} (built-ins: exact_match, f1, judge): {exc}"))
     if not config.data.dev and not config.data.train:
         problems.append(("data", "give data.dev (and/or data.train)"))
-    if config.run.task_runner == "dask" and config.run.dask_address is None:
-        pass  # a LocalCluster is started for the run
     return problems

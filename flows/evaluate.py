@@ -108,8 +108,6 @@ def evaluate_flow(config: RunConfig, progress_key: str | None = None) -> Evaluat
     wall = time.perf_counter() - started
     rows = sorted((row_from_record(r) for r in records), key=lambda r: r.index)
     result = EvaluationResult(rows=rows, wall_time=wall)
-    for row in rows:
-        result.usage.add(dsr.Usage(row.prompt_tokens, row.completion_tokens, row.lm_calls, row.cached_calls))
     phases["shards"] = wall
     mark = time.perf_counter()
     table = result.to_arrow()

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import AdapterParseError
 from ..primitives import Usage
-from ..signatures import Field, Signature
+from ..signatures import Field, Signature, type_name
 from .types import format_value
 
 if TYPE_CHECKING:
@@ -136,14 +136,8 @@ def _describe_fields(fields: dict[str, Field]) -> str:
     lines = []
     for i, (name, field) in enumerate(fields.items()):
         desc = "" if field.desc == f"${{{name}}}" else field.desc
-        lines.append(f"{i + 1}. `{name}` ({_type_label(field)}): {desc}")
+        lines.append(f"{i + 1}. `{name}` ({type_name(field.annotation)}): {desc}")
     return "\n".join(lines).strip()
-
-
-def _type_label(field: Field) -> str:
-    from ..signatures import type_name
-
-    return type_name(field.annotation)
 
 
 def missing_fields_error(

@@ -148,7 +148,3 @@ def parse_value(value: Any, annotation: Any) -> Any:
         if candidate is not text:
             return adapter.validate_python(text)  # e.g. "1e3" read as a float literal, wanted as str in a union
         raise
-
-
-def describe_type(field: Field) -> str:
-    return type_name(field.annotation)

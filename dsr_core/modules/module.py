@@ -8,6 +8,7 @@ directly. Sub-modules are found by walking attributes, so ``named_predictors()``
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import copy
 import functools
 from collections.abc import Iterator
@@ -43,8 +44,6 @@ class Module:
     async def aforward(self, **kwargs: Any) -> Prediction:
         if type(self).forward is Module.forward:
             raise NotImplementedError(f"{type(self).__name__} must define forward() or aforward()")
-        import contextvars
-
         ctx = contextvars.copy_context()
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(_pool(), functools.partial(ctx.run, self.forward, **kwargs))

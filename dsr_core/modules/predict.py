@@ -18,6 +18,7 @@ from .module import Module
 
 log = logging.getLogger(__name__)
 
+_DEFAULT_ADAPTER = ChatAdapter()  # stateless; used when neither the call, predictor nor settings give one
 _CALL_OPTIONS = {"lm", "demos", "config", "adapter", "rollout_id"}
 
 
@@ -63,7 +64,7 @@ class Predict(Module):
         config = {**self.config, **(options.get("config") or {})}
         n = int(config.pop("n", 1))
         rollout_id = options.get("rollout_id", config.pop("rollout_id", None))
-        adapter = options.get("adapter") or self.adapter or _settings.get("adapter") or ChatAdapter()
+        adapter = options.get("adapter") or self.adapter or _settings.get("adapter") or _DEFAULT_ADAPTER
         completions, usage = await adapter.acall(
             lm,
             signature,

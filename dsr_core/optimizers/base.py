@@ -98,10 +98,6 @@ def rng_for(seed: int, *labels: Any) -> random.Random:
     return random.Random(f"{seed}:" + ":".join(str(label) for label in labels))
 
 
-def demo_from_example(example: Example) -> dict[str, Any]:
-    return example.to_dict()
-
-
 class LocalRunner:
     """Computes work items in this process with dsr_core's async engine."""
 

@@ -18,7 +18,6 @@ from ..primitives import Example
 from .base import (
     BootstrapOutcome,
     BootstrapWork,
-    EvaluateOutcome,
     EvaluateWork,
     LocalRunner,
     OptimizerState,
@@ -239,4 +238,4 @@ class BootstrapFewShot(Optimizer):
         state.done = True
 
 
-__all__ = ["BootstrapFewShot", "BootstrapState", "LabeledFewShot", "Optimizer", "EvaluateOutcome"]
+__all__ = ["BootstrapFewShot", "BootstrapState", "LabeledFewShot", "Optimizer"]
