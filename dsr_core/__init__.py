@@ -43,11 +43,14 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'dsr_core' has no attribute {name!r}")
 
 
-def load_program(path: str, program: Module) -> Module:
-    """Load saved state (dsr's or DSPy 3.x's JSON) from ``path`` into ``program`` and return it."""
+def load_program(source: str, program: Module | None = None) -> Module:
+    """Load a saved program (dsr's or DSPy 3.x's JSON) from a path, an fsspec URL or ``models:/name@alias``.
+
+    Into ``program`` when given; otherwise into a new instance of the class the file names.
+    """
     from .state import load_program as _load
 
-    return _load(path, program)
+    return _load(source, program)
 
 
 __all__ = [

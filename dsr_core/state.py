@@ -159,7 +159,66 @@ def read_state(path: str | os.PathLike[str]) -> dict[str, Any]:
     return state
 
 
-def load_program(path: str | os.PathLike[str], program: Module) -> Module:
-    """Load a program saved by dsr or by DSPy 3.x (``program.save("x.json")``) into ``program``."""
-    load_program_state(program, read_state(path), source=str(path))
+SOURCES_ENTRY_POINT = "dsr.program_sources"
+
+
+def read_program_source(source: str | os.PathLike[str]) -> dict[str, Any]:
+    """Program JSON from a path, an fsspec URL (``s3://...``), or a scheme registered under the
+    ``dsr.program_sources`` entry point group (dsr registers ``models:/`` for the MLflow registry)."""
+    text = os.fspath(source)
+    scheme, sep, _ = text.partition(":/")
+    if sep and len(scheme) > 1:
+        from importlib.metadata import entry_points
+
+        for entry in entry_points(group=SOURCES_ENTRY_POINT, name=scheme):
+            return entry.load()(text)  # type: ignore[no-any-return]
+        if scheme == "models":
+            raise ProgramStateError(f"{text}: loading from the MLflow registry needs dsr's flows package installed")
+    if "://" not in text or text.startswith("file://"):
+        return read_state(text.removeprefix("file://"))
+    import fsspec
+
+    try:
+        with fsspec.open(text, "r", encoding="utf-8") as handle:
+            state = json.load(handle)
+    except FileNotFoundError:
+        raise ProgramStateError(f"{text}: no such program file") from None
+    except ValueError as exc:
+        raise ProgramStateError(f"{text}: not valid JSON ({exc}); is the file truncated?") from None
+    if not isinstance(state, dict):
+        raise ProgramStateError(f"{text}: program state must be a JSON object")
+    return state
+
+
+def program_from_metadata(state: dict[str, Any], source: str) -> Module:
+    """Build the program a saved state names in ``metadata.program`` (``module:Class``, no arguments)."""
+    import importlib
+
+    from .modules.module import Module
+
+    ref = (state.get("metadata") or {}).get("program")
+    if not ref or ":" not in ref:
+        raise ProgramStateError(f"{source}: the file does not name its program class; pass program=... to load it")
+    module_name, _, qualname = ref.partition(":")
+    try:
+        target: Any = importlib.import_module(module_name)
+        for part in qualname.split("."):
+            target = getattr(target, part)
+        program = target()
+    except Exception as exc:  # noqa: BLE001 - any import/constructor failure, reported with the reference
+        raise ProgramStateError(f"{source}: cannot build program {ref!r}: {type(exc).__name__}: {exc}") from None
+    if not isinstance(program, Module):
+        raise ProgramStateError(f"{source}: {ref!r} is not a dsr Module")
+    return program
+
+
+def load_program(source: str | os.PathLike[str], program: Module | None = None) -> Module:
+    """Load a program saved by dsr or by DSPy 3.x from a path, URL or ``models:/name@alias``.
+
+    Without ``program``, the class named in the file's metadata is built (it must take no arguments).
+    """
+    state = read_program_source(source)
+    if program is None:
+        program = program_from_metadata(state, os.fspath(source))
+    load_program_state(program, state, source=os.fspath(source))
     return program

@@ -18,7 +18,9 @@ program_app = typer.Typer(help="Saved programs (JSON files written by program.sa
 config_app = typer.Typer(help="Run configs (TOML or YAML).", no_args_is_help=True)
 app.add_typer(cache_app, name="cache")
 app.add_typer(program_app, name="program")
+runs_app = typer.Typer(help="Optimization runs, read from their checkpoints.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
+app.add_typer(runs_app, name="runs")
 
 SET_HELP = "Override a config key, e.g. --set lm.max_concurrency=32 (repeatable)."
 
@@ -123,6 +125,90 @@ def evaluate(
         finally:
             progress.unregister(key)
     display.summary(report)
+
+
+@app.command()
+def optimize(
+    config_path: Path = typer.Argument(..., metavar="CONFIG"),
+    set_: list[str] = typer.Option(None, "--set", help=SET_HELP),
+    name: str = typer.Option(None, "--name", help="Run name (sets run.name): an unfinished run of that name resumes."),
+) -> None:
+    """Optimize a program as a Prefect flow; checkpoint every step; log trials to MLflow; register the result."""
+    import uuid
+
+    from .display import OptimizationDisplay
+
+    config = _load(config_path, [*(set_ or []), *([f"run.name={json.dumps(name)}"] if name else [])])
+    from tasks import progress
+
+    from .optimize import run_optimization
+
+    key = uuid.uuid4().hex
+    with OptimizationDisplay() as display:
+        progress.register(key, display)
+        try:
+            report = run_optimization(config, progress_key=key)
+        except Exception as exc:  # noqa: BLE001 - one clear line, non-zero exit
+            _fail(f"optimization failed: {type(exc).__name__}: {exc}")
+        finally:
+            progress.unregister(key)
+    display.summary(report)
+
+
+@runs_app.command("list")
+def runs_list(checkpoint_url: str = typer.Argument(..., metavar="CHECKPOINT_URL")) -> None:
+    """List the optimization runs under a checkpoint folder or s3:// prefix."""
+    from .checkpoint import list_runs
+
+    runs = list_runs(checkpoint_url)
+    if not runs:
+        typer.echo(f"no runs under {checkpoint_url}")
+        return
+    for run in runs:
+        if run["status"] == "damaged":
+            typer.echo(f"{run['name']}  damaged: {run['error']}")
+            continue
+        best = run["best_score"]
+        typer.echo(
+            f"{run['name']}  {run['status']}  {run['optimizer']}  step {run['step']}  {run['trials']} trials  "
+            f"best {best if best is not None else '-'}"
+        )
+
+
+@runs_app.command("show")
+def runs_show(
+    checkpoint_url: str = typer.Argument(..., metavar="CHECKPOINT_URL"),
+    name: str = typer.Argument(..., metavar="NAME"),
+) -> None:
+    """Show one run: status, trials, best score, and the final report once it finished."""
+    from .checkpoint import CheckpointError, CheckpointStore, summary
+
+    store = CheckpointStore(checkpoint_url, name)
+    try:
+        checkpoint = store.read_latest()
+    except CheckpointError as exc:
+        _fail(str(exc))
+    if checkpoint is None:
+        _fail(f"no run {name!r} under {checkpoint_url}")
+    info = summary(checkpoint)
+    typer.echo(f"run:        {name}  ({store.url})")
+    typer.echo(f"status:     {info['status']}  (step {info['step']}, optimizer {info['optimizer']})")
+    typer.echo(f"best score: {info['best_score']}")
+    typer.echo(f"MLflow run: {checkpoint.get('mlflow_run_id')}")
+    typer.echo(f"trials:     {info['trials']}")
+    for trial in checkpoint.get("trials", []):
+        typer.echo(
+            f"  #{trial['trial']:<4} step {trial['step']:<4} {trial['kind']:<9} {trial['split']:<5} "
+            f"n={trial['examples']:<5} score {trial['score']:7.2f}  best {trial['best_so_far']}"
+        )
+    report = info["report"]
+    if report:
+        typer.echo(
+            f"result:     baseline {report['baseline_score']:.2f} -> optimized {report['optimized_score']:.2f} "
+            f"on {report['eval_examples']} {report['eval_split']} examples; program {report['program_url']}"
+        )
+        if report.get("model_name"):
+            typer.echo(f"registered: {report['model_name']} v{report['model_version']}")
 
 
 if __name__ == "__main__":

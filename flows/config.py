@@ -1,6 +1,7 @@
 """The run config: one pydantic model shared by every flow (as its parameters) and by the CLI (as a file).
 
-A TOML or YAML file with sections ``[program] [data] [metric] [lm] [judge_lm] [run] [mlflow]``;
+A TOML or YAML file with sections ``[program] [data] [metric] [lm] [judge_lm] [prompt_lm] [optimizer] [run]
+[mlflow]`` (the optimize flow reads ``[optimizer]`` and ``[prompt_lm]``; the evaluate flow ignores them);
 ``--set section.key=value`` overrides any key. Problems (unknown keys, wrong types, refs that do not
 import) are collected and reported together, each with its config path, before any LM call is made.
 """
@@ -65,6 +66,10 @@ class LMConfig(_Section):
     num_retries: int = Field(5, ge=0)
     timeout: float = Field(120.0, gt=0)
 
+    def result_params(self) -> dict[str, Any]:
+        """The settings that change what the model answers (not where it is served or how fast)."""
+        return {"model": self.model, "temperature": self.temperature, "max_tokens": self.max_tokens}
+
     def build(self) -> dsr.LM:
         return dsr.LM(
             self.model,
@@ -89,11 +94,31 @@ class RunSection(_Section):
     task_runner: Literal["thread", "process", "dask"] = "thread"
     max_workers: int | None = Field(None, ge=1)
     dask_address: str | None = None
+    checkpoint_url: str = Field(
+        ".dsr/checkpoints", description="optimizer checkpoints: {checkpoint_url}/{run name}/ (local or s3://)"
+    )
+
+
+OPTIMIZERS = ("LabeledFewShot", "BootstrapFewShot", "BootstrapFewShotWithRandomSearch", "COPRO", "MIPROv2")
+
+
+class OptimizerConfig(BaseModel):
+    """``name`` and ``seed``; every other key is a parameter of that optimizer (checked against it)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: Literal[OPTIMIZERS] = "BootstrapFewShot"  # type: ignore[valid-type]
+    seed: int = 0
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
 
 
 class MLflowConfig(_Section):
     tracking_uri: str | None = Field(None, description="default: sqlite:///mlflow.db in the working folder")
     experiment: str = "dsr"
+    register_as: str | None = Field(None, description="registered model name for the optimized program")
 
 
 class RunConfig(_Section):
@@ -102,6 +127,8 @@ class RunConfig(_Section):
     metric: MetricConfig = MetricConfig()
     lm: LMConfig
     judge_lm: LMConfig | None = None
+    prompt_lm: LMConfig | None = Field(None, description="the model that proposes instructions (default: lm)")
+    optimizer: OptimizerConfig = OptimizerConfig()
     run: RunSection = RunSection()
     mlflow: MLflowConfig = MLflowConfig()
 
@@ -220,4 +247,32 @@ def check_references(config: RunConfig) -> list[tuple[str, str]]:
             problems.append(("metric.ref", f"cannot import {ref!r} (built-ins: exact_match, f1, judge): {exc}"))
     if not config.data.dev and not config.data.train:
         problems.append(("data", "give data.dev (and/or data.train)"))
+    problems.extend(check_optimizer_params(config.optimizer))
     return problems
+
+
+def optimizer_class(name: str) -> type:
+    from dsr_core import optimizers
+
+    return getattr(optimizers, name)
+
+
+# objects, not settings: the flow supplies them from the other sections
+NOT_FROM_CONFIG = {"metric", "seed", "teacher", "prompt_model", "task_model"}
+
+
+def check_optimizer_params(section: OptimizerConfig) -> list[tuple[str, str]]:
+    """Unknown parameters of the chosen optimizer, each with its config path."""
+    import inspect
+
+    try:
+        parameters = inspect.signature(optimizer_class(section.name)).parameters
+    except AttributeError:
+        return [("optimizer.name", f"{section.name} is not available in this version of dsr")]
+    named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    settable = {name for name, p in parameters.items() if p.kind in named} - NOT_FROM_CONFIG
+    return [
+        (f"optimizer.{key}", f"{section.name} has no parameter {key!r} (it takes: {', '.join(sorted(settable))})")
+        for key in section.params
+        if key not in settable
+    ]

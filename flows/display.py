@@ -79,3 +79,71 @@ class EvaluationDisplay:
         for key, value in rows:
             table.add_row(key, value)
         Console().print(table)
+
+
+class OptimizationDisplay:
+    """Phase, trial k of n, best score so far, LM calls and tokens; fed after every optimizer step."""
+
+    def __init__(self, live: bool = True) -> None:
+        self.console = Console(stderr=True)
+        self.live = live and self.console.is_terminal
+        self.info: dict[str, Any] = {}
+        self.started = time.perf_counter()
+        self._live: Live | None = None
+
+    def __enter__(self) -> OptimizationDisplay:
+        if self.live:
+            self._live = Live(self._render(), console=self.console, refresh_per_second=4, transient=True)
+            self._live.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._live is not None:
+            self._live.__exit__(*exc)
+
+    def on_step(self, info: dict[str, Any]) -> None:
+        self.info = info
+        if self._live is not None:
+            self._live.update(self._render())
+        else:
+            self.console.print(self._render(), highlight=False)
+
+    def _render(self) -> str:
+        info = self.info
+        if not info:
+            return "starting: loading data, connecting to Prefect ..."
+        planned = info.get("planned_trials")
+        trials = f"trial {info['trials']} of {planned}" if planned else f"{info['trials']} trials"
+        best = info.get("best_score")
+        return (
+            f"optimizing [{info['phase']}]: {trials}, best {best if best is not None else '-'}, "
+            f"{info['lm_calls']} LM calls ({info['cached_calls']} cached), {info['tokens']:,} tokens, "
+            f"{time.perf_counter() - self.started:.0f}s"
+        )
+
+    def summary(self, report: Any) -> None:
+        title = f"dsr optimize: {report.run_name}" + (" (already finished)" if report.already_finished else "")
+        table = Table(title=title, show_header=False)
+        rows = [
+            ("optimizer", report.optimizer),
+            (
+                f"{report.eval_split} score",
+                f"baseline {report.baseline_score:.2f} -> optimized {report.optimized_score:.2f} "
+                f"({report.eval_examples} examples)",
+            ),
+            ("trials", f"{report.trials} in {report.steps} steps" + (" (resumed)" if report.resumed else "")),
+            ("LM calls", f"{report.lm_calls} ({report.cached_calls} cached)"),
+            ("tokens", f"{report.prompt_tokens} in / {report.completion_tokens} out"),
+            ("wall time", f"{report.wall_time:.1f}s"),
+            ("program", report.program_url),
+            ("checkpoints", report.checkpoint_url),
+            ("MLflow run", report.mlflow_run_id or "-"),
+        ]
+        if report.model_name:
+            champion = "promoted to champion" if report.promoted else f"champion stays v{report.champion_version}"
+            if report.champion_score is not None:
+                champion += f" (previous champion scored {report.champion_score:.2f})"
+            rows.append(("registered", f"{report.model_name} v{report.model_version} @candidate; {champion}"))
+        for key, value in rows:
+            table.add_row(key, value)
+        Console().print(table)

@@ -15,6 +15,7 @@ from prefect.cache_policies import INPUTS, TASK_SOURCE
 
 import dsr_core as dsr
 from dsr_core._async import run_sync
+from dsr_core.cache import get_default_cache
 
 from . import progress
 from .program import build_metric, build_program
@@ -52,8 +53,9 @@ def evaluate_shard(
     first_index: int,
     concurrency: int = 64,
     progress_key: str | None = None,
+    indices: list[int] | None = None,
 ) -> list[dict[str, Any]]:
-    """Evaluate ``examples`` (rows ``first_index``...) and return one JSON record per example.
+    """Evaluate ``examples`` (rows ``first_index``..., or rows ``indices``) and return one JSON record each.
 
     A synchronous task on purpose: the examples run on dsr's one event loop per process, so every shard in
     a process shares the LM's connections and limits instead of opening a pool per task.
@@ -65,6 +67,7 @@ def evaluate_shard(
     evaluate = dsr.Evaluate(
         devset, metric_fn, concurrency=concurrency, progress=False, on_row=sink.on_row if sink is not None else None
     )
-    indices = range(first_index, first_index + len(devset))
-    result = run_sync(evaluate.acall(program, indices=indices))
+    rows = indices if indices is not None else range(first_index, first_index + len(devset))
+    result = run_sync(evaluate.acall(program, indices=rows))
+    get_default_cache().flush()  # a finished task's LM calls are on disk before its result is
     return result.records()

@@ -25,13 +25,20 @@ def get_lm(config: dict[str, Any]) -> dsr.LM:
     return lm
 
 
-def build_program(ref: str, state: dict[str, Any] | None, lm_config: dict[str, Any]) -> dsr.Module:
+def instantiate(ref: str, state: dict[str, Any] | None = None) -> dsr.Module:
+    """The program ``ref`` names, with ``state`` loaded; predictors keep whatever LM the program set."""
     target = import_ref(ref)
     program = target() if callable(target) else target
     if not isinstance(program, dsr.Module):
         raise dsr.DsrError(f"program.ref {ref!r} produced {type(program).__name__}, not a dsr Module")
     if state:
         load_program_state(program, state, source=f"program.state for {ref}")
+    return program
+
+
+def build_program(ref: str, state: dict[str, Any] | None, lm_config: dict[str, Any]) -> dsr.Module:
+    """``instantiate`` plus the run's LM for every predictor that has none (one LM per process and config)."""
+    program = instantiate(ref, state)
     lm = get_lm(lm_config)
     for predictor in program.predictors():
         if predictor.lm is None:

@@ -7,7 +7,7 @@ display (locks, a terminal) never travels to a worker. Tasks on other machines s
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 from dsr_core.evaluate import EvaluationRow
 
@@ -17,10 +17,16 @@ class ProgressSink(Protocol):
     def on_row(self, row: EvaluationRow) -> None: ...
 
 
-_sinks: dict[str, ProgressSink] = {}
+class StepSink(Protocol):
+    """What the optimize flow reports after every step (phase, trials, best score, LM calls, tokens)."""
+
+    def on_step(self, info: dict[str, Any]) -> None: ...
 
 
-def register(key: str, sink: ProgressSink) -> None:
+_sinks: dict[str, Any] = {}
+
+
+def register(key: str, sink: ProgressSink | StepSink) -> None:
     _sinks[key] = sink
 
 
@@ -29,10 +35,17 @@ def unregister(key: str) -> None:
 
 
 def lookup(key: str | None) -> ProgressSink | None:
-    return _sinks.get(key) if key else None
+    sink = _sinks.get(key) if key else None
+    return sink if hasattr(sink, "on_row") else None
 
 
 def notify_start(key: str | None, total: int) -> None:
     sink = lookup(key)
     if sink is not None:
         sink.on_start(total)
+
+
+def notify_step(key: str | None, info: dict[str, Any]) -> None:
+    sink = _sinks.get(key) if key else None
+    if sink is not None and hasattr(sink, "on_step"):
+        sink.on_step(info)

@@ -50,3 +50,36 @@ def write_dataset(path, n, *, wrong_every=0):
             answer = f"Q{i}" if not (wrong_every and i % wrong_every == 0) else "nope"
             handle.write(json.dumps({"question": f"q{i}", "answer": answer}) + "\n")
     return str(path)
+
+
+class WordCode(dsr.Module):
+    """One predictor whose task (reverse and upper-case a word) the test server answers only with demos."""
+
+    def __init__(self):
+        self.encode = dsr.Predict("word -> code")
+
+    async def aforward(self, word):
+        return await self.encode.acall(word=word)
+
+
+def code(word: str) -> str:
+    return word[::-1].upper()
+
+
+def learns_from_demos(request):
+    """The server's rule: the right code only when shown at least two demos; otherwise the word echoed."""
+    word = request.inputs.get("word", "")
+    return request.reply(code=code(word) if len(request.demos) >= 2 else word)
+
+
+def exact_code(example, prediction, trace=None):
+    return prediction.code == example.code
+
+
+def write_words(path, n, offset=0):
+    import json
+
+    with open(path, "w") as handle:
+        for i in range(offset, offset + n):
+            handle.write(json.dumps({"word": f"w{i}x", "code": code(f"w{i}x")}) + "\n")
+    return str(path)

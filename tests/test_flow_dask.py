@@ -1,17 +1,15 @@
 """The evaluate flow with tasks in other processes: a 2-worker Dask LocalCluster, and a process pool.
 
-Worker processes cannot reach Prefect's ephemeral in-process server, so these tests start a real
-``prefect server start`` on 127.0.0.1 and run ``dsr evaluate`` in a subprocess against it.
+Worker processes cannot reach Prefect's ephemeral in-process server, so these tests use a real
+``prefect server start`` on 127.0.0.1 (the ``prefect_server`` fixture) and run ``dsr evaluate`` in a
+subprocess against it.
 """
 
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -20,50 +18,6 @@ import pytest
 from tests.programs import upper_answer, write_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def prefect_server(tmp_path_factory):
-    home = tmp_path_factory.mktemp("prefect-home")
-    port = free_port()
-    env = {
-        **os.environ,
-        "PREFECT_HOME": str(home),
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_API_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{home}/prefect.db",
-    }
-    env.pop("PREFECT_API_URL", None)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}/api"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
-                if response.status == 200:
-                    break
-        except OSError:
-            time.sleep(0.5)
-    else:
-        process.kill()
-        pytest.fail("prefect server did not start within 120 s")
-    yield {"url": url, "home": str(home)}
-    process.terminate()
-    try:
-        process.wait(20)
-    except subprocess.TimeoutExpired:
-        process.kill()
 
 
 @pytest.mark.parametrize("runner", ["dask", "process"])

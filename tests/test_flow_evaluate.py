@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import textwrap
 
 import pyarrow.parquet as pq
@@ -10,21 +9,6 @@ import pytest
 
 from flows.config import ConfigError, load_config, validate_config
 from tests.programs import upper_answer, write_dataset
-
-
-@pytest.fixture(scope="session")
-def prefect_harness():
-    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=90):
-        yield
-
-
-@pytest.fixture
-def workdir(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
 
 
 def make_config(workdir, server, n=20, **run):
@@ -93,39 +77,18 @@ def test_failure_isolation_in_the_flow(prefect_harness, server, workdir):
     assert rows[3]["error_type"] == "LMError" and rows[6]["error_type"] == "AdapterParseError"
 
 
-def test_s3_artifacts_through_moto(prefect_harness, server, workdir, monkeypatch):
-    from moto.server import ThreadedMotoServer
+def test_s3_artifacts_through_moto(prefect_harness, server, workdir, s3):
+    from flows.evaluate import run_evaluation
 
-    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
-    moto.start()
-    try:
-        host, port = moto.get_host_and_port()
-        endpoint = f"http://{host}:{port}"
-        for key, value in {
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_ENDPOINT_URL_S3": endpoint,
-            "AWS_ENDPOINT_URL": endpoint,
-            "AWS_DEFAULT_REGION": "us-east-1",
-        }.items():
-            monkeypatch.setenv(key, value)
-        import s3fs
-
-        s3fs.S3FileSystem.clear_instance_cache()
-        fs = s3fs.S3FileSystem(client_kwargs={"endpoint_url": endpoint})
-        fs.mkdir("dsr-test")
-        from flows.evaluate import run_evaluation
-
-        server.responder = upper_answer
-        config = validate_config(make_config(workdir, server, n=8, artifacts_url="s3://dsr-test/runs"))
-        report = run_evaluation(config)
-        assert report.table_url == "s3://dsr-test/runs/eval-test/evaluation.parquet"
-        fs.invalidate_cache()
-        with fs.open(report.table_url, "rb") as handle:
-            assert pq.read_table(handle).num_rows == 8
-        assert fs.ls("dsr-test/runs/results")  # shard results persisted next to the table
-    finally:
-        moto.stop()
+    s3.mkdir("dsr-test")
+    server.responder = upper_answer
+    config = validate_config(make_config(workdir, server, n=8, artifacts_url="s3://dsr-test/runs"))
+    report = run_evaluation(config)
+    assert report.table_url == "s3://dsr-test/runs/eval-test/evaluation.parquet"
+    s3.invalidate_cache()
+    with s3.open(report.table_url, "rb") as handle:
+        assert pq.read_table(handle).num_rows == 8
+    assert s3.ls("dsr-test/runs/results")  # shard results persisted next to the table
 
 
 def test_bad_config_reports_every_problem_with_its_path(workdir):

@@ -1,0 +1,178 @@
+"""Optimizer checkpoints: ``{checkpoint_url}/{run name}/`` on a local disk or S3 (fsspec/s3fs).
+
+Layout of one run's folder::
+
+    step-000007.json   the checkpoint after step 7: optimizer state + what the flow needs to resume
+    latest.json        the pointer: {"step": 7, "object": "step-000007.json", "sha256": ...}
+
+A write is atomic: the step object is written first (a new name, never overwritten), then the pointer
+(a local write goes through a temporary file and a rename; an S3 PUT is atomic). A crash between the two
+leaves the previous pointer valid. The pointer's sha256 detects a truncated or edited step object.
+Writes are retried, because a checkpoint that fails to land must not cost the trial behind it.
+Older step objects beyond the last few are pruned.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import dsr_core as dsr
+
+from .artifacts import is_remote, join, storage_options
+
+FORMAT = "dsr-checkpoint/1"
+POINTER = "latest.json"
+KEEP = 3
+
+
+class CheckpointError(dsr.DsrError):
+    """A checkpoint cannot be used: corrupt, truncated, or written by an incompatible run."""
+
+
+def _filesystem(url: str) -> Any:
+    import fsspec
+
+    protocol = url.split("://", 1)[0] if is_remote(url) else "file"
+    return fsspec.filesystem(protocol, **storage_options(url))
+
+
+class CheckpointStore:
+    """Reads and writes the checkpoints of one run."""
+
+    def __init__(self, checkpoint_url: str, run_name: str, *, retries: int = 6, backoff: float = 0.5) -> None:
+        self.url = join(checkpoint_url, run_name)
+        self.run_name = run_name
+        self.fs = _filesystem(self.url)
+        self.retries = retries
+        self.backoff = backoff
+
+    def _path(self, name: str) -> str:
+        return join(self.url, name)
+
+    # -- reading -----------------------------------------------------------------------------------------------
+
+    def read_latest(self) -> dict[str, Any] | None:
+        """The last checkpoint, or None when this run has none. Never returns a damaged one."""
+        pointer_path = self._path(POINTER)
+        try:
+            raw = self._read_bytes(pointer_path)
+        except FileNotFoundError:
+            return None
+        pointer = self._parse(raw, pointer_path)
+        if not isinstance(pointer, dict) or not {"step", "object", "sha256"} <= set(pointer):
+            raise CheckpointError(f"{pointer_path}: not a checkpoint pointer (expected step, object, sha256)")
+        object_path = self._path(pointer["object"])
+        try:
+            data = self._read_bytes(object_path)
+        except FileNotFoundError:
+            raise CheckpointError(f"{object_path}: named by {pointer_path} but missing") from None
+        if hashlib.sha256(data).hexdigest() != pointer["sha256"]:
+            raise CheckpointError(
+                f"{object_path}: content does not match the checksum in {pointer_path} (truncated or edited); "
+                "refusing to resume from it. Move the folder away to start this run name afresh."
+            )
+        checkpoint = self._parse(data, object_path)
+        if not isinstance(checkpoint, dict) or checkpoint.get("format") != FORMAT:
+            found = checkpoint.get("format") if isinstance(checkpoint, dict) else type(checkpoint).__name__
+            raise CheckpointError(f"{object_path}: format {found!r}, expected {FORMAT!r}")
+        return checkpoint
+
+    def _read_bytes(self, path: str) -> bytes:
+        with self.fs.open(path, "rb") as handle:
+            return handle.read()
+
+    @staticmethod
+    def _parse(data: bytes, path: str) -> Any:
+        try:
+            return json.loads(data)
+        except ValueError as exc:
+            raise CheckpointError(f"{path}: not valid JSON ({exc}); the checkpoint is corrupt") from None
+
+    # -- writing -----------------------------------------------------------------------------------------------
+
+    def write(self, step: int, checkpoint: dict[str, Any]) -> str:
+        """Write the checkpoint of ``step``, then point ``latest.json`` at it. Returns the object's URL."""
+        name = f"step-{step:06d}.json"
+        data = json.dumps({"format": FORMAT, "step": step, **checkpoint}, ensure_ascii=False).encode()
+        pointer = {"step": step, "object": name, "sha256": hashlib.sha256(data).hexdigest(), "written_at": time.time()}
+        self._retrying(self._put, self._path(name), data)
+        self._retrying(self._put, self._path(POINTER), json.dumps(pointer).encode())
+        self._prune(step)
+        return self._path(name)
+
+    def _put(self, path: str, data: bytes) -> None:
+        if is_remote(path):
+            with self.fs.open(path, "wb") as handle:
+                handle.write(data)
+            return
+        directory = Path(path).parent
+        directory.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{Path(path).name}.", suffix=".tmp")
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+
+    def _retrying(self, fn: Any, *args: Any) -> Any:
+        for attempt in range(self.retries + 1):
+            try:
+                return fn(*args)
+            except (OSError, TimeoutError) as exc:  # s3fs raises OSError subclasses for HTTP/connection trouble
+                if attempt == self.retries:
+                    raise CheckpointError(f"cannot write checkpoint {args[0]}: {type(exc).__name__}: {exc}") from exc
+                self.fs.invalidate_cache()
+                time.sleep(self.backoff * 2**attempt)
+        raise AssertionError("unreachable")
+
+    def _prune(self, step: int) -> None:
+        for old in range(step - KEEP, step - KEEP - 2, -1):  # only the ones this write made obsolete
+            if old < 0:
+                break
+            try:
+                self.fs.rm(self._path(f"step-{old:06d}.json"))
+            except (FileNotFoundError, OSError):
+                pass  # pruning is housekeeping; a leftover file harms nothing
+
+
+def list_runs(checkpoint_url: str) -> list[dict[str, Any]]:
+    """Every run under ``checkpoint_url`` with its last checkpoint's summary (or the error reading it)."""
+    fs = _filesystem(checkpoint_url)
+    root = join(checkpoint_url)
+    try:
+        entries = fs.ls(root, detail=True)
+    except FileNotFoundError:
+        return []
+    runs = []
+    for entry in sorted(entries, key=lambda e: e["name"]):
+        if entry.get("type") != "directory":
+            continue
+        name = entry["name"].rstrip("/").rsplit("/", 1)[-1]
+        store = CheckpointStore(checkpoint_url, name)
+        try:
+            checkpoint = store.read_latest()
+        except CheckpointError as exc:
+            runs.append({"name": name, "status": "damaged", "error": str(exc)})
+            continue
+        if checkpoint is not None:
+            runs.append({"name": name, **summary(checkpoint)})
+    return runs
+
+
+def summary(checkpoint: dict[str, Any]) -> dict[str, Any]:
+    trials = checkpoint.get("trials", [])
+    return {
+        "status": checkpoint.get("status", "running"),
+        "optimizer": checkpoint.get("optimizer"),
+        "step": checkpoint.get("step"),
+        "trials": len(trials),
+        "best_score": checkpoint.get("state", {}).get("best_score"),
+        "updated_at": checkpoint.get("updated_at"),
+        "report": checkpoint.get("report"),
+    }

@@ -1,0 +1,469 @@
+"""The optimize flow: drive an optimizer's ask/tell machine with Prefect tasks, checkpoint after every step.
+
+One step = ``ask`` -> tasks over shards -> ``tell`` -> checkpoint -> MLflow. Evaluation work runs as the
+evaluate flow's ``evaluate_shard`` tasks, everything else (bootstrap, proposals) as ``optimizer_work``
+tasks; shards of one work item are merged before ``tell``, so the optimizer never sees how work was split.
+
+A run is identified by its name under ``[run] checkpoint_url``. Starting a run whose name has a checkpoint
+resumes it (after checking that the optimizer, the program's shape, the data and the result-relevant
+config are the ones it was started with); a finished run is reported, not redone. Finished shards of an
+interrupted step come back from Prefect's persisted results and LM calls from the LM cache, so a resumed
+run pays for nothing twice and ends with the same program and score as an uninterrupted one.
+
+The end: the baseline (the program as configured) and the optimized program are evaluated on the
+validation set (the training set when there is none), the program JSON is saved next to the checkpoints,
+and with ``[mlflow] register_as`` it becomes a model version: alias ``candidate`` always, ``champion``
+only if it beats the current champion on the same examples.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import uuid
+from typing import Any
+
+from prefect import flow, get_run_logger
+from pydantic import BaseModel
+
+import dsr_core as dsr
+from dsr_core.optimizers.base import BootstrapOutcome, EvaluateOutcome, EvaluateWork, ProposeOutcome
+from dsr_core.state import dump_program_state
+from tasks import progress
+from tasks.evaluate import evaluate_shard
+from tasks.optimize import optimizer_work
+from tasks.program import get_lm, instantiate
+
+from .artifacts import open_file, read_program_state, result_storage_for
+from .checkpoint import CheckpointError, CheckpointStore
+from .config import ConfigError, RunConfig, check_references, optimizer_class
+from .evaluate import auto_shard_size, load_split, task_runner_for
+
+# the outcome model of each work kind that optimizer_work computes
+OUTCOMES: dict[str, type[BaseModel]] = {"bootstrap": BootstrapOutcome, "propose": ProposeOutcome}
+try:
+    from dsr_core.optimizers.base import GenerateOutcome
+
+    OUTCOMES["generate"] = GenerateOutcome
+except ImportError:  # pragma: no cover - optimizers that generate free text arrive with MIPROv2
+    pass
+
+
+class OptimizationReport(BaseModel):
+    run_name: str
+    optimizer: str
+    status: str = "finished"
+    resumed: bool = False
+    already_finished: bool = False
+    steps: int
+    trials: int
+    best_score: float | None  # the optimizer's own best (on its selection split)
+    eval_split: str
+    eval_examples: int
+    baseline_score: float
+    optimized_score: float
+    lm_calls: int
+    cached_calls: int
+    prompt_tokens: int
+    completion_tokens: int
+    wall_time: float
+    checkpoint_url: str
+    program_url: str
+    mlflow_run_id: str | None = None
+    model_name: str | None = None
+    model_version: str | None = None
+    champion_version: str | None = None
+    champion_score: float | None = None  # the previous champion's score on the same examples
+    promoted: bool = False
+
+
+# -- identity of a run -----------------------------------------------------------------------------------------
+
+
+def _digest(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def fingerprint(
+    config: RunConfig, student: dsr.Module, trainset: list[dsr.Example], valset: list[dsr.Example] | None
+) -> dict[str, str]:
+    """What a checkpoint must match to be resumed: each part hashed separately so a mismatch can be named."""
+    lms = {
+        name: section.result_params() if section is not None else None
+        for name, section in (("lm", config.lm), ("prompt_lm", config.prompt_lm), ("judge_lm", config.judge_lm))
+    }
+    return {
+        "optimizer": config.optimizer.name,
+        "optimizer_params": _digest({"seed": config.optimizer.seed, **config.optimizer.params}),
+        "program": config.program.ref,
+        "program_shape": _digest({name: p.signature.shape_hash for name, p in student.named_predictors()}),
+        "program_state": _digest(student.dump_state()),
+        "data": _digest([[e.to_dict() for e in trainset], [e.to_dict() for e in valset or []]]),
+        "metric": _digest(config.metric.model_dump()),
+        "lms": _digest(lms),
+    }
+
+
+def check_compatible(checkpoint: dict[str, Any], expected: dict[str, str], where: str) -> None:
+    saved = checkpoint.get("fingerprint") or {}
+    differences = [key for key in expected if saved.get(key) != expected[key]]
+    if differences:
+        raise CheckpointError(
+            f"{where}: this run name belongs to an incompatible run (different {', '.join(differences)}"
+            f"{'; optimizer ' + repr(saved.get('optimizer')) if 'optimizer' in differences else ''}). "
+            "Refusing to resume or overwrite it: choose another run.name, or move the folder away."
+        )
+
+
+def build_optimizer(config: RunConfig) -> Any:
+    return optimizer_class(config.optimizer.name)(seed=config.optimizer.seed, **config.optimizer.params)
+
+
+def _without_lm(program_state: dict[str, Any]) -> dict[str, Any]:
+    """Program state for a task: the task attaches the run's LM, shared per process (no per-shard client)."""
+    return {
+        name: {**entry, "lm": None} if isinstance(entry, dict) and name != "metadata" else entry
+        for name, entry in program_state.items()
+    }
+
+
+# -- running work ----------------------------------------------------------------------------------------------
+
+
+class StepRunner:
+    """Submits one step's work as tasks over shards and merges the shards' outcomes."""
+
+    def __init__(
+        self, config: RunConfig, trainset: list[dsr.Example], valset: list[dsr.Example] | None, key: str | None
+    ) -> None:
+        self.config = config
+        self.splits = {"train": trainset, "val": valset or []}
+        self.progress_key = key
+        storage = result_storage_for(config.run.artifacts_url)
+        self.evaluate_task = evaluate_shard.with_options(result_storage=storage)
+        self.work_task = optimizer_work.with_options(result_storage=storage)
+        self.lm = config.lm.model_dump()
+        self.judge = config.judge_lm.model_dump() if config.judge_lm else None
+        self.prompt_lm = config.prompt_lm.model_dump() if config.prompt_lm else None
+        self.metric = config.metric.model_dump()
+        self.input_keys = list(config.data.input_keys)
+
+    def _shards(self, indices: list[int]) -> list[list[int]]:
+        size = self.config.run.shard_size or auto_shard_size(len(indices), self.config.run.max_workers or 4)
+        return [indices[i : i + size] for i in range(0, len(indices), size)] or [[]]
+
+    def evaluate(self, program_state: dict[str, Any], split: str, indices: list[int]) -> list[dict[str, Any]]:
+        """Submit evaluate_shard tasks for ``indices`` of ``split``; returns the futures."""
+        examples = self.splits[split]
+        state = _without_lm(program_state)
+        return [
+            self.evaluate_task.submit(
+                self.config.program.ref,
+                state,
+                self.lm,
+                self.metric,
+                self.judge,
+                [examples[i].to_dict() for i in shard],
+                self.input_keys,
+                shard[0] if shard else 0,
+                concurrency=min(self.config.lm.max_concurrency, max(1, len(shard))),
+                progress_key=self.progress_key,
+                indices=shard,
+            )
+            for shard in self._shards(indices)
+        ]
+
+    def run(self, work: list[Any]) -> tuple[list[Any], list[dict[str, Any]], dsr.Usage]:
+        """Compute a step's work. Returns (outcomes for tell, evaluation summaries, LM usage)."""
+        evaluations: list[tuple[EvaluateWork, list[Any]]] = []
+        others: list[tuple[str, list[Any]]] = []
+        for item in work:
+            if isinstance(item, EvaluateWork):
+                evaluations.append((item, self.evaluate(item.program, item.split, item.indices)))
+                continue
+            payload = item.model_dump(mode="json")
+            shards = self._shards(item.indices) if hasattr(item, "indices") else [[]]
+            for n, shard in enumerate(shards):
+                part = {**payload, "indices": shard} if hasattr(item, "indices") else payload
+                examples = [(i, self.splits["train"][i].to_dict()) for i in shard]
+                label = f"{item.kind}[{getattr(item, 'predictor', '') or getattr(item, 'key', '') or n}]"
+                future = self.work_task.submit(
+                    self.config.program.ref,
+                    self.lm,
+                    self.metric,
+                    self.judge,
+                    self.prompt_lm,
+                    part,
+                    examples,
+                    self.input_keys,
+                    label,
+                    concurrency=self.config.run.concurrency,
+                )
+                others.append((item.kind, future))
+        usage = dsr.Usage()
+        outcomes: list[Any] = []
+        summaries = []
+        for item, futures in evaluations:
+            records = sorted((r for f in futures for r in f.result()), key=lambda r: r["index"])
+            for record in records:
+                usage.add(
+                    dsr.Usage(
+                        record["prompt_tokens"], record["completion_tokens"], record["lm_calls"], record["cached_calls"]
+                    )
+                )
+            outcome = EvaluateOutcome(
+                candidate=item.candidate,
+                split=item.split,
+                indices=[r["index"] for r in records],
+                scores=[r["score"] for r in records],
+                errors=sum(r["error_type"] is not None for r in records),
+            )
+            outcomes.append(outcome)
+            summaries.append({"work": item, "outcome": outcome, "records": records})
+        for kind, future in others:
+            result = future.result()
+            usage.add(dsr.Usage(**{k: v for k, v in result["usage"].items() if k != "total_tokens"}))
+            outcomes.extend(OUTCOMES[kind].model_validate(o) for o in result["outcomes"])
+        return outcomes, summaries, usage
+
+
+# -- trial records ---------------------------------------------------------------------------------------------
+
+
+def describe_program(program_state: dict[str, Any]) -> dict[str, Any]:
+    """Per predictor: number of demos and the instruction (what a candidate changed)."""
+    return {
+        name: {"demos": len(entry.get("demos", [])), "instructions": entry["signature"]["instructions"]}
+        for name, entry in program_state.items()
+        if name != "metadata" and isinstance(entry, dict)
+    }
+
+
+def trial_records(
+    summaries: list[dict[str, Any]], state: Any, start: int, step: int, seconds: float
+) -> list[dict[str, Any]]:
+    optimizer_trials = list(getattr(state, "trials", None) or [])
+    records = []
+    for offset, summary in enumerate(summaries):
+        work, outcome, rows = summary["work"], summary["outcome"], summary["records"]
+        number = start + offset + 1
+        extra = _optimizer_trial(optimizer_trials, work.candidate, len(summaries) - offset)
+        records.append(
+            {
+                "trial": number,
+                "step": step,
+                "candidate": work.candidate,
+                "kind": extra.get("kind")
+                or ("full" if len(work.indices) >= _split_size(state, work.split) else "batch"),
+                "split": work.split,
+                "examples": len(outcome.scores),
+                "score": round(100.0 * outcome.mean, 4),
+                "errors": outcome.errors,
+                "best_so_far": getattr(state, "best_score", None),
+                "lm_calls": sum(r["lm_calls"] for r in rows),
+                "cached_calls": sum(r["cached_calls"] for r in rows),
+                "prompt_tokens": sum(r["prompt_tokens"] for r in rows),
+                "completion_tokens": sum(r["completion_tokens"] for r in rows),
+                "seconds": round(seconds, 3),
+                "choice": json.dumps(extra.get("params") or describe_program(work.program), sort_keys=True),
+            }
+        )
+    return records
+
+
+def _split_size(state: Any, split: str) -> int:
+    return int(state.n_val if split == "val" else state.n_train)
+
+
+def _optimizer_trial(trials: list[Any], candidate: int, from_end: int) -> dict[str, Any]:
+    """The optimizer's own record of a trial (MIPROv2 keeps one with its kind and parameter choice)."""
+    if len(trials) < from_end:
+        return {}
+    entry = trials[-from_end]
+    entry = entry.model_dump() if hasattr(entry, "model_dump") else dict(entry)
+    return entry if entry.get("candidate", candidate) == candidate else {}
+
+
+def planned_trials(optimizer: Any, state: Any) -> int | None:
+    planned = getattr(optimizer, "planned_trials", None)
+    return planned(state) if callable(planned) else None
+
+
+# -- the flow ----------------------------------------------------------------------------------------------------
+
+
+def default_run_name(config: RunConfig) -> str:
+    return f"optimize-{config.optimizer.name.lower()}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+
+
+@flow(name="dsr-optimize", validate_parameters=True)
+def optimize_flow(config: RunConfig, progress_key: str | None = None) -> OptimizationReport:
+    from . import registry, tracking
+
+    logger = get_run_logger()
+    started = time.perf_counter()
+    problems = check_references(config)
+    if not config.data.train:
+        problems.append(("data.train", "optimization needs a training set (data.train); data.dev is for validation"))
+    if problems:
+        raise ConfigError(problems)
+    run_name = config.run.name or default_run_name(config)
+    store = CheckpointStore(config.run.checkpoint_url, run_name)
+    checkpoint = store.read_latest()
+
+    trainset = load_split(config, "train")
+    valset = load_split(config, "dev") if config.data.dev else None
+    initial = read_program_state(config.program.state) if config.program.state else None
+    student = instantiate(config.program.ref, initial)
+    expected = fingerprint(config, student, trainset, valset)
+    optimizer = build_optimizer(config)
+    fresh = optimizer.init_state(student, trainset, valset)
+
+    if checkpoint is not None:
+        check_compatible(checkpoint, expected, store.url)
+        if checkpoint.get("status") == "finished":
+            logger.info("run %s already finished; reporting it (start a new run.name to optimize again)", run_name)
+            return OptimizationReport.model_validate({**checkpoint["report"], "already_finished": True})
+        try:
+            state = type(fresh).model_validate(checkpoint["state"])
+        except Exception as exc:  # noqa: BLE001 - any validation failure means the state is unusable
+            raise CheckpointError(f"{store.url}: the optimizer state does not load ({exc})") from None
+        step, trials = int(checkpoint["step"]), list(checkpoint.get("trials", []))
+        usage = dsr.Usage(**checkpoint.get("usage", {}))
+        run_id = checkpoint.get("mlflow_run_id") or tracking.start_optimization(config, run_name, expected)
+        tracking.resume_optimization(config, run_id, trials)
+        logger.info("resuming %s at step %d (%d trials done) from %s", run_name, step, len(trials), store.url)
+    else:
+        state, step, trials, usage = fresh, 0, [], dsr.Usage()
+        run_id = tracking.start_optimization(config, run_name, expected)
+    resumed = checkpoint is not None
+
+    def save(status: str, report: dict[str, Any] | None = None) -> None:
+        store.write(
+            step,
+            {
+                "run_name": run_name,
+                "optimizer": config.optimizer.name,
+                "status": status,
+                "fingerprint": expected,
+                "state": state.model_dump(mode="json"),
+                "trials": trials,
+                "usage": {k: v for k, v in usage.to_dict().items() if k != "total_tokens"},
+                "mlflow_run_id": run_id,
+                "updated_at": time.time(),
+                "report": report,
+            },
+        )
+
+    runner = StepRunner(config, trainset, valset, progress_key)
+    total = planned_trials(optimizer, state)
+    progress.notify_step(progress_key, _progress(state, trials, total, usage))
+    while not state.done:
+        mark = time.perf_counter()
+        work = optimizer.ask(state)
+        outcomes, summaries, step_usage = runner.run(work)
+        state = optimizer.tell(state, outcomes)
+        step += 1
+        usage.add(step_usage)
+        new = trial_records(summaries, state, len(trials), step, time.perf_counter() - mark)
+        trials.extend(new)
+        save("running")
+        tracking.log_trials(config, run_id, new)
+        progress.notify_step(progress_key, _progress(state, trials, total, usage))
+        logger.info(
+            "step %d: %s; %d trials, best %s", step, _phase(state), len(trials), getattr(state, "best_score", None)
+        )
+
+    # the end: score baseline and result on the same examples, save, register
+    progress.notify_step(progress_key, {**_progress(state, trials, total, usage), "phase": "final evaluation"})
+    split = "val" if valset else "train"
+    examples = valset or trainset
+    indices = list(range(len(examples)))
+    optimized = student.deepcopy()
+    optimized.load_state(state.result)
+    baseline_state = student.dump_state()
+    futures = {"baseline": runner.evaluate(baseline_state, split, indices)}
+    futures["optimized"] = runner.evaluate(optimized.dump_state(), split, indices)
+    scores = {name: _mean_score(fs) for name, fs in futures.items()}
+    lm = get_lm(config.lm.model_dump())
+    for predictor in optimized.predictors():
+        predictor.lm = predictor.lm or lm  # the saved program carries its LM settings (never the key)
+    program_state = dump_program_state(optimized)
+    program_url = store.url.rstrip("/") + "/program.json"
+    with open_file(program_url, "w") as handle:
+        json.dump(program_state, handle, indent=2, ensure_ascii=False)
+
+    report: dict[str, Any] = {
+        "run_name": run_name,
+        "optimizer": config.optimizer.name,
+        "resumed": resumed,
+        "steps": step,
+        "trials": len(trials),
+        "best_score": getattr(state, "best_score", None),
+        "eval_split": split,
+        "eval_examples": len(examples),
+        "baseline_score": scores["baseline"],
+        "optimized_score": scores["optimized"],
+        "lm_calls": usage.lm_calls,
+        "cached_calls": usage.cached_calls,
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "wall_time": 0.0,
+        "checkpoint_url": store.url,
+        "program_url": program_url,
+        "mlflow_run_id": run_id,
+    }
+    if config.mlflow.register_as:
+        report.update(
+            registry.register(
+                config,
+                run_id,
+                program_state,
+                scores["optimized"],
+                champion_score=lambda champion: _mean_score(runner.evaluate(champion, split, indices)),
+            )
+        )
+    report["wall_time"] = round(time.perf_counter() - started, 3)
+    tracking.finish_optimization(config, run_id, report, trials, program_state)
+    save("finished", report)
+    progress.notify_step(progress_key, {**_progress(state, trials, total, usage), "phase": "done"})
+    logger.info(
+        "%s: baseline %.2f -> optimized %.2f on %d %s examples; program at %s",
+        run_name,
+        scores["baseline"],
+        scores["optimized"],
+        len(examples),
+        split,
+        program_url,
+    )
+    return OptimizationReport.model_validate(report)
+
+
+def _mean_score(futures: list[Any]) -> float:
+    scores = [r["score"] for f in futures for r in f.result()]
+    return round(100.0 * sum(scores) / len(scores), 4) if scores else 0.0
+
+
+def _phase(state: Any) -> str:
+    return "done" if state.done else str(getattr(state, "phase", None) or "searching")
+
+
+def _progress(state: Any, trials: list[dict[str, Any]], total: int | None, usage: dsr.Usage) -> dict[str, Any]:
+    return {
+        "phase": _phase(state),
+        "trials": len(trials),
+        "planned_trials": total,
+        "best_score": getattr(state, "best_score", None),
+        "lm_calls": usage.lm_calls,
+        "cached_calls": usage.cached_calls,
+        "tokens": usage.total_tokens,
+    }
+
+
+def run_optimization(config: RunConfig, progress_key: str | None = None) -> OptimizationReport:
+    """Run the optimize flow with the task runner the config asks for."""
+    return optimize_flow.with_options(task_runner=task_runner_for(config))(config, progress_key=progress_key)
+
+
+__all__ = ["OptimizationReport", "optimize_flow", "run_optimization", "fingerprint", "trial_records"]

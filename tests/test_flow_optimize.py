@@ -1,0 +1,236 @@
+"""The optimize flow with real parts: Prefect's test harness, MLflow on sqlite, moto S3, the test LM server."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from flows.checkpoint import CheckpointError, CheckpointStore
+from flows.config import ConfigError, validate_config
+from tests.programs import learns_from_demos, write_words
+
+
+def make_config(workdir, server, *, optimizer=None, name="opt-test", register_as=None, **run):
+    return {
+        "program": {"ref": "tests.programs:WordCode"},
+        "data": {
+            "train": write_words(workdir / "train.jsonl", 16),
+            "dev": write_words(workdir / "dev.jsonl", 12, offset=100),
+            "input_keys": ["word"],
+        },
+        "metric": {"ref": "tests.programs:exact_code"},
+        "lm": {"model": "test-model", "api_base": server.url, "max_concurrency": 16, "num_retries": 1},
+        "optimizer": optimizer or {"name": "BootstrapFewShotWithRandomSearch", "num_candidate_programs": 3},
+        "run": {
+            "name": name,
+            "artifacts_url": str(workdir / "artifacts"),
+            "checkpoint_url": str(workdir / "checkpoints"),
+            **run,
+        },
+        "mlflow": {
+            "tracking_uri": f"sqlite:///{workdir / 'mlflow.db'}",
+            "experiment": "tests",
+            "register_as": register_as,
+        },
+    }
+
+
+def test_random_search_flow_checkpoints_logs_and_registers(prefect_harness, server, workdir):
+    from mlflow.tracking import MlflowClient
+
+    from flows.optimize import run_optimization
+
+    server.responder = learns_from_demos
+    config = validate_config(make_config(workdir, server, register_as="wordcode", shard_size=5))
+    report = run_optimization(config)
+    assert report.baseline_score == 0.0 and report.optimized_score == 100.0
+    assert report.trials == 6  # zero-shot, labeled, unshuffled + 3 shuffled bootstraps
+    assert report.model_name == "wordcode" and report.model_version == "1" and report.promoted
+
+    checkpoint = CheckpointStore(config.run.checkpoint_url, "opt-test").read_latest()
+    assert checkpoint["status"] == "finished" and checkpoint["step"] == report.steps
+    assert [t["trial"] for t in checkpoint["trials"]] == list(range(1, 7))
+
+    client = MlflowClient(tracking_uri=config.mlflow.tracking_uri)
+    parent = client.get_run(report.mlflow_run_id)
+    assert parent.data.metrics["optimized_score"] == 100.0 and parent.data.params["optimizer.name"]
+    children = client.search_runs(
+        [parent.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{report.mlflow_run_id}'"
+    )
+    assert sorted(int(c.data.tags["dsr.trial"]) for c in children) == list(range(1, 7))
+    artifacts = {a.path for a in client.list_artifacts(report.mlflow_run_id)}
+    assert {"trials.parquet", "trials.png", "program.json", "model"} <= artifacts
+
+
+def test_registry_keeps_the_better_champion_and_programs_load_back(prefect_harness, server, workdir, monkeypatch):
+    import mlflow.pyfunc
+    import pandas as pd
+    from mlflow.tracking import MlflowClient
+
+    import dsr_core as dsr
+    from flows.optimize import run_optimization
+
+    server.responder = learns_from_demos
+    good = validate_config(make_config(workdir, server, name="good", register_as="wordcode"))
+    assert run_optimization(good).promoted
+    # one labeled demo is not enough for the server: this program scores 0 and must not become champion
+    weak = make_config(
+        workdir, server, name="weak", register_as="wordcode", optimizer={"name": "LabeledFewShot", "k": 1}
+    )
+    report = run_optimization(validate_config(weak))
+    assert (report.model_version, report.optimized_score, report.promoted) == ("2", 0.0, False)
+    assert report.champion_version == "1" and report.champion_score == 100.0
+
+    client = MlflowClient(tracking_uri=good.mlflow.tracking_uri)
+    assert str(client.get_model_version_by_alias("wordcode", "champion").version) == "1"
+    assert str(client.get_model_version_by_alias("wordcode", "candidate").version) == "2"
+    assert client.get_model_version("wordcode", "2").tags["dsr.champion_score_at_registration"] == "100.0"
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", good.mlflow.tracking_uri)
+    program = dsr.load_program("models:/wordcode@champion")  # the class comes from the file's metadata
+    assert type(program).__name__ == "WordCode" and len(program.encode.demos) >= 2
+    assert program(word="abc").code == "CBA"  # its LM (base URL, model) came with it; no key stored
+    model = mlflow.pyfunc.load_model("models:/wordcode@champion")
+    assert model.predict([{"word": "hello"}]) == [{"code": "OLLEH"}]
+    frame = model.predict(pd.DataFrame({"word": ["ab", "cd"]}))
+    assert list(frame["code"]) == ["BA", "DC"]
+    with pytest.raises(dsr.ProgramStateError, match="models:/nosuch@champion"):
+        dsr.load_program("models:/nosuch@champion")
+
+
+def test_finished_run_is_reported_not_redone(prefect_harness, server, workdir):
+    from flows.optimize import run_optimization
+
+    server.responder = learns_from_demos
+    config = validate_config(make_config(workdir, server))
+    first = run_optimization(config)
+    requests = server.stats.requests
+    again = run_optimization(config)
+    assert again.already_finished and server.stats.requests == requests
+    assert again.optimized_score == first.optimized_score and again.program_url == first.program_url
+
+
+def test_incompatible_and_corrupt_checkpoints_stop_with_a_clear_error(prefect_harness, server, workdir):
+    from flows.optimize import run_optimization
+
+    server.responder = learns_from_demos
+    run_optimization(validate_config(make_config(workdir, server, optimizer={"name": "LabeledFewShot", "k": 2})))
+    folder = workdir / "checkpoints" / "opt-test"
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+
+    other = make_config(workdir, server, optimizer={"name": "BootstrapFewShot"})
+    with pytest.raises(CheckpointError, match=r"incompatible run \(different optimizer, optimizer_params"):
+        run_optimization(validate_config(other))
+    reseeded = make_config(workdir, server, optimizer={"name": "LabeledFewShot", "k": 2, "seed": 7})
+    with pytest.raises(CheckpointError, match=r"different optimizer_params\)"):
+        run_optimization(validate_config(reseeded))
+    more_data = make_config(workdir, server, optimizer={"name": "LabeledFewShot", "k": 2})
+    write_words(workdir / "train.jsonl", 17)
+    with pytest.raises(CheckpointError, match=r"different data\)"):
+        run_optimization(validate_config(more_data))
+    write_words(workdir / "train.jsonl", 16)
+
+    step = folder / "step-000000.json"
+    step.write_bytes(step.read_bytes()[:-40])  # truncated
+    with pytest.raises(CheckpointError, match="does not match the checksum"):
+        run_optimization(validate_config(make_config(workdir, server, optimizer={"name": "LabeledFewShot", "k": 2})))
+    (folder / "latest.json").write_text('{"step": 0, "obj')
+    with pytest.raises(CheckpointError, match="latest.json: not valid JSON"):
+        run_optimization(validate_config(make_config(workdir, server, optimizer={"name": "LabeledFewShot", "k": 2})))
+    after = {p.name for p in folder.iterdir()}
+    assert after == set(before)  # nothing was overwritten or restarted
+
+
+def test_config_problems_of_the_optimize_section(workdir, server):
+    bad = make_config(workdir, server, optimizer={"name": "BootstrapFewShot", "max_bootstraped_demos": 3})
+    with pytest.raises(ConfigError) as error:
+        validate_config(bad)
+    assert "optimizer.max_bootstraped_demos: BootstrapFewShot has no parameter" in str(error.value)
+    assert "max_bootstrapped_demos" in str(error.value)  # the list of what it takes
+    with pytest.raises(ConfigError, match="optimizer.name"):
+        validate_config(make_config(workdir, server, optimizer={"name": "GEPA"}))
+
+
+def test_copro_proposals_run_as_tasks(prefect_harness, server, workdir):
+    from flows.optimize import run_optimization
+
+    proposals = ["Echo the word back.", "Reverse the word, then uppercase it.", "Say something."]
+
+    def responder(request):
+        if "proposed_instruction" in request.output_fields:
+            return [
+                request.reply(proposed_instruction=proposals[i % 3], proposed_prefix_for_output_field="Code:")
+                for i in range(request.body.get("n", 1))
+            ]
+        word = request.inputs.get("word", "")
+        return request.reply(code=word[::-1].upper() if "Reverse the word" in request.instructions else word)
+
+    server.responder = responder
+    config = make_config(workdir, server, optimizer={"name": "COPRO", "breadth": 3, "depth": 2})
+    config["prompt_lm"] = {"model": "prompt-model", "api_base": server.url, "temperature": 1.0}
+    report = run_optimization(validate_config(config))
+    assert (report.baseline_score, report.optimized_score) == (0.0, 100.0)
+    assert {b["model"] for b in server.requests} == {"test-model", "prompt-model"}
+
+
+def test_checkpoints_on_s3_survive_a_brief_outage(prefect_harness, server, workdir, moto_s3, s3):
+    import threading
+
+    from flows.optimize import run_optimization
+
+    s3.mkdir("dsr-ckpt")
+    server.responder = learns_from_demos
+    server.latency = 0.05
+    config = validate_config(make_config(workdir, server, checkpoint_url="s3://dsr-ckpt/runs", shard_size=6))
+    outage = threading.Event()
+
+    def interrupt():  # S3 goes away for 1.5 s once the run has written its second checkpoint
+        while not outage.is_set():
+            s3.invalidate_cache()
+            if s3.exists("dsr-ckpt/runs/opt-test/step-000002.json"):
+                moto_s3.stop()
+                time.sleep(1.5)
+                moto_s3.restart()
+                outage.set()
+            time.sleep(0.02)
+
+    watcher = threading.Thread(target=interrupt, daemon=True)
+    watcher.start()
+    report = run_optimization(config)
+    watcher.join(10)
+    assert outage.is_set() and report.optimized_score == 100.0
+    s3.invalidate_cache()
+    pointer = json.loads(s3.cat("dsr-ckpt/runs/opt-test/latest.json"))
+    assert pointer["step"] == report.steps
+    checkpoint = CheckpointStore("s3://dsr-ckpt/runs", "opt-test").read_latest()
+    assert checkpoint["status"] == "finished" and len(checkpoint["trials"]) == report.trials == 6
+
+
+def test_two_optimizations_at_once_in_one_process(prefect_harness, server, workdir):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from mlflow.tracking import MlflowClient
+
+    from flows.optimize import run_optimization
+
+    server.responder = learns_from_demos
+    configs = [
+        validate_config(make_config(workdir, server, name="left")),
+        validate_config(
+            make_config(workdir, server, name="right", optimizer={"name": "BootstrapFewShot", "max_labeled_demos": 2})
+        ),
+    ]
+    with ThreadPoolExecutor(2) as pool:
+        reports = list(pool.map(run_optimization, configs))
+    assert [r.run_name for r in reports] == ["left", "right"]
+    client = MlflowClient(tracking_uri=configs[0].mlflow.tracking_uri)
+    for report in reports:
+        parent = client.get_run(report.mlflow_run_id)
+        assert parent.info.run_name == report.run_name and parent.info.status == "FINISHED"
+        children = client.search_runs(
+            [parent.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{report.mlflow_run_id}'"
+        )
+        assert len(children) == report.trials  # each run's trials under its own parent, none lost or mixed
+    assert reports[0].trials == 6 and reports[1].trials == 0

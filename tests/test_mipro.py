@@ -1,0 +1,335 @@
+"""MIPROv2 as an ask/tell machine, against the test server.
+
+The server plays both models. As the task model it answers by a hidden rule that needs both a good
+instruction (one containing "Reverse the word") and at least two demos; with only one of them it gets the
+even-numbered words right, with neither it echoes the word. As the prompt model it answers the proposal
+signatures (dispatching on the output fields the prompt asks for), and proposes the good instruction.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+
+import dsr_core as dsr
+from dsr_core._async import run_sync
+from dsr_core.optimizers import (
+    BootstrapWork,
+    EvaluateWork,
+    GenerateWork,
+    LocalRunner,
+    MIPROv2,
+    MiproState,
+)
+from dsr_core.optimizers.mipro import AUTO_RUN_SETTINGS, num_trials_for
+
+GOOD_INSTRUCTION = "Reverse the word, then uppercase it."
+PROMPT_MODEL_ANSWERS = {
+    "observations": "Every example is a short token such as w3x.",
+    "summary": "Summary: Short tokens, each paired with a code.",
+    "program_description": "Program Summary: It turns a word into a code.",
+    "module_description": "It produces the code.",
+    "proposed_instruction": f"Proposed Instruction: {GOOD_INSTRUCTION}",
+}
+
+
+def code(word: str) -> str:
+    return word[::-1].upper()
+
+
+def encode(request):
+    word = request.inputs.get("word", "")
+    told = "Reverse the word" in request.instructions
+    shown = len(request.demos) >= 2
+    even = int(word[1:-1]) % 2 == 0
+    return request.reply(code=code(word) if (told and shown) or ((told or shown) and even) else word)
+
+
+def responder(request):
+    fields = request.output_fields
+    if fields == ["code"]:
+        return encode(request)
+    return request.reply(**{name: PROMPT_MODEL_ANSWERS[name] for name in fields})
+
+
+def dataset(n, offset=0):
+    return [dsr.Example(word=f"w{offset + i}x", code=code(f"w{offset + i}x")).with_inputs("word") for i in range(n)]
+
+
+def metric(example, prediction, trace=None):
+    return prediction.code == example.code
+
+
+class Encoder(dsr.Module):
+    """A one-step program; the proposer is shown this class's source."""
+
+    def __init__(self):
+        self.encode = dsr.Predict("word -> code")
+
+    async def aforward(self, word):
+        return await self.encode.acall(word=word)
+
+
+@pytest.fixture
+def program(server, lm):
+    server.responder = responder
+    encoder = Encoder()
+    encoder.set_lm(lm)
+    return encoder
+
+
+def small(**overrides) -> MIPROv2:
+    settings = {"auto": None, "num_candidates": 3, "num_trials": 6, "minibatch_size": 5, "seed": 0}
+    return MIPROv2(metric, **{**settings, **overrides})
+
+
+def run(optimizer, program, train, val, runner=None) -> list[MiproState]:
+    """Every state from init to done, each through a JSON checkpoint."""
+    runner = runner or LocalRunner(program, train, val, metric)
+    states = [optimizer.init_state(program, train, val)]
+    while not states[-1].done:
+        state = optimizer.tell(states[-1], run_sync(runner.run(optimizer.ask(states[-1]))))
+        states.append(MiproState.model_validate_json(state.model_dump_json()))
+    return states
+
+
+def compiled(program, state: MiproState):
+    result = program.deepcopy()
+    result.load_state(state.result)
+    return result
+
+
+def score(program, devset):
+    return dsr.Evaluate(devset, metric)(program).score
+
+
+def test_mipro_improves_the_program(program):
+    train, val, dev = dataset(12), dataset(10, offset=50), dataset(10, offset=100)
+    assert score(program, dev) == 0.0
+    state = run(small(), program, train, val)[-1]
+    assert state.phase == "done" and state.trials[0].kind == "baseline" and state.trials[0].score == 0.0
+    assert state.best_score == 100.0
+    improved = compiled(program, state)
+    assert GOOD_INSTRUCTION in improved.encode.signature.instructions and len(improved.encode.demos) >= 2
+    assert score(improved, dev) == 100.0
+    assert score(small().compile(program, train, val), dev) == 100.0  # compile drives the same machine
+
+
+def test_auto_settings_follow_dspy(server, lm):
+    class TwoSteps(dsr.Module):
+        def __init__(self):
+            self.first = dsr.Predict("word -> hint")
+            self.second = dsr.Predict("word, hint -> code")
+
+    one, two = Encoder(), TwoSteps()
+    train, val = dataset(40), dataset(150, offset=100)
+    for auto, n, val_size in [("light", 6, 100), ("medium", 12, 300), ("heavy", 18, 1000)]:
+        assert AUTO_RUN_SETTINGS[auto] == {"n": n, "val_size": val_size}
+        state = MIPROv2(metric, auto=auto).init_state(one, train, val)
+        assert len(state.demo_sets) == n and len(state.val_indices) == min(val_size, 150) and state.minibatch
+        assert state.num_trials == num_trials_for(1, n, zeroshot=False) == int(max(4 * __import__("math").log2(n), 1.5 * n))
+        assert len(state.proposals) == n // 2 - 1  # n/2 instruction candidates; the first is the original
+    light = MIPROv2(metric).init_state(one, train, val)  # defaults: auto="light", seed=9
+    assert light.num_trials == 10 and MIPROv2(metric).init_state(two, train, val).num_trials == 20
+    assert MIPROv2(metric, max_bootstrapped_demos=0, max_labeled_demos=0).init_state(one, train, val).num_trials == 9
+    # DSPy's draws from random.Random(seed): the validation subsample, then the shuffled sets' orders and sizes
+    rng = random.Random(9)
+    assert light.val_indices == rng.sample(range(150), 100)
+    for demo_set in light.demo_sets[3:]:
+        order = list(range(40))
+        rng.shuffle(order)
+        assert demo_set.bootstrap.order == order and demo_set.max_bootstrapped_demos == rng.randint(1, 4)
+    assert [s.kind for s in light.demo_sets[:3]] == ["zero-shot", "labeled", "bootstrap"]
+    # no valset: DSPy validates on the last 80% of the trainset and bootstraps from the rest
+    split = MIPROv2(metric).init_state(one, dataset(200), None)
+    assert split.val_split == "train" and len(split.val_indices) == 100 and min(split.val_indices) >= 40
+    assert all(max(s.bootstrap.order) < 40 for s in split.demo_sets if s.bootstrap)
+    small_val = MIPROv2(metric).init_state(one, train, dataset(30))
+    assert not small_val.minibatch and len(small_val.val_indices) == 30  # DSPy: minibatches only above 50
+    with pytest.raises(ValueError, match="auto"):
+        MIPROv2(metric, num_candidates=3)
+    with pytest.raises(ValueError, match="num_trials"):
+        MIPROv2(metric, auto=None, num_candidates=3)
+
+
+def test_full_evaluations_every_five_trials_and_at_the_end(program):
+    train, val = dataset(12), dataset(10, offset=50)
+    state = run(small(num_trials=7), program, train, val)[-1]
+    kinds = [t.kind for t in state.trials]
+    assert kinds == ["baseline"] + ["minibatch"] * 5 + ["full"] + ["minibatch"] * 2 + ["full"]
+    assert [t.n_examples for t in state.trials] == [10] + [5] * 5 + [10] + [5] * 2 + [10]
+    fully_evaluated: list[dict] = []
+    for position, trial in enumerate(state.trials):
+        if trial.kind != "full":
+            continue
+        # the best-averaging choice on minibatches so far that was not fully evaluated yet
+        means: dict[str, list[float]] = {}
+        for earlier in state.trials[:position]:
+            if earlier.kind == "minibatch":
+                means.setdefault(json.dumps(earlier.params, sort_keys=True), []).append(earlier.score)
+        candidates = [(sum(s) / len(s), p) for p, s in means.items() if json.loads(p) not in fully_evaluated]
+        best_mean = max(mean for mean, _ in candidates)
+        assert trial.params == json.loads(next(p for mean, p in candidates if mean == best_mean))
+        fully_evaluated.append(trial.params)
+    full = [t for t in state.trials if t.kind != "minibatch"]
+    best = max(full, key=lambda t: t.score)  # max keeps the first of equal scores
+    assert state.best_trial == best.number and state.best_score == best.score
+    assert state.result == next(w.program for w in resumed_ask(state, best)), "the result is the best full trial"
+
+
+def resumed_ask(state: MiproState, trial) -> list[EvaluateWork]:
+    """The work the machine asked for ``trial``, asked again from the state where it was pending."""
+    pending = state.model_copy(deep=True)
+    pending.trials = [t.model_copy(update={"score": None}) if t.number == trial.number else t for t in pending.trials]
+    pending.phase, pending.done = "trials", False
+    return [w for w in small().ask(pending) if w.candidate == trial.number]
+
+
+def test_without_minibatches_every_trial_is_a_full_evaluation(program):
+    train, val = dataset(12), dataset(6, offset=50)
+    state = run(small(minibatch=False, num_trials=4), program, train, val)[-1]
+    assert [t.kind for t in state.trials] == ["baseline"] + ["full"] * 4
+    assert all(t.n_examples == 6 for t in state.trials)
+    assert state.best_score == max(t.score for t in state.trials) == 100.0
+
+
+def test_state_is_json_and_resumes_identically_from_every_checkpoint(program):
+    train, val = dataset(12), dataset(10, offset=50)
+    optimizer = small()
+    runner = LocalRunner(program, train, val, metric)
+    states = run(optimizer, program, train, val, runner)
+    phases = [s.phase for s in states]
+    assert phases[0] == "bootstrap" and phases[-1] == "done" and {"propose", "trials"} <= set(phases)
+    uninterrupted = states[-1].model_dump_json()
+    for checkpoint in states[:-1]:
+        text = checkpoint.model_dump_json()
+        state = MiproState.model_validate_json(text)
+        assert state.model_dump_json() == text
+        work = optimizer.ask(state)
+        assert work and json.dumps([w.model_dump() for w in work]) == json.dumps(
+            [w.model_dump() for w in optimizer.ask(checkpoint)]
+        )
+        results = run_sync(runner.run(work))
+        after = optimizer.tell(state, results)
+        assert state.model_dump_json() == text  # tell never changes its input
+        while not after.done:
+            after = optimizer.tell(after, run_sync(runner.run(optimizer.ask(after))))
+        assert after.model_dump_json() == uninterrupted
+
+
+def test_same_seed_same_run_other_seed_other_run(program):
+    train, val = dataset(12), dataset(10, offset=50)
+    first = run(small(seed=3), program, train, val)[-1]
+    again = run(small(seed=3), program, train, val)[-1]
+    other = run(small(seed=4), program, train, val)[-1]
+    assert first.model_dump_json() == again.model_dump_json()
+    assert [t.minibatch for t in first.trials] != [t.minibatch for t in other.trials]
+    assert [t.params for t in first.trials] != [t.params for t in other.trials]
+
+
+def test_parallel_trials_ask_distinct_trials_together(program):
+    train, val, dev = dataset(12), dataset(10, offset=50), dataset(10, offset=100)
+    optimizer = small(parallel_trials=3, num_trials=9)
+    states = run(optimizer, program, train, val)
+    first_search = next(s for s in states if s.phase == "trials" and len(s.trials) > 1)
+    asked = optimizer.ask(first_search)
+    assert [w.candidate for w in asked] == [1, 2, 3]
+    assert len({json.dumps(first_search.trials[w.candidate].params) for w in asked}) == 3
+    state = states[-1]
+    # batches of 3 and 2 so the full evaluation comes after 5 trials, as without parallelism
+    kinds = [t.kind for t in state.trials]
+    assert kinds == ["baseline"] + ["minibatch"] * 5 + ["full"] + ["minibatch"] * 4 + ["full"]
+    assert score(compiled(program, state), dev) == 100.0
+    assert run(small(parallel_trials=3, num_trials=9), program, train, val)[-1].model_dump_json() == (
+        state.model_dump_json()
+    )
+
+
+class ShardingRunner(LocalRunner):
+    """Splits every evaluation into shards of two examples and every bootstrap into single examples, and
+    returns the results in reverse order, as a flow over shards might."""
+
+    async def run(self, work):
+        pieces = []
+        for item in work:
+            if isinstance(item, EvaluateWork):
+                pieces += [item.model_copy(update={"indices": item.indices[i : i + 2]}) for i in range(0, len(item.indices), 2)]
+            elif isinstance(item, BootstrapWork):
+                pieces += [item.model_copy(update={"indices": [i]}) for i in item.indices]
+            else:
+                pieces.append(item)
+        return list(reversed(await super().run(pieces)))
+
+
+def test_sharded_results_give_the_same_run(program):
+    train, val = dataset(12), dataset(10, offset=50)
+    whole = run(small(), program, train, val)[-1]
+    sharded = run(small(), program, train, val, ShardingRunner(program, train, val, metric))[-1]
+    assert sharded.model_dump_json() == whole.model_dump_json()
+
+
+def test_a_failing_example_does_not_sink_a_trial(server, program):
+    def broken_on_w55x(request):
+        if request.output_fields == ["code"] and request.inputs.get("word") == "w55x":
+            return "no fields here"
+        return responder(request)
+
+    server.responder = broken_on_w55x
+    train, val = dataset(12), dataset(10, offset=50)
+    state = run(small(), program, train, val)[-1]
+    full = [t for t in state.trials if t.kind != "minibatch"]
+    assert all(t.errors == 1 and t.score is not None for t in full)
+    assert state.best_score == 90.0  # every other example right
+
+
+def test_grounded_proposals_see_summary_program_demos_and_tip(server, program):
+    def answers(request):
+        if request.output_fields == ["observations"] and "prior_observations" in request.inputs:
+            first = request.inputs["examples"].startswith("[Example({'word': 'w10x'")
+            return request.reply(observations=" More tokens." if first else "COMPLETE")
+        return responder(request)
+
+    server.responder = answers
+    train, val = dataset(25), dataset(10, offset=50)
+    state = run(small(), program, train, val)[-1]
+    summary = state.summary
+    assert summary.text == "Short tokens, each paired with a code."  # DSPy strips the "Summary:" label
+    assert summary.observations == PROMPT_MODEL_ANSWERS["observations"] + " More tokens."
+    assert summary.skips == 1 and summary.shown == 3
+    assert state.instructions == [["Given the fields `word`, produce the fields `code`.", GOOD_INSTRUCTION, GOOD_INSTRUCTION]]
+
+    prompts = [b["messages"] for b in server.requests]
+    describer = [m for m in prompts if "[[ ## examples ## ]]" in m[-1]["content"]]
+    assert "Example({'word': 'w0x', 'code': 'X0W'}) (input_keys={'word'})" in describer[0][-1]["content"]
+    instruction_prompts = [m for m in prompts if "proposed_instruction" in m[0]["content"]]
+    assert len(instruction_prompts) == 2  # demo sets 1 and 2; set 0's instruction is the original
+    for messages in instruction_prompts:
+        text = messages[-1]["content"]
+        assert "Short tokens, each paired with a code." in text  # the dataset summary
+        assert "class Encoder(dsr.Module):" in text  # the program's source
+        assert "Encoder(word) -> code" not in text and "Predict(word) -> code" in text  # the module
+        assert "It turns a word into a code." in text  # the program description, label stripped
+        assert "Word: w0x\nCode: X0W" in text  # a bootstrapped demo (w0x is even: the teacher got it right)
+    tips = [p.tip for p in state.proposals]
+    assert sum("[[ ## tip ## ]]" in m[-1]["content"] for m in instruction_prompts) == sum(bool(t) for t in tips)
+
+
+def test_describer_failures_fall_back_and_instruction_failures_raise(server, program):
+    server.inject("unparseable", times=1000, match=lambda r: r.output_fields == ["program_description"])
+    train, val = dataset(12), dataset(10, offset=50)
+    state = run(small(), program, train, val)[-1]
+    assert all(p.program_description == "Not available" and p.module == "Not provided" for p in state.proposals)
+    assert state.best_score == 100.0
+
+    server.clear_faults()
+    server.inject("unparseable", times=1000, match=lambda r: r.output_fields == ["proposed_instruction"])
+    optimizer = small(seed=1)
+    runner = LocalRunner(program, train, val, metric)
+    state = optimizer.init_state(program, train, val)
+    with pytest.raises(RuntimeError, match="proposing an instruction for 'encode' failed"):
+        while not state.done:
+            work = optimizer.ask(state)
+            state = optimizer.tell(state, run_sync(runner.run(work)))
+    assert any(isinstance(w, GenerateWork) and w.key.startswith("instruction:") for w in work)
