@@ -234,3 +234,86 @@ def test_two_optimizations_at_once_in_one_process(prefect_harness, server, workd
         )
         assert len(children) == report.trials  # each run's trials under its own parent, none lost or mixed
     assert reports[0].trials == 6 and reports[1].trials == 0
+
+
+def test_kill_9_mid_run_then_resume_ends_identical(prefect_harness, prefect_server, server, workdir, monkeypatch):
+    """A run killed with SIGKILL after step k resumes at k+1, pays for no finished trial again, and ends
+    with the same program and score as an uninterrupted run with the same seed."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+    from flows.optimize import run_optimization
+
+    seen: list[tuple[float, str]] = []
+
+    def recording(request):
+        seen.append((time.time(), json.dumps(request.body, sort_keys=True)))
+        return learns_from_demos(request)
+
+    server.responder = recording
+    server.latency = 0.15
+    # the uninterrupted reference: its own LM cache, results and checkpoints
+    monkeypatch.setenv("DSR_CACHE_DIR", str(workdir / "ref" / "cache"))
+    (workdir / "ref").mkdir()
+    reference_config = make_config(workdir / "ref", server, name="reference", shard_size=4)
+    reference = run_optimization(validate_config(reference_config))
+    seen.clear()
+
+    config = make_config(workdir, server, name="spot", shard_size=4)
+    toml = "\n".join(
+        f"[{section}]\n" + "\n".join(f"{k} = {json.dumps(v)}" for k, v in values.items() if v is not None)
+        for section, values in config.items()
+    )
+    (workdir / "optimize.toml").write_text(toml)
+    env = {
+        **os.environ,
+        "PREFECT_API_URL": prefect_server["url"],
+        "PREFECT_HOME": prefect_server["home"],
+        "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+        "DSR_CACHE_DIR": str(workdir / "cache"),
+    }
+    command = [sys.executable, "-m", "flows.cli", "optimize", str(workdir / "optimize.toml")]
+    pointer = workdir / "checkpoints" / "spot" / "latest.json"
+    first = subprocess.Popen(
+        command, cwd=workdir, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    deadline = time.time() + 180
+    killed_at = None
+    while time.time() < deadline and first.poll() is None:
+        if pointer.exists() and json.loads(pointer.read_text())["step"] >= 3:
+            killed_at = json.loads(pointer.read_text())
+            os.killpg(first.pid, signal.SIGKILL)
+            break
+        time.sleep(0.01)
+    first.wait(30)
+    assert killed_at is not None, first.stderr.read().decode()[-3000:]
+    assert killed_at["step"] < reference.steps  # killed mid-run, not after the end
+    requests_before = [key for at, key in seen if at <= killed_at["written_at"]]
+
+    resumed = subprocess.run(command, cwd=workdir, env=env, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    assert "(resumed)" in resumed.stdout
+    after_restart = [key for at, key in seen if at > killed_at["written_at"]]
+    assert after_restart and not set(requests_before) & set(after_restart)  # finished trials were not paid again
+    checkpoint = CheckpointStore(str(workdir / "checkpoints"), "spot").read_latest()
+    report = checkpoint["report"]
+    assert report["resumed"] and report["steps"] == reference.steps
+    assert report["optimized_score"] == reference.optimized_score
+    assert [t["score"] for t in checkpoint["trials"]] == [
+        t["score"] for t in CheckpointStore(str(workdir / "ref" / "checkpoints"), "reference").read_latest()["trials"]
+    ]
+    program = json.loads(Path(report["program_url"]).read_text())
+    expected = json.loads(Path(reference.program_url).read_text())
+    assert program == expected
+
+    cli = CliRunner()
+    listing = cli.invoke(app, ["runs", "list", str(workdir / "checkpoints")])
+    assert listing.exit_code == 0 and "spot  finished  BootstrapFewShotWithRandomSearch" in listing.output
+    shown = cli.invoke(app, ["runs", "show", str(workdir / "checkpoints"), "spot"])
+    assert shown.exit_code == 0 and "status:     finished" in shown.output and "#6" in shown.output
