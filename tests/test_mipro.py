@@ -9,7 +9,11 @@ signatures (dispatching on the output fields the prompt asks for), and proposes 
 from __future__ import annotations
 
 import json
+import math
+import os
 import random
+import subprocess
+import sys
 
 import pytest
 
@@ -20,8 +24,8 @@ from dsr_core.optimizers import (
     EvaluateWork,
     GenerateWork,
     LocalRunner,
-    MIPROv2,
     MiproState,
+    MIPROv2,
 )
 from dsr_core.optimizers.mipro import AUTO_RUN_SETTINGS, num_trials_for
 
@@ -129,7 +133,7 @@ def test_auto_settings_follow_dspy(server, lm):
         assert AUTO_RUN_SETTINGS[auto] == {"n": n, "val_size": val_size}
         state = MIPROv2(metric, auto=auto).init_state(one, train, val)
         assert len(state.demo_sets) == n and len(state.val_indices) == min(val_size, 150) and state.minibatch
-        assert state.num_trials == num_trials_for(1, n, zeroshot=False) == int(max(4 * __import__("math").log2(n), 1.5 * n))
+        assert state.num_trials == num_trials_for(1, n, zeroshot=False) == int(max(4 * math.log2(n), 1.5 * n))
         assert len(state.proposals) == n // 2 - 1  # n/2 instruction candidates; the first is the original
     light = MIPROv2(metric).init_state(one, train, val)  # defaults: auto="light", seed=9
     assert light.num_trials == 10 and MIPROv2(metric).init_state(two, train, val).num_trials == 20
@@ -156,8 +160,10 @@ def test_auto_settings_follow_dspy(server, lm):
 
 def test_full_evaluations_every_five_trials_and_at_the_end(program):
     train, val = dataset(12), dataset(10, offset=50)
-    state = run(small(num_trials=7), program, train, val)[-1]
+    optimizer = small(num_trials=7)
+    state = run(optimizer, program, train, val)[-1]
     kinds = [t.kind for t in state.trials]
+    assert optimizer.planned_trials(state) == len(kinds) == 10
     assert kinds == ["baseline"] + ["minibatch"] * 5 + ["full"] + ["minibatch"] * 2 + ["full"]
     assert [t.n_examples for t in state.trials] == [10] + [5] * 5 + [10] + [5] * 2 + [10]
     fully_evaluated: list[dict] = []
@@ -176,15 +182,12 @@ def test_full_evaluations_every_five_trials_and_at_the_end(program):
     full = [t for t in state.trials if t.kind != "minibatch"]
     best = max(full, key=lambda t: t.score)  # max keeps the first of equal scores
     assert state.best_trial == best.number and state.best_score == best.score
-    assert state.result == next(w.program for w in resumed_ask(state, best)), "the result is the best full trial"
-
-
-def resumed_ask(state: MiproState, trial) -> list[EvaluateWork]:
-    """The work the machine asked for ``trial``, asked again from the state where it was pending."""
-    pending = state.model_copy(deep=True)
-    pending.trials = [t.model_copy(update={"score": None}) if t.number == trial.number else t for t in pending.trials]
-    pending.phase, pending.done = "trials", False
-    return [w for w in small().ask(pending) if w.candidate == trial.number]
+    if best.kind == "baseline":
+        assert state.result == state.program
+    else:
+        chosen = state.result["encode"]
+        assert chosen["signature"]["instructions"] == state.instructions[0][best.params["0_predictor_instruction"]]
+        assert chosen["demos"] == state.demo_sets[best.params["0_predictor_demos"]].demos["encode"]
 
 
 def test_without_minibatches_every_trial_is_a_full_evaluation(program):
@@ -233,10 +236,11 @@ def test_parallel_trials_ask_distinct_trials_together(program):
     train, val, dev = dataset(12), dataset(10, offset=50), dataset(10, offset=100)
     optimizer = small(parallel_trials=3, num_trials=9)
     states = run(optimizer, program, train, val)
-    first_search = next(s for s in states if s.phase == "trials" and len(s.trials) > 1)
-    asked = optimizer.ask(first_search)
+    first_search = next(i for i, s in enumerate(states) if s.phase == "trials" and s.trials)
+    asked = optimizer.ask(states[first_search])
     assert [w.candidate for w in asked] == [1, 2, 3]
-    assert len({json.dumps(first_search.trials[w.candidate].params) for w in asked}) == 3
+    told = states[first_search + 1].trials[1:]
+    assert [t.number for t in told] == [1, 2, 3] and len({json.dumps(t.params) for t in told}) == 3
     state = states[-1]
     # batches of 3 and 2 so the full evaluation comes after 5 trials, as without parallelism
     kinds = [t.kind for t in state.trials]
@@ -247,6 +251,42 @@ def test_parallel_trials_ask_distinct_trials_together(program):
     )
 
 
+def test_tell_is_the_same_in_another_process(program, tmp_path):
+    """TPE's choices depend on nothing but the state: not on the process, nor on its hash seed."""
+    train, val = dataset(12), dataset(10, offset=50)
+    settings = {
+        "auto": None,
+        "num_candidates": 3,
+        "num_trials": 6,
+        "minibatch_size": 5,
+        "seed": 0,
+        "parallel_trials": 2,
+    }
+    optimizer = MIPROv2(metric, **settings)
+    runner = LocalRunner(program, train, val, metric)
+    states = run(optimizer, program, train, val, runner)
+    checkpoint = next(s for s in states if s.phase == "trials" and len(s.trials) > 4)
+    results = run_sync(runner.run(optimizer.ask(checkpoint)))
+    (tmp_path / "state.json").write_text(checkpoint.model_dump_json())
+    (tmp_path / "results.json").write_text(json.dumps([r.model_dump() for r in results]))
+    (tmp_path / "settings.json").write_text(json.dumps(settings))
+    script = """
+import json, pathlib, sys
+from dsr_core.optimizers import EvaluateOutcome, MIPROv2, MiproState
+folder = pathlib.Path(sys.argv[1])
+state = MiproState.model_validate_json((folder / "state.json").read_text())
+results = [EvaluateOutcome(**r) for r in json.loads((folder / "results.json").read_text())]
+optimizer = MIPROv2(None, **json.loads((folder / "settings.json").read_text()))
+print(optimizer.tell(state, results).model_dump_json())
+"""
+    env = {**os.environ, "PYTHONHASHSEED": "4242"}
+    other = subprocess.run([sys.executable, "-c", script, str(tmp_path)], env=env, capture_output=True, text=True)
+    assert other.returncode == 0, other.stderr
+    told = optimizer.tell(checkpoint, results)
+    assert len(told.trials) > len(checkpoint.trials)  # new trials were chosen
+    assert other.stdout.strip() == told.model_dump_json()
+
+
 class ShardingRunner(LocalRunner):
     """Splits every evaluation into shards of two examples and every bootstrap into single examples, and
     returns the results in reverse order, as a flow over shards might."""
@@ -255,7 +295,9 @@ class ShardingRunner(LocalRunner):
         pieces = []
         for item in work:
             if isinstance(item, EvaluateWork):
-                pieces += [item.model_copy(update={"indices": item.indices[i : i + 2]}) for i in range(0, len(item.indices), 2)]
+                pieces += [
+                    item.model_copy(update={"indices": item.indices[i : i + 2]}) for i in range(0, len(item.indices), 2)
+                ]
             elif isinstance(item, BootstrapWork):
                 pieces += [item.model_copy(update={"indices": [i]}) for i in item.indices]
             else:
@@ -288,7 +330,7 @@ def test_grounded_proposals_see_summary_program_demos_and_tip(server, program):
     def answers(request):
         if request.output_fields == ["observations"] and "prior_observations" in request.inputs:
             first = request.inputs["examples"].startswith("[Example({'word': 'w10x'")
-            return request.reply(observations=" More tokens." if first else "COMPLETE")
+            return request.reply(observations="More tokens." if first else "COMPLETE")
         return responder(request)
 
     server.responder = answers
@@ -296,9 +338,11 @@ def test_grounded_proposals_see_summary_program_demos_and_tip(server, program):
     state = run(small(), program, train, val)[-1]
     summary = state.summary
     assert summary.text == "Short tokens, each paired with a code."  # DSPy strips the "Summary:" label
-    assert summary.observations == PROMPT_MODEL_ANSWERS["observations"] + " More tokens."
+    assert summary.observations == PROMPT_MODEL_ANSWERS["observations"] + "More tokens."  # DSPy joins them as is
     assert summary.skips == 1 and summary.shown == 3
-    assert state.instructions == [["Given the fields `word`, produce the fields `code`.", GOOD_INSTRUCTION, GOOD_INSTRUCTION]]
+    assert state.instructions == [
+        ["Given the fields `word`, produce the fields `code`.", GOOD_INSTRUCTION, GOOD_INSTRUCTION]
+    ]
 
     prompts = [b["messages"] for b in server.requests]
     describer = [m for m in prompts if "[[ ## examples ## ]]" in m[-1]["content"]]

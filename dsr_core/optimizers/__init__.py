@@ -1,8 +1,18 @@
 """Optimizers as ask/tell state machines (see base.py); ``compile`` runs one in process."""
 
-from .base import BootstrapWork, EvaluateOutcome, EvaluateWork, LocalRunner, OptimizerState
+from .base import (
+    BootstrapWork,
+    EvaluateOutcome,
+    EvaluateWork,
+    GenerateOutcome,
+    GenerateWork,
+    LocalRunner,
+    OptimizerState,
+    merge_evaluations,
+)
 from .bootstrap import BootstrapFewShot, BootstrapState, LabeledFewShot, Optimizer
 from .copro import COPRO, CoproState
+from .mipro import MiproState, MIPROv2
 from .random_search import BootstrapFewShotWithRandomSearch, RandomSearchState
 
 __all__ = [
@@ -14,9 +24,14 @@ __all__ = [
     "BootstrapWork",
     "EvaluateOutcome",
     "EvaluateWork",
+    "GenerateOutcome",
+    "GenerateWork",
     "LabeledFewShot",
     "LocalRunner",
+    "MIPROv2",
+    "MiproState",
     "Optimizer",
     "OptimizerState",
     "RandomSearchState",
+    "merge_evaluations",
 ]

@@ -1,16 +1,17 @@
 """The ask/tell shape every optimizer has, the work it asks for, and an in-process runner for that work.
 
 An optimizer owns no loop: ``ask(state)`` says what must be computed next (bootstrap these training
-examples with this teacher, evaluate these candidate programs on these examples), the caller computes it
-anywhere (in process with ``LocalRunner``, or as Prefect tasks over shards), and ``tell(state, results)``
-returns the next state. States are pydantic models that serialize to JSON: the state is the checkpoint.
-Programs inside work items and states are program-state dicts (``Module.dump_state()``), never objects.
+examples with this teacher, evaluate these candidate programs on these examples, ask the prompt model for
+these proposals), the caller computes it anywhere (in process with ``LocalRunner``, or as Prefect tasks
+over shards), and ``tell(state, results)`` returns the next state. States are pydantic models that
+serialize to JSON: the state is the checkpoint. Programs inside work items and states are program-state
+dicts (``Module.dump_state()``), never objects.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
@@ -53,12 +54,34 @@ class ProposeWork(BaseModel):
     rollout: str  # makes each proposal request its own cache entry, reproducibly
 
 
-Work = Annotated[BootstrapWork | EvaluateWork | ProposeWork, Field(discriminator="kind")]
+class GenerateWork(BaseModel):
+    """Ask the prompt model for ``n`` completions of a proposal signature (a key of
+    ``proposals.PROPOSAL_SIGNATURES``); ``key`` routes the outcome back to the optimizer that asked."""
+
+    kind: Literal["generate"] = "generate"
+    key: str
+    signature: str
+    inputs: dict[str, Any]
+    n: int = 1
+    temperature: float = 1.0
+    rollout: str | None = None  # a distinct, reproducible cache entry; None: the plain request
+
+
+Work = Annotated[BootstrapWork | EvaluateWork | ProposeWork | GenerateWork, Field(discriminator="kind")]
 
 
 class ProposeOutcome(BaseModel):
     predictor: str
     proposals: list[tuple[str, str]]  # (instruction, output prefix)
+
+
+class GenerateOutcome(BaseModel):
+    """The completions' output fields, or the error that stopped the request (the optimizer decides what
+    a failed proposal means)."""
+
+    key: str
+    completions: list[dict[str, Any]] = []
+    error: str | None = None
 
 
 class BootstrapOutcome(BaseModel):
@@ -93,6 +116,29 @@ class OptimizerState(BaseModel):
     best_score: float | None = None
 
 
+def merge_evaluations(results: Iterable[Any]) -> dict[tuple[int, str], EvaluateOutcome]:
+    """The evaluate outcomes in ``results`` joined per (candidate, split), rows ordered by example index.
+
+    A caller may split one EvaluateWork into shards and return an outcome per shard; the merged outcome
+    (and its mean) is the same however many shards there were and in whatever order they came back.
+    """
+    parts: dict[tuple[int, str], list[EvaluateOutcome]] = {}
+    for result in results:
+        if isinstance(result, EvaluateOutcome):
+            parts.setdefault((result.candidate, result.split), []).append(result)
+    merged = {}
+    for key, outcomes in parts.items():
+        rows = sorted((i, s) for outcome in outcomes for i, s in zip(outcome.indices, outcome.scores, strict=True))
+        merged[key] = EvaluateOutcome(
+            candidate=outcomes[0].candidate,
+            split=outcomes[0].split,
+            indices=[i for i, _ in rows],
+            scores=[s for _, s in rows],
+            errors=sum(outcome.errors for outcome in outcomes),
+        )
+    return merged
+
+
 def rng_for(seed: int, *labels: Any) -> random.Random:
     """A Random derived from the seed and labels: the same draw on any machine, in any order of calls."""
     return random.Random(f"{seed}:" + ":".join(str(label) for label in labels))
@@ -123,26 +169,32 @@ class LocalRunner:
         program.load_state(state)
         return program
 
-    async def run(self, work: Sequence[BootstrapWork | EvaluateWork | ProposeWork]) -> list[Any]:
+    async def run(self, work: Sequence[BootstrapWork | EvaluateWork | ProposeWork | GenerateWork]) -> list[Any]:
         import asyncio
 
-        async def one(item: BootstrapWork | EvaluateWork | ProposeWork) -> list[Any]:
+        async def one(item: BootstrapWork | EvaluateWork | ProposeWork | GenerateWork) -> list[Any]:
             if isinstance(item, BootstrapWork):
                 return list(await self.bootstrap(item))
             if isinstance(item, ProposeWork):
                 return [await self.propose(item)]
+            if isinstance(item, GenerateWork):
+                return [await self.generate(item)]
             return [await self.evaluate(item)]
 
         batches = await asyncio.gather(*(one(item) for item in work))
         return [result for batch in batches for result in batch]
 
+    def proposal_lm(self) -> Any:
+        """The prompt model: the one given, else the configured LM, else the student's first LM."""
+        from ..settings import get
+
+        return self.prompt_lm or get("lm") or next((p.lm for p in self.student.predictors() if p.lm), None)
+
     async def propose(self, work: ProposeWork) -> ProposeOutcome:
         from ..modules.predict import Predict
-        from ..settings import get
         from .proposals import PROPOSAL_SIGNATURES
 
-        lm = self.prompt_lm or get("lm") or next((p.lm for p in self.student.predictors() if p.lm), None)
-        predict = Predict(PROPOSAL_SIGNATURES[work.signature], lm=lm)
+        predict = Predict(PROPOSAL_SIGNATURES[work.signature], lm=self.proposal_lm())
         prediction = await predict.acall(
             **work.inputs, config={"n": work.n, "temperature": work.temperature}, rollout_id=work.rollout
         )
@@ -154,6 +206,21 @@ class LocalRunner:
             for c in prediction.completions
         ]
         return ProposeOutcome(predictor=work.predictor, proposals=proposals)
+
+    async def generate(self, work: GenerateWork) -> GenerateOutcome:
+        from ..modules.predict import Predict
+        from .proposals import PROPOSAL_SIGNATURES
+
+        signature = PROPOSAL_SIGNATURES[work.signature]
+        predict = Predict(signature, lm=self.proposal_lm())
+        try:
+            prediction = await predict.acall(
+                **work.inputs, config={"n": work.n, "temperature": work.temperature}, rollout_id=work.rollout
+            )
+        except Exception as exc:  # noqa: BLE001 - reported in the outcome; the optimizer decides what it means
+            return GenerateOutcome(key=work.key, error=f"{type(exc).__name__}: {exc}")
+        completions = [{name: c.get(name) for name in signature.output_fields} for c in prediction.completions]
+        return GenerateOutcome(key=work.key, completions=completions)
 
     async def evaluate(self, work: EvaluateWork) -> EvaluateOutcome:
         examples = self.trainset if work.split == "train" else self.valset
