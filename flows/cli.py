@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import NoReturn
 
 import typer
+
+# The live display reports progress; Prefect's per-task INFO lines would scroll over it. Warnings and errors
+# still show, and PREFECT_LOGGING_LEVEL=INFO brings the rest back.
+os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 
 app = typer.Typer(
     help="dsr: declarative LM programs, evaluated and optimized.", no_args_is_help=True, add_completion=False

@@ -9,6 +9,7 @@ from typing import Any
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
+from rich.text import Text
 
 from dsr_core.evaluate import EvaluationRow
 
@@ -106,16 +107,16 @@ class OptimizationDisplay:
         if self._live is not None:
             self._live.update(self._render())
         else:
-            self.console.print(self._render(), highlight=False)
+            self.console.print(self._render(), highlight=False, markup=False)
 
-    def _render(self) -> str:
+    def _render(self) -> Text:
         info = self.info
         if not info:
-            return "starting: loading data, connecting to Prefect ..."
+            return Text("starting: loading data, connecting to Prefect ...")
         planned = info.get("planned_trials")
         trials = f"trial {info['trials']} of {planned}" if planned else f"{info['trials']} trials"
         best = info.get("best_score")
-        return (
+        return Text(
             f"optimizing [{info['phase']}]: {trials}, best {best if best is not None else '-'}, "
             f"{info['lm_calls']} LM calls ({info['cached_calls']} cached), {info['tokens']:,} tokens, "
             f"{time.perf_counter() - self.started:.0f}s"

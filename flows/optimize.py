@@ -50,6 +50,9 @@ except ImportError:  # pragma: no cover - optimizers that generate free text arr
     pass
 
 
+MIN_SHARD = 20  # examples per task unless run.shard_size says otherwise
+
+
 class OptimizationReport(BaseModel):
     run_name: str
     optimizer: str
@@ -150,7 +153,9 @@ class StepRunner:
         self.input_keys = list(config.data.input_keys)
 
     def _shards(self, indices: list[int]) -> list[list[int]]:
-        size = self.config.run.shard_size or auto_shard_size(len(indices), self.config.run.max_workers or 4)
+        workers = self.config.run.max_workers or 4
+        # optimizer steps are many small evaluations: keep shards big enough that task overhead stays noise
+        size = self.config.run.shard_size or max(MIN_SHARD, auto_shard_size(len(indices), workers))
         return [indices[i : i + size] for i in range(0, len(indices), size)] or [[]]
 
     def evaluate(self, program_state: dict[str, Any], split: str, indices: list[int]) -> list[dict[str, Any]]:

@@ -39,6 +39,10 @@ class Optimizer:
     def tell(self, state: Any, results: list[Any]) -> Any:
         raise NotImplementedError
 
+    def planned_trials(self, state: Any) -> int | None:
+        """How many candidate evaluations the whole run makes, when known (for progress displays)."""
+        return None
+
     def compile(
         self,
         program: Module,

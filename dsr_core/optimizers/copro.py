@@ -75,6 +75,9 @@ class COPRO(Optimizer):
     def init_state(self, program: Module, trainset: Sequence[Example], valset: Sequence[Example] | None) -> CoproState:
         return CoproState(**_base_fields(self.name, self.seed, program, trainset, valset), program=program.dump_state())
 
+    def planned_trials(self, state: CoproState) -> int:
+        return self.depth * self.breadth * len(state.predictor_names)
+
     def ask(self, state: CoproState) -> list[Any]:
         if state.done:
             return []

@@ -96,6 +96,9 @@ class BootstrapFewShotWithRandomSearch(Optimizer):
             split="val" if valset else "train",
         )
 
+    def planned_trials(self, state: RandomSearchState) -> int:
+        return len(state.candidates)
+
     def ask(self, state: RandomSearchState) -> list[BootstrapWork | EvaluateWork]:
         if state.done:
             return []
