@@ -28,6 +28,7 @@ from dsr_core.optimizers import (
     MIPROv2,
 )
 from dsr_core.optimizers.mipro import AUTO_RUN_SETTINGS, num_trials_for
+from dsr_core.testing.server import ChatRequest
 
 GOOD_INSTRUCTION = "Reverse the word, then uppercase it."
 PROMPT_MODEL_ANSWERS = {
@@ -121,7 +122,7 @@ def test_mipro_improves_the_program(program):
     assert score(small().compile(program, train, val), dev) == 100.0  # compile drives the same machine
 
 
-def test_auto_settings_follow_dspy(server, lm):
+def test_auto_settings_follow_dspy():
     class TwoSteps(dsr.Module):
         def __init__(self):
             self.first = dsr.Predict("word -> hint")
@@ -181,13 +182,10 @@ def test_full_evaluations_every_five_trials_and_at_the_end(program):
         fully_evaluated.append(trial.params)
     full = [t for t in state.trials if t.kind != "minibatch"]
     best = max(full, key=lambda t: t.score)  # max keeps the first of equal scores
-    assert state.best_trial == best.number and state.best_score == best.score
-    if best.kind == "baseline":
-        assert state.result == state.program
-    else:
-        chosen = state.result["encode"]
-        assert chosen["signature"]["instructions"] == state.instructions[0][best.params["0_predictor_instruction"]]
-        assert chosen["demos"] == state.demo_sets[best.params["0_predictor_demos"]].demos["encode"]
+    assert state.best_trial == best.number and state.best_score == best.score and best.kind == "full"
+    chosen = state.result["encode"]  # the result is that trial's program
+    assert chosen["signature"]["instructions"] == state.instructions[0][best.params["0_predictor_instruction"]]
+    assert chosen["demos"] == state.demo_sets[best.params["0_predictor_demos"]].demos["encode"]
 
 
 def test_without_minibatches_every_trial_is_a_full_evaluation(program):
@@ -196,6 +194,36 @@ def test_without_minibatches_every_trial_is_a_full_evaluation(program):
     assert [t.kind for t in state.trials] == ["baseline"] + ["full"] * 4
     assert all(t.n_examples == 6 for t in state.trials)
     assert state.best_score == max(t.score for t in state.trials) == 100.0
+
+
+def test_zero_shot_optimization_searches_instructions_only(program):
+    train, val = dataset(12), dataset(10, offset=50)
+    state = run(small(max_bootstrapped_demos=0, max_labeled_demos=0), program, train, val)[-1]
+    # DSPy: without labeled demos the second set is a shuffled bootstrap too; the sets only inform the proposer
+    assert [s.kind for s in state.demo_sets] == ["zero-shot", "bootstrap", "bootstrap"]
+    assert all(list(t.params) == ["0_predictor_instruction"] for t in state.trials)
+    assert (
+        state.result["encode"]["demos"] == []
+        and GOOD_INSTRUCTION in state.result["encode"]["signature"]["instructions"]
+    )
+    assert state.best_score == 50.0  # the instruction alone gets the even-numbered words
+
+
+def test_proposer_without_grounding(server, program):
+    optimizer = small(
+        program_aware_proposer=False, data_aware_proposer=False, tip_aware_proposer=False, fewshot_aware_proposer=False
+    )
+    state = run(optimizer, program, dataset(12), dataset(10, offset=50))[-1]
+    assert state.summary is None and state.program_code == "" and state.best_score == 100.0
+    asked = [
+        request.output_fields for request in map(ChatRequest, server.requests) if request.output_fields != ["code"]
+    ]
+    assert asked == [["proposed_instruction"]] * 2  # no dataset summary, no program or module description
+    for body in server.requests:
+        request = ChatRequest(body)
+        if request.output_fields == ["proposed_instruction"]:
+            assert list(request.inputs) == ["task_demos", "basic_instruction"]
+            assert request.inputs["task_demos"] == "No task demos provided."
 
 
 def test_state_is_json_and_resumes_identically_from_every_checkpoint(program):

@@ -33,13 +33,15 @@ Where this differs from DSPy:
 - DSPy keeps one sampler for the whole run; here each step seeds a fresh one over the same history: the
   same algorithm, other random draws.
 - ``parallel_trials=k`` (DSPy runs one trial at a time): up to k trials are asked at once, with TPE's
-  constant liar so they differ (a repeated choice is asked again), and a batch never straddles a full
-  evaluation, which therefore happens at DSPy's points.
+  constant liar so they differ (a choice already in the batch is asked for again), and a batch never
+  straddles a full evaluation, which therefore comes at DSPy's points.
 - The validation subsample, the demo sets' shuffles and sizes, and the tips come from
   ``random.Random(seed)`` in DSPy's order of draws (the same draws as DSPy for the same seed); minibatches
   are drawn per trial from the seed and the trial number.
 - The demo sets come from dsr's LabeledFewShot and BootstrapFewShot (see bootstrap.py), with
   ``metric_threshold`` for every bootstrap (DSPy leaves it out of the unshuffled one).
+- The program code shown to the proposer is gathered from dsr's modules (``program_source``), as DSPy's
+  ``get_dspy_source_code`` gathers it from DSPy's.
 - The proposal for demo set 0 is not asked for: DSPy asks and replaces it with the original instruction.
 - When every choice evaluated on minibatches has also been fully evaluated, the full evaluation is skipped
   (DSPy evaluates one of them again).
