@@ -189,7 +189,12 @@ def render_examples(examples: Sequence[Example]) -> str:
     def one(example: Example) -> str:
         store = {k: v for k, v in example.items() if not k.startswith("dspy_")}
         keys = example.input_keys
-        shown = "None" if keys is None else "{" + ", ".join(sorted(repr(k) for k in keys)) + "}" if keys else "set()"
+        if keys is None:
+            shown = "None"
+        elif keys:
+            shown = "{" + ", ".join(sorted(repr(key) for key in keys)) + "}"
+        else:
+            shown = "set()"  # an empty Python set
         return f"Example({store!r}) (input_keys={shown})"
 
     return "[" + ", ".join(one(example) for example in examples) + "]"
@@ -411,6 +416,7 @@ class MIPROv2(Optimizer):
 
     @staticmethod
     def _summary_work(summary: DatasetSummary) -> GenerateWork:
+        """The summary's next call: describe the first batch, refine with the next one, or summarize."""
         if summary.shown == 0:
             key, signature, inputs = "summary:0", "dataset_descriptor", {"examples": summary.batches[0]}
         elif summary.refining:
