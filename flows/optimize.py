@@ -28,7 +28,13 @@ from prefect import flow, get_run_logger
 from pydantic import BaseModel
 
 import dsr_core as dsr
-from dsr_core.optimizers.base import BootstrapOutcome, EvaluateOutcome, EvaluateWork, ProposeOutcome
+from dsr_core.optimizers.base import (
+    BootstrapOutcome,
+    EvaluateOutcome,
+    EvaluateWork,
+    GenerateOutcome,
+    ProposeOutcome,
+)
 from dsr_core.state import dump_program_state
 from tasks import progress
 from tasks.evaluate import evaluate_shard
@@ -41,13 +47,11 @@ from .config import ConfigError, RunConfig, check_references, optimizer_class
 from .evaluate import auto_shard_size, load_split, task_runner_for
 
 # the outcome model of each work kind that optimizer_work computes
-OUTCOMES: dict[str, type[BaseModel]] = {"bootstrap": BootstrapOutcome, "propose": ProposeOutcome}
-try:
-    from dsr_core.optimizers.base import GenerateOutcome
-
-    OUTCOMES["generate"] = GenerateOutcome
-except ImportError:  # pragma: no cover - optimizers that generate free text arrive with MIPROv2
-    pass
+OUTCOMES: dict[str, type[BaseModel]] = {
+    "bootstrap": BootstrapOutcome,
+    "propose": ProposeOutcome,
+    "generate": GenerateOutcome,
+}
 
 
 MIN_SHARD = 20  # examples per task unless run.shard_size says otherwise
@@ -248,19 +252,17 @@ def describe_program(program_state: dict[str, Any]) -> dict[str, Any]:
 def trial_records(
     summaries: list[dict[str, Any]], state: Any, start: int, step: int, seconds: float
 ) -> list[dict[str, Any]]:
-    optimizer_trials = list(getattr(state, "trials", None) or [])
     records = []
     for offset, summary in enumerate(summaries):
         work, outcome, rows = summary["work"], summary["outcome"], summary["records"]
-        number = start + offset + 1
-        extra = _optimizer_trial(optimizer_trials, work.candidate, len(summaries) - offset)
+        own = _optimizer_trial(state, work.candidate)
+        full = len(work.indices) >= (state.n_val if work.split == "val" else state.n_train)
         records.append(
             {
-                "trial": number,
+                "trial": start + offset + 1,
                 "step": step,
                 "candidate": work.candidate,
-                "kind": extra.get("kind")
-                or ("full" if len(work.indices) >= _split_size(state, work.split) else "batch"),
+                "kind": own.get("kind") or ("full" if full else "minibatch"),
                 "split": work.split,
                 "examples": len(outcome.scores),
                 "score": round(100.0 * outcome.mean, 4),
@@ -271,23 +273,18 @@ def trial_records(
                 "prompt_tokens": sum(r["prompt_tokens"] for r in rows),
                 "completion_tokens": sum(r["completion_tokens"] for r in rows),
                 "seconds": round(seconds, 3),
-                "choice": json.dumps(extra.get("params") or describe_program(work.program), sort_keys=True),
+                "choice": json.dumps(own.get("params") or describe_program(work.program), sort_keys=True),
             }
         )
     return records
 
 
-def _split_size(state: Any, split: str) -> int:
-    return int(state.n_val if split == "val" else state.n_train)
-
-
-def _optimizer_trial(trials: list[Any], candidate: int, from_end: int) -> dict[str, Any]:
-    """The optimizer's own record of a trial (MIPROv2 keeps one with its kind and parameter choice)."""
-    if len(trials) < from_end:
-        return {}
-    entry = trials[-from_end]
-    entry = entry.model_dump() if hasattr(entry, "model_dump") else dict(entry)
-    return entry if entry.get("candidate", candidate) == candidate else {}
+def _optimizer_trial(state: Any, candidate: int) -> dict[str, Any]:
+    """The optimizer's own record of a trial, when it keeps one (MIPROv2: its kind and parameter choice)."""
+    for trial in getattr(state, "trials", None) or []:
+        if getattr(trial, "number", None) == candidate:
+            return dict(trial.model_dump())
+    return {}
 
 
 def planned_trials(optimizer: Any, state: Any) -> int | None:

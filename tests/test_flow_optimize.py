@@ -317,3 +317,21 @@ def test_kill_9_mid_run_then_resume_ends_identical(prefect_harness, prefect_serv
     assert listing.exit_code == 0 and "spot  finished  BootstrapFewShotWithRandomSearch" in listing.output
     shown = cli.invoke(app, ["runs", "show", str(workdir / "checkpoints"), "spot"])
     assert shown.exit_code == 0 and "status:     finished" in shown.output and "#6" in shown.output
+
+
+def test_mipro_flow_searches_with_parallel_trials(prefect_harness, server, workdir):
+    from flows.optimize import run_optimization
+    from tests.test_mipro import responder  # the server needs a proposed instruction and demos
+
+    server.responder = responder
+    optimizer = {"name": "MIPROv2", "auto": None, "num_candidates": 3, "num_trials": 6, "minibatch_size": 5}
+    config = make_config(workdir, server, optimizer={**optimizer, "parallel_trials": 2}, shard_size=5)
+    report = run_optimization(validate_config(config))
+    assert (report.baseline_score, report.optimized_score) == (0.0, 100.0)
+    trials = CheckpointStore(str(workdir / "checkpoints"), "opt-test").read_latest()["trials"]
+    assert [t["kind"] for t in trials][:1] == ["baseline"] and {"minibatch", "full"} <= {t["kind"] for t in trials}
+    assert all("0_predictor_instruction" in json.loads(t["choice"]) for t in trials)
+    assert [t["examples"] for t in trials if t["kind"] == "minibatch"] == [5] * 6
+    # two trials per step, except where a full evaluation comes between (after the 5th minibatch trial)
+    minibatch_steps = [t["step"] for t in trials if t["kind"] == "minibatch"]
+    assert sorted(minibatch_steps.count(step) for step in set(minibatch_steps)) == [1, 1, 2, 2]
