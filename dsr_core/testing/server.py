@@ -11,7 +11,8 @@ In a test::
     with LMTestServer(responder) as server:
         lm = dsr.LM("test-model", api_base=server.url)
 
-As a process (benchmarks): ``python -m dsr_core.testing.server --port 8711 --latency 0.1``.
+As a process (benchmarks): ``python -m dsr_core.testing.server --port 8711 --latency 0.1``, optionally
+``--responder package.module:function`` (default: ``echo_responder``).
 """
 
 from __future__ import annotations
@@ -408,8 +409,17 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--latency", type=float, default=0.0)
+    parser.add_argument(
+        "--responder", default=None, help="'package.module:function' taking a ChatRequest (default: echo)"
+    )
     args = parser.parse_args()
-    server = LMTestServer(latency=args.latency, host=args.host, port=args.port, record_bodies=False).start()
+    responder: Responder = echo_responder
+    if args.responder:
+        import importlib
+
+        module_name, _, attr = args.responder.partition(":")
+        responder = getattr(importlib.import_module(module_name), attr)
+    server = LMTestServer(responder, latency=args.latency, host=args.host, port=args.port, record_bodies=False).start()
     print(server.url, flush=True)
     try:
         threading.Event().wait()
