@@ -2,14 +2,14 @@
 
 Layout of one run's folder::
 
-    step-000007.json   the checkpoint after step 7: optimizer state + what the flow needs to resume
-    latest.json        the pointer: {"step": 7, "object": "step-000007.json", "sha256": ...}
+    checkpoint-000008.json   the 8th checkpoint written: optimizer state + what the flow needs to resume
+    latest.json              the pointer: {"sequence": 8, "step": 7, "object": "checkpoint-000008.json", "sha256": ...}
 
-A write is atomic: the step object is written first (a new name, never overwritten), then the pointer
-(a local write goes through a temporary file and a rename; an S3 PUT is atomic). A crash between the two
-leaves the previous pointer valid. The pointer's sha256 detects a truncated or edited step object.
-Writes are retried, because a checkpoint that fails to land must not cost the trial behind it.
-Older step objects beyond the last few are pruned.
+A write is atomic: the checkpoint object is written first under a new name (the sequence number grows with
+every write, never reused), then the pointer (a local write goes through a temporary file and a rename; an
+S3 PUT is atomic). A crash between the two leaves the previous pointer and its object valid. The pointer's
+sha256 detects a truncated or edited object. Writes are retried, because a checkpoint that fails to land
+must not cost the trial behind it. Objects older than the last few are pruned.
 """
 
 from __future__ import annotations
@@ -51,6 +51,7 @@ class CheckpointStore:
         self.fs = _filesystem(self.url)
         self.retries = retries
         self.backoff = backoff
+        self.sequence = 0  # of the last checkpoint read or written
 
     def _path(self, name: str) -> str:
         return join(self.url, name)
@@ -65,8 +66,8 @@ class CheckpointStore:
         except FileNotFoundError:
             return None
         pointer = self._parse(raw, pointer_path)
-        if not isinstance(pointer, dict) or not {"step", "object", "sha256"} <= set(pointer):
-            raise CheckpointError(f"{pointer_path}: not a checkpoint pointer (expected step, object, sha256)")
+        if not isinstance(pointer, dict) or not {"sequence", "step", "object", "sha256"} <= set(pointer):
+            raise CheckpointError(f"{pointer_path}: not a checkpoint pointer (expected sequence, step, object, sha256)")
         object_path = self._path(pointer["object"])
         try:
             data = self._read_bytes(object_path)
@@ -81,6 +82,7 @@ class CheckpointStore:
         if not isinstance(checkpoint, dict) or checkpoint.get("format") != FORMAT:
             found = checkpoint.get("format") if isinstance(checkpoint, dict) else type(checkpoint).__name__
             raise CheckpointError(f"{object_path}: format {found!r}, expected {FORMAT!r}")
+        self.sequence = int(pointer["sequence"])
         return checkpoint
 
     def _read_bytes(self, path: str) -> bytes:
@@ -97,13 +99,21 @@ class CheckpointStore:
     # -- writing -----------------------------------------------------------------------------------------------
 
     def write(self, step: int, checkpoint: dict[str, Any]) -> str:
-        """Write the checkpoint of ``step``, then point ``latest.json`` at it. Returns the object's URL."""
-        name = f"step-{step:06d}.json"
+        """Write a checkpoint taken after ``step``, then point ``latest.json`` at it. Returns the object's URL."""
+        sequence = self.sequence + 1
+        name = f"checkpoint-{sequence:06d}.json"
         data = json.dumps({"format": FORMAT, "step": step, **checkpoint}, ensure_ascii=False).encode()
-        pointer = {"step": step, "object": name, "sha256": hashlib.sha256(data).hexdigest(), "written_at": time.time()}
+        pointer = {
+            "sequence": sequence,
+            "step": step,
+            "object": name,
+            "sha256": hashlib.sha256(data).hexdigest(),
+            "written_at": time.time(),
+        }
         self._retrying(self._put, self._path(name), data)
         self._retrying(self._put, self._path(POINTER), json.dumps(pointer).encode())
-        self._prune(step)
+        self.sequence = sequence
+        self._prune(sequence)
         return self._path(name)
 
     def _put(self, path: str, data: bytes) -> None:
@@ -131,12 +141,12 @@ class CheckpointStore:
                 time.sleep(self.backoff * 2**attempt)
         raise AssertionError("unreachable")
 
-    def _prune(self, step: int) -> None:
-        for old in range(step - KEEP, step - KEEP - 2, -1):  # only the ones this write made obsolete
-            if old < 0:
+    def _prune(self, sequence: int) -> None:
+        for old in (sequence - KEEP, sequence - KEEP - 1):  # the ones this write made obsolete
+            if old < 1:
                 break
             try:
-                self.fs.rm(self._path(f"step-{old:06d}.json"))
+                self.fs.rm(self._path(f"checkpoint-{old:06d}.json"))
             except (FileNotFoundError, OSError):
                 pass  # pruning is housekeeping; a leftover file harms nothing
 

@@ -82,6 +82,7 @@ class OptimizationReport(BaseModel):
     model_version: str | None = None
     champion_version: str | None = None
     champion_score: float | None = None  # the previous champion's score on the same examples
+    champion_error: str | None = None  # why the previous champion could not be scored, if it could not
     promoted: bool = False
 
 
@@ -105,7 +106,8 @@ def fingerprint(
         "optimizer_params": _digest({"seed": config.optimizer.seed, **config.optimizer.params}),
         "program": config.program.ref,
         "program_shape": _digest({name: p.signature.shape_hash for name, p in student.named_predictors()}),
-        "program_state": _digest(student.dump_state()),
+        # without the metadata: it names the dsr and Python versions, which may differ on the resuming machine
+        "program_state": _digest({k: v for k, v in student.dump_state().items() if k != "metadata"}),
         "data": _digest([[e.to_dict() for e in trainset], [e.to_dict() for e in valset or []]]),
         "metric": _digest(config.metric.model_dump()),
         "lms": _digest(lms),
@@ -299,7 +301,25 @@ def default_run_name(config: RunConfig) -> str:
     return f"optimize-{config.optimizer.name.lower()}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
 
 
-@flow(name="dsr-optimize", validate_parameters=True)
+def _mark_mlflow_run_failed(flow: Any, flow_run: Any, state: Any) -> None:
+    """A failed or crashed flow leaves its MLflow parent run FAILED, not RUNNING (a resume reopens it)."""
+    from .tracking import client_for
+
+    try:
+        config = RunConfig.model_validate(flow_run.parameters["config"])
+        checkpoint = CheckpointStore(config.run.checkpoint_url, config.run.name or "").read_latest()
+        if config.run.name and checkpoint and checkpoint.get("mlflow_run_id"):
+            client_for(config).set_terminated(checkpoint["mlflow_run_id"], status="FAILED")
+    except Exception:  # noqa: BLE001 - bookkeeping after a failure must not hide the failure itself
+        get_run_logger().warning("could not mark the MLflow run of %s failed", flow_run.name, exc_info=True)
+
+
+@flow(
+    name="dsr-optimize",
+    validate_parameters=True,
+    on_failure=[_mark_mlflow_run_failed],
+    on_crashed=[_mark_mlflow_run_failed],
+)
 def optimize_flow(config: RunConfig, progress_key: str | None = None) -> OptimizationReport:
     from . import registry, tracking
 
@@ -357,6 +377,9 @@ def optimize_flow(config: RunConfig, progress_key: str | None = None) -> Optimiz
                 "report": report,
             },
         )
+
+    if not resumed:
+        save("running")  # step 0: the run and its MLflow parent are on record before any work is paid for
 
     runner = StepRunner(config, trainset, valset, progress_key)
     total = planned_trials(optimizer, state)

@@ -60,7 +60,8 @@ def register(
 ) -> dict[str, Any]:
     """Register the run's program as ``register_as``; move ``candidate``, and ``champion`` if it wins.
 
-    Idempotent per run: a resumed run that crashed after registering reuses its version.
+    Idempotent per run: a resumed run that crashed after registering reuses its version. A champion that
+    cannot be scored with this program (another shape) stays champion; the reason is kept as a version tag.
     ``champion_score(program_state)`` scores the current champion on the examples ``score`` came from.
     """
     from mlflow.exceptions import MlflowException
@@ -88,7 +89,14 @@ def register(
     if champion is not None and champion.version == version.version:
         return {**result, "champion_version": str(version.version), "promoted": True}
     if champion is not None:
-        previous = champion_score(_strip_metadata(fetch_program_state(f"models:/{name}/{champion.version}", client)))
+        try:
+            previous = champion_score(
+                _strip_metadata(fetch_program_state(f"models:/{name}/{champion.version}", client))
+            )
+        except Exception as exc:  # noqa: BLE001 - e.g. the program changed shape since the champion was made
+            reason = f"{type(exc).__name__}: {exc}"[:500]
+            client.set_model_version_tag(name, version.version, "dsr.champion_comparison", f"failed: {reason}")
+            return {**result, "champion_version": str(champion.version), "champion_error": reason}
         result["champion_score"] = previous
         client.set_model_version_tag(name, version.version, "dsr.champion_score_at_registration", str(previous))
         if score <= previous:

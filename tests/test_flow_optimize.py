@@ -132,8 +132,8 @@ def test_incompatible_and_corrupt_checkpoints_stop_with_a_clear_error(prefect_ha
         run_optimization(validate_config(more_data))
     write_words(workdir / "train.jsonl", 16)
 
-    step = folder / "step-000000.json"
-    step.write_bytes(step.read_bytes()[:-40])  # truncated
+    latest = folder / json.loads((folder / "latest.json").read_text())["object"]
+    latest.write_bytes(latest.read_bytes()[:-40])  # truncated
     with pytest.raises(CheckpointError, match="does not match the checksum"):
         run_optimization(validate_config(make_config(workdir, server, optimizer={"name": "LabeledFewShot", "k": 2})))
     (folder / "latest.json").write_text('{"step": 0, "obj')
@@ -189,7 +189,7 @@ def test_checkpoints_on_s3_survive_a_brief_outage(prefect_harness, server, workd
     def interrupt():  # S3 goes away for 1.5 s once the run has written its second checkpoint
         while not outage.is_set():
             s3.invalidate_cache()
-            if s3.exists("dsr-ckpt/runs/opt-test/step-000002.json"):
+            if s3.exists("dsr-ckpt/runs/opt-test/checkpoint-000003.json"):
                 moto_s3.stop()
                 time.sleep(1.5)
                 moto_s3.restart()
@@ -335,3 +335,35 @@ def test_mipro_flow_searches_with_parallel_trials(prefect_harness, server, workd
     # two trials per step, except where a full evaluation comes between (after the 5th minibatch trial)
     minibatch_steps = [t["step"] for t in trials if t["kind"] == "minibatch"]
     assert sorted(minibatch_steps.count(step) for step in set(minibatch_steps)) == [1, 1, 2, 2]
+
+
+def test_a_crashed_run_is_marked_failed_in_mlflow_and_resumes(prefect_harness, server, workdir, monkeypatch):
+    from mlflow.tracking import MlflowClient
+
+    from flows.optimize import run_optimization
+    from tests.programs import upper_answer, write_dataset
+
+    server.responder = upper_answer
+    config = make_config(
+        workdir, server, optimizer={"name": "BootstrapFewShotWithRandomSearch", "num_candidate_programs": 1}
+    )
+    config["program"] = {"ref": "tests.programs:QA"}
+    config["data"] = {
+        "train": write_dataset(workdir / "qa-train.jsonl", 10),
+        "dev": write_dataset(workdir / "qa-dev.jsonl", 6),
+        "input_keys": ["question"],
+    }
+    config["metric"] = {"ref": "tests.programs:exact_upper"}
+    config = validate_config(config)
+    monkeypatch.setenv("DSR_TEST_CRASH_ON", "q8")  # dies when bootstrapping reaches training example 8
+    with pytest.raises(BaseException):  # noqa: B017 - the flow fails; which wrapper Prefect uses is not the point
+        run_optimization(config)
+    checkpoint = CheckpointStore(str(workdir / "checkpoints"), "opt-test").read_latest()
+    client = MlflowClient(tracking_uri=config.mlflow.tracking_uri)
+    assert client.get_run(checkpoint["mlflow_run_id"]).info.status == "FAILED"
+    assert checkpoint["status"] == "running" and checkpoint["step"] >= 1  # the dev-set trials before the crash
+
+    monkeypatch.delenv("DSR_TEST_CRASH_ON")
+    report = run_optimization(config)
+    assert report.resumed and report.mlflow_run_id == checkpoint["mlflow_run_id"]
+    assert client.get_run(report.mlflow_run_id).info.status == "FINISHED"
