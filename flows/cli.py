@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import typer
 
@@ -110,23 +110,28 @@ def evaluate(
     set_: list[str] = typer.Option(None, "--set", help=SET_HELP),
 ) -> None:
     """Evaluate a program over the dev set as a Prefect flow; per-example table to Parquet, scores to MLflow."""
-    import uuid
-
     from .display import EvaluationDisplay
 
     config = _load(config_path, set_)
-    from tasks import progress
-
     from .evaluate import run_evaluation
 
-    key = uuid.uuid4().hex
     # rows reach the display only from tasks running in this process
-    with EvaluationDisplay(live=config.run.task_runner == "thread") as display:
+    _run_with_display(EvaluationDisplay(live=config.run.task_runner == "thread"), run_evaluation, config, "evaluation")
+
+
+def _run_with_display(display: Any, run: Any, config: Any, what: str) -> None:
+    """Run a flow with ``display`` as its progress sink, then print its summary; one clear line on failure."""
+    import uuid
+
+    from tasks import progress
+
+    key = uuid.uuid4().hex
+    with display:
         progress.register(key, display)
         try:
-            report = run_evaluation(config, progress_key=key)
+            report = run(config, progress_key=key)
         except Exception as exc:  # noqa: BLE001 - one clear line, non-zero exit
-            _fail(f"evaluation failed: {type(exc).__name__}: {exc}")
+            _fail(f"{what} failed: {type(exc).__name__}: {exc}")
         finally:
             progress.unregister(key)
     display.summary(report)
@@ -139,25 +144,12 @@ def optimize(
     name: str = typer.Option(None, "--name", help="Run name (sets run.name): an unfinished run of that name resumes."),
 ) -> None:
     """Optimize a program as a Prefect flow; checkpoint every step; log trials to MLflow; register the result."""
-    import uuid
-
     from .display import OptimizationDisplay
 
     config = _load(config_path, [*(set_ or []), *([f"run.name={json.dumps(name)}"] if name else [])])
-    from tasks import progress
-
     from .optimize import run_optimization
 
-    key = uuid.uuid4().hex
-    with OptimizationDisplay() as display:
-        progress.register(key, display)
-        try:
-            report = run_optimization(config, progress_key=key)
-        except Exception as exc:  # noqa: BLE001 - one clear line, non-zero exit
-            _fail(f"optimization failed: {type(exc).__name__}: {exc}")
-        finally:
-            progress.unregister(key)
-    display.summary(report)
+    _run_with_display(OptimizationDisplay(), run_optimization, config, "optimization")
 
 
 @runs_app.command("list")

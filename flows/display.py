@@ -1,4 +1,4 @@
-"""Live progress and the final summary for ``dsr evaluate`` (rich, on stderr)."""
+"""Live progress and the final summaries for ``dsr evaluate`` and ``dsr optimize`` (rich, on stderr)."""
 
 from __future__ import annotations
 
@@ -14,30 +14,39 @@ from rich.text import Text
 from dsr_core.evaluate import EvaluationRow
 
 
-class EvaluationDisplay:
-    """Examples done / failed, rate, running score. Fed by evaluate_shard's progress sink (any thread)."""
+class LiveLine:
+    """One status line on stderr, redrawn in place while the ``with`` block runs (when ``live``)."""
 
-    def __init__(self, live: bool = True) -> None:
+    def __init__(self, live: bool) -> None:
         self.live = live
         self.console = Console(stderr=True)
-        self.total: int | None = None
-        self.done = 0
-        self.failed = 0
-        self.score = 0.0
         self.started = time.perf_counter()
-        self._lock = threading.Lock()  # rows arrive from several task threads; the display is not the hot path
         self._live: Live | None = None
 
-    def __enter__(self) -> EvaluationDisplay:
-        if not self.live:
-            return self
-        self._live = Live(self._render(), console=self.console, refresh_per_second=4, transient=True)
-        self._live.__enter__()
+    def __enter__(self) -> Any:
+        if self.live:
+            self._live = Live(self._render(), console=self.console, refresh_per_second=4, transient=True)
+            self._live.__enter__()
         return self
 
     def __exit__(self, *exc: Any) -> None:
         if self._live is not None:
             self._live.__exit__(*exc)
+
+    def _render(self) -> Any:
+        raise NotImplementedError
+
+
+class EvaluationDisplay(LiveLine):
+    """Examples done / failed, rate, running score. Fed by evaluate_shard's progress sink (any thread)."""
+
+    def __init__(self, live: bool = True) -> None:
+        super().__init__(live)
+        self.total: int | None = None
+        self.done = 0
+        self.failed = 0
+        self.score = 0.0
+        self._lock = threading.Lock()  # rows arrive from several task threads; the display is not the hot path
 
     def on_start(self, total: int) -> None:
         self.total = total
@@ -82,25 +91,14 @@ class EvaluationDisplay:
         Console().print(table)
 
 
-class OptimizationDisplay:
-    """Phase, trial k of n, best score so far, LM calls and tokens; fed after every optimizer step."""
+class OptimizationDisplay(LiveLine):
+    """Phase, trial k of n, best score so far, LM calls and tokens; fed after every optimizer step.
 
-    def __init__(self, live: bool = True) -> None:
-        self.console = Console(stderr=True)
-        self.live = live and self.console.is_terminal
+    Redrawn in place on a terminal; otherwise (a log file, CI) one line per step."""
+
+    def __init__(self) -> None:
+        super().__init__(live=Console(stderr=True).is_terminal)
         self.info: dict[str, Any] = {}
-        self.started = time.perf_counter()
-        self._live: Live | None = None
-
-    def __enter__(self) -> OptimizationDisplay:
-        if self.live:
-            self._live = Live(self._render(), console=self.console, refresh_per_second=4, transient=True)
-            self._live.__enter__()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        if self._live is not None:
-            self._live.__exit__(*exc)
 
     def on_step(self, info: dict[str, Any]) -> None:
         self.info = info

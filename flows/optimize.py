@@ -164,7 +164,7 @@ class StepRunner:
         size = self.config.run.shard_size or max(MIN_SHARD, auto_shard_size(len(indices), workers))
         return [indices[i : i + size] for i in range(0, len(indices), size)] or [[]]
 
-    def evaluate(self, program_state: dict[str, Any], split: str, indices: list[int]) -> list[dict[str, Any]]:
+    def evaluate(self, program_state: dict[str, Any], split: str, indices: list[int]) -> list[Any]:
         """Submit evaluate_shard tasks for ``indices`` of ``split``; returns the futures."""
         examples = self.splits[split]
         state = _without_lm(program_state)
@@ -188,7 +188,7 @@ class StepRunner:
     def run(self, work: list[Any]) -> tuple[list[Any], list[dict[str, Any]], dsr.Usage]:
         """Compute a step's work. Returns (outcomes for tell, evaluation summaries, LM usage)."""
         evaluations: list[tuple[EvaluateWork, list[Any]]] = []
-        others: list[tuple[str, list[Any]]] = []
+        others: list[tuple[str, Any]] = []
         for item in work:
             if isinstance(item, EvaluateWork):
                 evaluations.append((item, self.evaluate(item.program, item.split, item.indices)))
@@ -233,7 +233,7 @@ class StepRunner:
             outcomes.append(outcome)
             summaries.append({"work": item, "outcome": outcome, "records": records})
         for kind, future in others:
-            result = future.result()
+            result: dict[str, Any] = future.result()
             usage.add(dsr.Usage(**{k: v for k, v in result["usage"].items() if k != "total_tokens"}))
             outcomes.extend(OUTCOMES[kind].model_validate(o) for o in result["outcomes"])
         return outcomes, summaries, usage
