@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -26,8 +27,11 @@ app.add_typer(program_app, name="program")
 runs_app = typer.Typer(help="Optimization runs, read from their checkpoints.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 app.add_typer(runs_app, name="runs")
+lm_app = typer.Typer(help="The bundled local model (needs the local extra).", no_args_is_help=True)
+app.add_typer(lm_app, name="lm")
 
 SET_HELP = "Override a config key, e.g. --set lm.max_concurrency=32 (repeatable)."
+LM_HELP = "The model for [lm] (sets lm.model); 'local' runs the bundled model on a server started for the run."
 
 
 def _fail(message: str) -> NoReturn:
@@ -85,13 +89,23 @@ def program_show(path: Path) -> None:
             typer.echo(f"  lm: {entry['lm'].get('model')}")
 
 
-def _load(config_path: Path, overrides: list[str] | None) -> "RunConfig":  # noqa: F821, UP037
+def _load(config_path: Path, overrides: list[str] | None, lm: str | None = None) -> "RunConfig":  # noqa: F821, UP037
     from .config import ConfigError, load_config
+    from .local_lm import LOCAL_MODEL, local_sections, missing_extra
 
+    # refs such as "examples.support_triage.program:Triage" name modules under the working folder, as with
+    # `python -m`; the console script's own folder is what Python put first on the path
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
     try:
-        return load_config(config_path, overrides or [])
+        config = load_config(config_path, [*(overrides or []), *([f"lm.model={json.dumps(lm)}"] if lm else [])])
     except ConfigError as exc:
         _fail(str(exc))
+    if lm == LOCAL_MODEL:
+        config.lm.api_base = None  # the bundled model replaces the configured endpoint; other models keep it
+    if local_sections(config) and (problem := missing_extra()):
+        _fail(problem)
+    return config
 
 
 @config_app.command("check")
@@ -108,19 +122,21 @@ def config_check(
 def evaluate(
     config_path: Path = typer.Argument(..., metavar="CONFIG"),
     set_: list[str] = typer.Option(None, "--set", help=SET_HELP),
+    lm: str = typer.Option(None, "--lm", help=LM_HELP),
 ) -> None:
     """Evaluate a program over the dev set as a Prefect flow; per-example table to Parquet, scores to MLflow."""
     from .display import EvaluationDisplay
 
-    config = _load(config_path, set_)
+    config = _load(config_path, set_, lm)
     from .evaluate import run_evaluation
 
     # rows reach the display only from tasks running in this process
     _run_with_display(EvaluationDisplay(live=config.run.task_runner == "thread"), run_evaluation, config, "evaluation")
 
 
-def _run_with_display(display: Any, run: Any, config: Any, what: str) -> None:
-    """Run a flow with ``display`` as its progress sink, then print its summary; one clear line on failure."""
+def _run_with_display(display: Any, run: Any, config: Any, what: str) -> Any:
+    """Run a flow with ``display`` as its progress sink, print its summary and return the report; one clear
+    line on failure."""
     import uuid
 
     from tasks import progress
@@ -135,6 +151,7 @@ def _run_with_display(display: Any, run: Any, config: Any, what: str) -> None:
         finally:
             progress.unregister(key)
     display.summary(report)
+    return report
 
 
 @app.command()
@@ -142,14 +159,97 @@ def optimize(
     config_path: Path = typer.Argument(..., metavar="CONFIG"),
     set_: list[str] = typer.Option(None, "--set", help=SET_HELP),
     name: str = typer.Option(None, "--name", help="Run name (sets run.name): an unfinished run of that name resumes."),
+    lm: str = typer.Option(None, "--lm", help=LM_HELP),
 ) -> None:
     """Optimize a program as a Prefect flow; checkpoint every step; log trials to MLflow; register the result."""
     from .display import OptimizationDisplay
 
-    config = _load(config_path, [*(set_ or []), *([f"run.name={json.dumps(name)}"] if name else [])])
+    config = _load(config_path, [*(set_ or []), *([f"run.name={json.dumps(name)}"] if name else [])], lm)
     from .optimize import run_optimization
 
-    _run_with_display(OptimizationDisplay(), run_optimization, config, "optimization")
+    report = _run_with_display(OptimizationDisplay(), run_optimization, config, "optimization")
+    _where_to_look(config, report)
+
+
+def _where_to_look(config: Any, report: Any) -> None:
+    """The commands that show a finished optimization from every side."""
+    from .tracking import DEFAULT_TRACKING_URI
+
+    tracking_uri = config.mlflow.tracking_uri or DEFAULT_TRACKING_URI
+    lines = [
+        f"MLflow UI:    mlflow ui --backend-store-uri {tracking_uri}   (then open http://127.0.0.1:5000)"
+        if tracking_uri.startswith("sqlite:")
+        else f"MLflow:       {tracking_uri}",
+        f"trials:       dsr runs show {config.run.checkpoint_url} {report.run_name}",
+        f"program:      dsr program show {report.program_url}",
+    ]
+    if report.model_name:
+        lines.append(f'load it:      dsr.load_program("models:/{report.model_name}/{report.model_version}")')
+    typer.echo("\n".join(lines))
+
+
+@app.command()
+def serve(
+    source: str = typer.Argument(..., metavar="MODEL", help="models:/name@alias, models:/name/version, or a path/URL"),
+    host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
+    port: int = typer.Option(8000, help="Port to listen on."),
+    log: str = typer.Option(None, "--log", help="Production log folder or s3:// prefix (JSONL parts)."),
+    token_env: str = typer.Option(None, help="NAME of the environment variable holding the bearer token."),
+    tracking_uri: str = typer.Option(None, help="MLflow tracking URI (default: MLFLOW_TRACKING_URI or sqlite)."),
+    refresh_seconds: float = typer.Option(30.0, help="How often to check whether the alias moved (0: never)."),
+    max_field_chars: int = typer.Option(20_000, help="Largest accepted input field, in characters."),
+) -> None:
+    """Serve a registered program over HTTP: POST /predict, GET /health; a new champion is picked up live."""
+    from dsr_core.errors import DsrError
+
+    from .serving import serve as run_server
+
+    if tracking_uri:
+        os.environ["MLFLOW_TRACKING_URI"] = tracking_uri
+    try:
+        run_server(
+            source,
+            host=host,
+            port=port,
+            log_url=log,
+            token_env=token_env,
+            refresh_seconds=refresh_seconds,
+            max_field_chars=max_field_chars,
+        )
+    except DsrError as exc:
+        _fail(str(exc))
+
+
+@lm_app.command("serve")
+def lm_serve(
+    port: int = typer.Option(8080, help="Port to listen on."),
+    host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
+    threads: int = typer.Option(None, help="CPU threads for generation (default: all cores)."),
+    n_ctx: int = typer.Option(4096, help="Context window in tokens."),
+) -> None:
+    """Serve the bundled model (SmolLM2-135M-Instruct, llama.cpp) as an OpenAI-compatible endpoint until Ctrl-C."""
+    from .local_lm import LOCAL_MODEL, MODEL_NAME, LocalLMServer, LocalModelError, missing_extra
+
+    if problem := missing_extra():
+        _fail(problem)
+    server = LocalLMServer(port, host, n_ctx=n_ctx, n_threads=threads, echo=True)
+    try:
+        server.start()
+    except LocalModelError as exc:
+        _fail(str(exc))
+    typer.echo(
+        f"serving {MODEL_NAME} at {server.url} (Ctrl-C to stop)\n"
+        f'in a config:  [lm] model = "{LOCAL_MODEL}"  api_base = "{server.url}"  max_concurrency = 2',
+        err=True,
+    )
+    try:
+        code = server.wait()
+    except KeyboardInterrupt:
+        code = 0
+    finally:
+        server.stop()
+    if code:
+        _fail(f"the model server exited with code {code}")
 
 
 @runs_app.command("list")
