@@ -115,6 +115,21 @@ class OptimizerConfig(BaseModel):
         return dict(self.model_extra or {})
 
 
+class MonitorConfig(_Section):
+    """The drift monitor: judge a sample of the production log, keep a rolling score, re-optimize on a drop."""
+
+    log_url: str = Field(description="the production log `dsr serve --log` writes (folder or s3:// prefix)")
+    model: str = Field(description="registered model name whose champion is monitored")
+    sample: float = Field(0.1, gt=0, le=1, description="fraction of new records to judge")
+    window_days: float = Field(7.0, gt=0)
+    drop_points: float = Field(5.0, gt=0, description="re-optimize when rolling score < baseline - drop_points")
+    baseline: float | None = Field(None, description="default: the first rolling score seen for the champion")
+    min_examples: int = Field(20, ge=1, description="judged examples in the window before any decision")
+    state_url: str | None = Field(None, description="default: {log_url}/_monitor/state.json")
+    collected_url: str | None = Field(None, description="where new data goes for re-optimization")
+    optimize_deployment: str | None = Field(None, description="'flow-name/deployment-name' to trigger")
+
+
 class MLflowConfig(_Section):
     tracking_uri: str | None = Field(None, description="default: sqlite:///mlflow.db in the working folder")
     experiment: str = "dsr"
@@ -129,6 +144,7 @@ class RunConfig(_Section):
     judge_lm: LMConfig | None = None
     prompt_lm: LMConfig | None = Field(None, description="the model that proposes instructions (default: lm)")
     optimizer: OptimizerConfig = OptimizerConfig()
+    monitor: MonitorConfig | None = None
     run: RunSection = RunSection()
     mlflow: MLflowConfig = MLflowConfig()
 
@@ -245,7 +261,7 @@ def check_references(config: RunConfig) -> list[tuple[str, str]]:
                 problems.append(("metric.ref", f"{ref} is not callable"))
         except Exception as exc:  # noqa: BLE001
             problems.append(("metric.ref", f"cannot import {ref!r} (built-ins: exact_match, f1, judge): {exc}"))
-    if not config.data.dev and not config.data.train:
+    if not config.data.dev and not config.data.train and config.monitor is None:
         problems.append(("data", "give data.dev (and/or data.train)"))
     problems.extend(check_optimizer_params(config.optimizer))
     return problems
@@ -276,3 +292,12 @@ def check_optimizer_params(section: OptimizerConfig) -> list[tuple[str, str]]:
         for key in section.params
         if key not in settable
     ]
+
+
+def resolve_config(config: RunConfig | str | dict[str, Any], overrides: list[str] | None = None) -> RunConfig:
+    """A flow's ``config`` parameter: a RunConfig, a dict of one, or the path of a TOML/YAML file (what
+    deployments pass, so a schedule always runs the file's current contents); ``overrides`` as with --set."""
+    if isinstance(config, str):
+        return load_config(config, overrides or [])
+    data = config.model_dump() if isinstance(config, RunConfig) else dict(config)
+    return validate_config(apply_overrides(data, overrides or []))

@@ -22,7 +22,7 @@ from tasks import progress
 from tasks.evaluate import evaluate_shard
 
 from .artifacts import read_program_state, result_storage_for, write_table
-from .config import RunConfig, check_references
+from .config import RunConfig, check_references, resolve_config
 from .tracking import log_evaluation
 
 
@@ -66,7 +66,11 @@ def load_split(config: RunConfig, which: str) -> list[dsr.Example]:
 
 
 @flow(name="dsr-evaluate", validate_parameters=True)
-def evaluate_flow(config: RunConfig, progress_key: str | None = None) -> EvaluationReport:
+def evaluate_flow(
+    config: RunConfig | str, progress_key: str | None = None, overrides: list[str] | None = None
+) -> EvaluationReport:
+    """Evaluate ``config`` (a RunConfig, or a config file path as deployments pass it; ``overrides`` as --set)."""
+    config = resolve_config(config, overrides)
     logger = get_run_logger()
     problems = check_references(config)
     if problems:

@@ -21,7 +21,6 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-import uuid
 from typing import Any
 
 from prefect import flow, get_run_logger
@@ -43,7 +42,7 @@ from tasks.program import get_lm, instantiate
 
 from .artifacts import open_file, read_program_state, result_storage_for
 from .checkpoint import CheckpointError, CheckpointStore
-from .config import ConfigError, RunConfig, check_references, optimizer_class
+from .config import ConfigError, RunConfig, check_references, optimizer_class, resolve_config
 from .evaluate import auto_shard_size, load_split, task_runner_for
 
 # the outcome model of each work kind that optimizer_work computes
@@ -297,8 +296,10 @@ def planned_trials(optimizer: Any, state: Any) -> int | None:
 # -- the flow ----------------------------------------------------------------------------------------------------
 
 
-def default_run_name(config: RunConfig) -> str:
-    return f"optimize-{config.optimizer.name.lower()}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+def run_name_for(config: RunConfig, flow_run_id: Any) -> str:
+    """``run.name``, or one derived from the Prefect flow run: stable when Prefect retries the flow run (so the
+    retry resumes the checkpoint), new for every scheduled run (so each night optimizes afresh)."""
+    return config.run.name or f"optimize-{config.optimizer.name.lower()}-{str(flow_run_id)[:8]}"
 
 
 def _mark_mlflow_run_failed(flow: Any, flow_run: Any, state: Any) -> None:
@@ -306,9 +307,9 @@ def _mark_mlflow_run_failed(flow: Any, flow_run: Any, state: Any) -> None:
     from .tracking import client_for
 
     try:
-        config = RunConfig.model_validate(flow_run.parameters["config"])
-        checkpoint = CheckpointStore(config.run.checkpoint_url, config.run.name or "").read_latest()
-        if config.run.name and checkpoint and checkpoint.get("mlflow_run_id"):
+        config = resolve_config(flow_run.parameters["config"], flow_run.parameters.get("overrides"))
+        checkpoint = CheckpointStore(config.run.checkpoint_url, run_name_for(config, flow_run.id)).read_latest()
+        if checkpoint and checkpoint.get("mlflow_run_id"):
             client_for(config).set_terminated(checkpoint["mlflow_run_id"], status="FAILED")
     except Exception:  # noqa: BLE001 - bookkeeping after a failure must not hide the failure itself
         get_run_logger().warning("could not mark the MLflow run of %s failed", flow_run.name, exc_info=True)
@@ -320,9 +321,15 @@ def _mark_mlflow_run_failed(flow: Any, flow_run: Any, state: Any) -> None:
     on_failure=[_mark_mlflow_run_failed],
     on_crashed=[_mark_mlflow_run_failed],
 )
-def optimize_flow(config: RunConfig, progress_key: str | None = None) -> OptimizationReport:
+def optimize_flow(
+    config: RunConfig | str, progress_key: str | None = None, overrides: list[str] | None = None
+) -> OptimizationReport:
+    """Optimize ``config`` (a RunConfig, or a config file path as deployments pass it; ``overrides`` as --set)."""
+    from prefect.runtime import flow_run
+
     from . import registry, tracking
 
+    config = resolve_config(config, overrides)
     logger = get_run_logger()
     started = time.perf_counter()
     problems = check_references(config)
@@ -330,7 +337,7 @@ def optimize_flow(config: RunConfig, progress_key: str | None = None) -> Optimiz
         problems.append(("data.train", "optimization needs a training set (data.train); data.dev is for validation"))
     if problems:
         raise ConfigError(problems)
-    run_name = config.run.name or default_run_name(config)
+    run_name = run_name_for(config, flow_run.id)
     store = CheckpointStore(config.run.checkpoint_url, run_name)
     checkpoint = store.read_latest()
 
