@@ -160,5 +160,8 @@ def task_runner_for(config: RunConfig) -> Any:
 
 
 def run_evaluation(config: RunConfig, progress_key: str | None = None) -> EvaluationReport:
-    """Run the evaluate flow with the task runner the config asks for."""
-    return evaluate_flow.with_options(task_runner=task_runner_for(config))(config, progress_key=progress_key)
+    """Run the evaluate flow with the task runner the config asks for (and the bundled model, if asked for)."""
+    from .local_lm import serve_local_models
+
+    with serve_local_models(config) as config:
+        return evaluate_flow.with_options(task_runner=task_runner_for(config))(config, progress_key=progress_key)

@@ -494,8 +494,11 @@ def _progress(state: Any, trials: list[dict[str, Any]], total: int | None, usage
 
 
 def run_optimization(config: RunConfig, progress_key: str | None = None) -> OptimizationReport:
-    """Run the optimize flow with the task runner the config asks for."""
-    return optimize_flow.with_options(task_runner=task_runner_for(config))(config, progress_key=progress_key)
+    """Run the optimize flow with the task runner the config asks for (and the bundled model, if asked for)."""
+    from .local_lm import serve_local_models
+
+    with serve_local_models(config) as config:
+        return optimize_flow.with_options(task_runner=task_runner_for(config))(config, progress_key=progress_key)
 
 
 __all__ = ["OptimizationReport", "optimize_flow", "run_optimization", "fingerprint", "trial_records"]
