@@ -44,7 +44,9 @@ class DataConfig(_Section):
     input_keys: list[str]
     rename: dict[str, str] | None = None
     limit: int | None = Field(None, ge=1)
-    split: str | None = Field(None, description="split for hf: sources")
+    split: str | None = Field(None, description="split for hf: sources and save_to_disk folders")
+    train_split: str | None = Field(None, description="split for data.train (default: split)")
+    dev_split: str | None = Field(None, description="split for data.dev (default: split)")
     config: str | None = Field(None, description="dataset config for hf: sources")
 
 

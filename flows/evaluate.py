@@ -60,7 +60,7 @@ def load_split(config: RunConfig, which: str) -> list[dsr.Example]:
         input_keys=config.data.input_keys,
         rename=config.data.rename,
         limit=config.data.limit,
-        split=config.data.split,
+        split=getattr(config.data, f"{which}_split") or config.data.split,
         config=config.data.config,
     )
 
