@@ -122,6 +122,9 @@ class MonitorConfig(_Section):
 
     log_url: str = Field(description="the production log `dsr serve --log` writes (folder or s3:// prefix)")
     model: str = Field(description="registered model name whose champion is monitored")
+    criteria: str = Field(
+        "The response correctly and fully answers the task.", description="what the judge ([judge_lm]) checks"
+    )
     sample: float = Field(0.1, gt=0, le=1, description="fraction of new records to judge")
     window_days: float = Field(7.0, gt=0)
     drop_points: float = Field(5.0, gt=0, description="re-optimize when rolling score < baseline - drop_points")
@@ -129,7 +132,9 @@ class MonitorConfig(_Section):
     min_examples: int = Field(20, ge=1, description="judged examples in the window before any decision")
     state_url: str | None = Field(None, description="default: {log_url}/_monitor/state.json")
     collected_url: str | None = Field(None, description="where new data goes for re-optimization")
-    optimize_deployment: str | None = Field(None, description="'flow-name/deployment-name' to trigger")
+    optimize_deployment: str | None = Field(
+        "dsr-optimize/nightly", description="'flow-name/deployment-name' to trigger; empty: only collect the data"
+    )
 
 
 class MLflowConfig(_Section):
@@ -265,6 +270,8 @@ def check_references(config: RunConfig) -> list[tuple[str, str]]:
             problems.append(("metric.ref", f"cannot import {ref!r} (built-ins: exact_match, f1, judge): {exc}"))
     if not config.data.dev and not config.data.train and config.monitor is None:
         problems.append(("data", "give data.dev (and/or data.train)"))
+    if config.monitor is not None and config.judge_lm is None:
+        problems.append(("judge_lm", "the drift monitor ([monitor]) judges with a [judge_lm] section"))
     problems.extend(check_optimizer_params(config.optimizer))
     return problems
 

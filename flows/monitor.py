@@ -1,8 +1,8 @@
 """The drift monitor flow: judge what production answered, keep a rolling score, re-optimize on a drop.
 
 Each run reads the production log (``dsr serve --log``) written since the previous run, skips failed
-requests, judges a seeded sample (``[monitor] sample``) with the ``[metric]`` (usually ``judge``, on the
-separate ``[judge_lm]``) as ``judge_shard`` tasks over shards, and adds the batch to a rolling window
+requests, judges a seeded sample (``[monitor] sample``) against ``[monitor] criteria`` with the separate
+``[judge_lm]`` as ``judge_shard`` tasks over shards, and adds the batch to a rolling window
 (``window_days``). The monitor's state (the log watermark, the window, the baselines) is JSON at
 ``state_url``, written after the batch is recorded, so a crashed run judges its batch again rather than
 skipping it.
@@ -118,7 +118,7 @@ def monitor_flow(config: RunConfig | str, overrides: list[str] | None = None) ->
     futures = [
         judge_shard.submit(
             sample[i : i + size],
-            config.metric.model_dump(),
+            {"ref": "judge", "criteria": monitor.criteria},
             config.judge_lm.model_dump() if config.judge_lm else None,
             concurrency=config.judge_lm.max_concurrency if config.judge_lm else 16,
         )

@@ -39,9 +39,15 @@ def serve_records(url, words, *, right):
 def monitor_config(registered, server, workdir):  # noqa: F811
     server.responder = judge
     config = make_config(workdir, server, name="monitored", register_as="wordcode")
-    config["metric"] = {"ref": "judge", "criteria": "The code is the word reversed, in capitals."}
     config["judge_lm"] = {"model": "judge-model", "api_base": server.url}
-    config["monitor"] = {"log_url": str(workdir / "prodlog"), "model": "wordcode", "sample": 1.0, "min_examples": 20}
+    config["monitor"] = {
+        "log_url": str(workdir / "prodlog"),
+        "model": "wordcode",
+        "criteria": "The code is the word reversed, in capitals.",
+        "sample": 1.0,
+        "min_examples": 20,
+        "optimize_deployment": "",
+    }
     return config
 
 
