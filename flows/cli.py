@@ -252,6 +252,23 @@ def lm_serve(
         _fail(f"the model server exited with code {code}")
 
 
+@app.command()
+def monitor(
+    config_path: Path = typer.Argument(..., metavar="CONFIG"),
+    set_: list[str] = typer.Option(None, "--set", help=SET_HELP),
+) -> None:
+    """Run the drift monitor once: judge new production-log records, update the rolling score, maybe re-optimize."""
+    config = _load(config_path, set_)
+    from .monitor import monitor_flow
+
+    try:
+        report = monitor_flow(config)
+    except Exception as exc:  # noqa: BLE001 - one clear line, non-zero exit
+        _fail(f"monitor failed: {type(exc).__name__}: {exc}")
+    for key, value in report.model_dump().items():
+        typer.echo(f"{key + ':':<22}{value}")
+
+
 @runs_app.command("list")
 def runs_list(checkpoint_url: str = typer.Argument(..., metavar="CHECKPOINT_URL")) -> None:
     """List the optimization runs under a checkpoint folder or s3:// prefix."""

@@ -96,3 +96,16 @@ def test_a_drop_triggers_the_optimize_deployment_with_the_new_data(monitor_confi
     assert run.parameters["overrides"] == [f"data.train={json.dumps(dip.collected_url)}"]
     after = monitor_flow(validate_config(monitor_config))  # the window started afresh
     assert (after.window_examples, after.triggered) == (0, False)
+
+
+def test_dsr_monitor_command(monitor_config, workdir):
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+    from tests.test_deployments import toml
+
+    serve_records(str(workdir / "prodlog"), [f"a{i}b" for i in range(3)], right=True)
+    (workdir / "monitor.toml").write_text(toml(monitor_config))
+    result = CliRunner().invoke(app, ["monitor", str(workdir / "monitor.toml")])
+    assert result.exit_code == 0, result.output
+    assert "judged:               3" in result.output and "triggered:            False" in result.output
