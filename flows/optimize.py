@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
 from prefect import flow, get_run_logger
@@ -315,6 +316,78 @@ def _mark_mlflow_run_failed(flow: Any, flow_run: Any, state: Any) -> None:
         get_run_logger().warning("could not mark the MLflow run of %s failed", flow_run.name, exc_info=True)
 
 
+@dataclass
+class Run:
+    """What an optimization carries from step to step. ``save`` writes it as the next checkpoint."""
+
+    config: RunConfig
+    name: str
+    store: CheckpointStore
+    fingerprint: dict[str, str]
+    state: Any
+    mlflow_run_id: str
+    step: int = 0
+    trials: list[dict[str, Any]] = field(default_factory=list)
+    usage: dsr.Usage = field(default_factory=dsr.Usage)
+    resumed: bool = False
+
+    def save(self, status: str, report: dict[str, Any] | None = None) -> None:
+        self.store.write(
+            self.step,
+            {
+                "run_name": self.name,
+                "optimizer": self.config.optimizer.name,
+                "status": status,
+                "fingerprint": self.fingerprint,
+                "state": self.state.model_dump(mode="json"),
+                "trials": self.trials,
+                "usage": {k: v for k, v in self.usage.to_dict().items() if k != "total_tokens"},
+                "mlflow_run_id": self.mlflow_run_id,
+                "updated_at": time.time(),
+                "report": report,
+            },
+        )
+
+    def progress(self, planned: int | None, phase: str | None = None) -> dict[str, Any]:
+        return {
+            "phase": phase or _phase(self.state),
+            "trials": len(self.trials),
+            "planned_trials": planned,
+            "best_score": getattr(self.state, "best_score", None),
+            "lm_calls": self.usage.lm_calls,
+            "cached_calls": self.usage.cached_calls,
+            "tokens": self.usage.total_tokens,
+        }
+
+
+def _open_run(config: RunConfig, name: str, fresh: Any, expected: dict[str, str]) -> Run | OptimizationReport:
+    """A new run (checkpointed at step 0), the unfinished run of that name, or the report of a finished one."""
+    from . import tracking
+
+    logger = get_run_logger()
+    store = CheckpointStore(config.run.checkpoint_url, name)
+    checkpoint = store.read_latest()
+    if checkpoint is None:
+        run = Run(config, name, store, expected, fresh, tracking.start_optimization(config, name, expected))
+        run.save("running")  # the run and its MLflow parent are on record before any work is paid for
+        return run
+    check_compatible(checkpoint, expected, store.url)
+    if checkpoint.get("status") == "finished":
+        logger.info("run %s already finished; reporting it (start a new run.name to optimize again)", name)
+        return OptimizationReport.model_validate({**checkpoint["report"], "already_finished": True})
+    try:
+        state = type(fresh).model_validate(checkpoint["state"])
+    except Exception as exc:  # noqa: BLE001 - any validation failure means the state is unusable
+        raise CheckpointError(f"{store.url}: the optimizer state does not load ({exc})") from None
+    run_id = checkpoint.get("mlflow_run_id") or tracking.start_optimization(config, name, expected)
+    run = Run(config, name, store, expected, state, run_id, step=int(checkpoint["step"]), resumed=True)
+    run.trials = list(checkpoint.get("trials", []))
+    run.usage = dsr.Usage(**checkpoint.get("usage", {}))
+    tracking.resume_optimization(config, run_id, run.trials)
+    logger.info("resuming %s at step %d (%d trials done) from %s", name, run.step, len(run.trials), store.url)
+    return run
+
+
 @flow(
     name="dsr-optimize",
     validate_parameters=True,
@@ -327,7 +400,7 @@ def optimize_flow(
     """Optimize ``config`` (a RunConfig, or a config file path as deployments pass it; ``overrides`` as --set)."""
     from prefect.runtime import flow_run
 
-    from . import registry, tracking
+    from . import tracking
 
     config = resolve_config(config, overrides)
     logger = get_run_logger()
@@ -337,139 +410,107 @@ def optimize_flow(
         problems.append(("data.train", "optimization needs a training set (data.train); data.dev is for validation"))
     if problems:
         raise ConfigError(problems)
-    run_name = run_name_for(config, flow_run.id)
-    store = CheckpointStore(config.run.checkpoint_url, run_name)
-    checkpoint = store.read_latest()
 
     trainset = load_split(config, "train")
     valset = load_split(config, "dev") if config.data.dev else None
     initial = read_program_state(config.program.state) if config.program.state else None
     student = instantiate(config.program.ref, initial)
-    expected = fingerprint(config, student, trainset, valset)
     optimizer = build_optimizer(config)
     fresh = optimizer.init_state(student, trainset, valset)
-
-    if checkpoint is not None:
-        check_compatible(checkpoint, expected, store.url)
-        if checkpoint.get("status") == "finished":
-            logger.info("run %s already finished; reporting it (start a new run.name to optimize again)", run_name)
-            return OptimizationReport.model_validate({**checkpoint["report"], "already_finished": True})
-        try:
-            state = type(fresh).model_validate(checkpoint["state"])
-        except Exception as exc:  # noqa: BLE001 - any validation failure means the state is unusable
-            raise CheckpointError(f"{store.url}: the optimizer state does not load ({exc})") from None
-        step, trials = int(checkpoint["step"]), list(checkpoint.get("trials", []))
-        usage = dsr.Usage(**checkpoint.get("usage", {}))
-        run_id = checkpoint.get("mlflow_run_id") or tracking.start_optimization(config, run_name, expected)
-        tracking.resume_optimization(config, run_id, trials)
-        logger.info("resuming %s at step %d (%d trials done) from %s", run_name, step, len(trials), store.url)
-    else:
-        state, step, trials, usage = fresh, 0, [], dsr.Usage()
-        run_id = tracking.start_optimization(config, run_name, expected)
-    resumed = checkpoint is not None
-
-    def save(status: str, report: dict[str, Any] | None = None) -> None:
-        store.write(
-            step,
-            {
-                "run_name": run_name,
-                "optimizer": config.optimizer.name,
-                "status": status,
-                "fingerprint": expected,
-                "state": state.model_dump(mode="json"),
-                "trials": trials,
-                "usage": {k: v for k, v in usage.to_dict().items() if k != "total_tokens"},
-                "mlflow_run_id": run_id,
-                "updated_at": time.time(),
-                "report": report,
-            },
-        )
-
-    if not resumed:
-        save("running")  # step 0: the run and its MLflow parent are on record before any work is paid for
+    opened = _open_run(config, run_name_for(config, flow_run.id), fresh, fingerprint(config, student, trainset, valset))
+    if isinstance(opened, OptimizationReport):
+        return opened
+    run = opened
 
     runner = StepRunner(config, trainset, valset, progress_key)
-    total = planned_trials(optimizer, state)
-    progress.notify_step(progress_key, _progress(state, trials, total, usage))
-    while not state.done:
+    planned = planned_trials(optimizer, run.state)
+    progress.notify_step(progress_key, run.progress(planned))
+    while not run.state.done:
         mark = time.perf_counter()
-        work = optimizer.ask(state)
-        outcomes, summaries, step_usage = runner.run(work)
-        state = optimizer.tell(state, outcomes)
-        step += 1
-        usage.add(step_usage)
-        new = trial_records(summaries, state, len(trials), step, time.perf_counter() - mark)
-        trials.extend(new)
-        save("running")
-        tracking.log_trials(config, run_id, new)
-        progress.notify_step(progress_key, _progress(state, trials, total, usage))
-        logger.info(
-            "step %d: %s; %d trials, best %s", step, _phase(state), len(trials), getattr(state, "best_score", None)
-        )
+        outcomes, summaries, step_usage = runner.run(optimizer.ask(run.state))
+        run.state = optimizer.tell(run.state, outcomes)
+        run.step += 1
+        run.usage.add(step_usage)
+        new = trial_records(summaries, run.state, len(run.trials), run.step, time.perf_counter() - mark)
+        run.trials.extend(new)
+        run.save("running")
+        tracking.log_trials(config, run.mlflow_run_id, new)
+        progress.notify_step(progress_key, run.progress(planned))
+        best = getattr(run.state, "best_score", None)
+        logger.info("step %d: %s; %d trials, best %s", run.step, _phase(run.state), len(run.trials), best)
 
-    # the end: score baseline and result on the same examples, save, register
-    progress.notify_step(progress_key, {**_progress(state, trials, total, usage), "phase": "final evaluation"})
-    split = "val" if valset else "train"
-    examples = valset or trainset
+    progress.notify_step(progress_key, run.progress(planned, "final evaluation"))
+    report, program_state = _finish(run, student, runner, valset or trainset, "val" if valset else "train")
+    report["wall_time"] = round(time.perf_counter() - started, 3)
+    tracking.finish_optimization(config, run.mlflow_run_id, report, run.trials, program_state)
+    run.save("finished", report)
+    progress.notify_step(progress_key, run.progress(planned, "done"))
+    logger.info(
+        "%s: baseline %.2f -> optimized %.2f on %d %s examples; program at %s",
+        run.name,
+        report["baseline_score"],
+        report["optimized_score"],
+        report["eval_examples"],
+        report["eval_split"],
+        report["program_url"],
+    )
+    return OptimizationReport.model_validate(report)
+
+
+def _finish(
+    run: Run, student: dsr.Module, runner: StepRunner, examples: list[Any], split: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Score the baseline and the result on the same examples, save the program, register it.
+    Returns the report (without wall time) and the program state."""
+    from . import registry
+
+    config = run.config
     indices = list(range(len(examples)))
     optimized = student.deepcopy()
-    optimized.load_state(state.result)
-    baseline_state = student.dump_state()
-    futures = {"baseline": runner.evaluate(baseline_state, split, indices)}
-    futures["optimized"] = runner.evaluate(optimized.dump_state(), split, indices)
+    optimized.load_state(run.state.result)
+    futures = {
+        "baseline": runner.evaluate(student.dump_state(), split, indices),
+        "optimized": runner.evaluate(optimized.dump_state(), split, indices),
+    }
     scores = {name: _mean_score(fs) for name, fs in futures.items()}
     lm = get_lm(config.lm.model_dump())
     for predictor in optimized.predictors():
         predictor.lm = predictor.lm or lm  # the saved program carries its LM settings (never the key)
     program_state = dump_program_state(optimized)
-    program_url = store.url.rstrip("/") + "/program.json"
+    program_url = run.store.url.rstrip("/") + "/program.json"
     with open_file(program_url, "w") as handle:
         json.dump(program_state, handle, indent=2, ensure_ascii=False)
-
     report: dict[str, Any] = {
-        "run_name": run_name,
+        "run_name": run.name,
         "optimizer": config.optimizer.name,
-        "resumed": resumed,
-        "steps": step,
-        "trials": len(trials),
-        "best_score": getattr(state, "best_score", None),
+        "resumed": run.resumed,
+        "steps": run.step,
+        "trials": len(run.trials),
+        "best_score": getattr(run.state, "best_score", None),
         "eval_split": split,
         "eval_examples": len(examples),
         "baseline_score": scores["baseline"],
         "optimized_score": scores["optimized"],
-        "lm_calls": usage.lm_calls,
-        "cached_calls": usage.cached_calls,
-        "prompt_tokens": usage.prompt_tokens,
-        "completion_tokens": usage.completion_tokens,
+        "lm_calls": run.usage.lm_calls,
+        "cached_calls": run.usage.cached_calls,
+        "prompt_tokens": run.usage.prompt_tokens,
+        "completion_tokens": run.usage.completion_tokens,
         "wall_time": 0.0,
-        "checkpoint_url": store.url,
+        "checkpoint_url": run.store.url,
         "program_url": program_url,
-        "mlflow_run_id": run_id,
+        "mlflow_run_id": run.mlflow_run_id,
     }
     if config.mlflow.register_as:
         report.update(
             registry.register(
                 config,
-                run_id,
+                run.mlflow_run_id,
                 program_state,
                 scores["optimized"],
                 champion_score=lambda champion: _mean_score(runner.evaluate(champion, split, indices)),
             )
         )
-    report["wall_time"] = round(time.perf_counter() - started, 3)
-    tracking.finish_optimization(config, run_id, report, trials, program_state)
-    save("finished", report)
-    progress.notify_step(progress_key, {**_progress(state, trials, total, usage), "phase": "done"})
-    logger.info(
-        "%s: baseline %.2f -> optimized %.2f on %d %s examples; program at %s",
-        run_name,
-        scores["baseline"],
-        scores["optimized"],
-        len(examples),
-        split,
-        program_url,
-    )
-    return OptimizationReport.model_validate(report)
+    return report, program_state
 
 
 def _mean_score(futures: list[Any]) -> float:
@@ -479,18 +520,6 @@ def _mean_score(futures: list[Any]) -> float:
 
 def _phase(state: Any) -> str:
     return "done" if state.done else str(getattr(state, "phase", None) or "searching")
-
-
-def _progress(state: Any, trials: list[dict[str, Any]], total: int | None, usage: dsr.Usage) -> dict[str, Any]:
-    return {
-        "phase": _phase(state),
-        "trials": len(trials),
-        "planned_trials": total,
-        "best_score": getattr(state, "best_score", None),
-        "lm_calls": usage.lm_calls,
-        "cached_calls": usage.cached_calls,
-        "tokens": usage.total_tokens,
-    }
 
 
 def run_optimization(config: RunConfig, progress_key: str | None = None) -> OptimizationReport:
