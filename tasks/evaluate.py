@@ -32,15 +32,22 @@ def is_infrastructure_failure(task: Any, task_run: Any, state: Any) -> bool:
     return False
 
 
+# Results as JSON under the run's result storage, found again by their inputs after a crash; retried only for
+# infrastructure failures. Shared by every task that computes shards of examples.
+SHARD_TASK_OPTIONS: dict[str, Any] = {
+    "persist_result": True,
+    "result_serializer": "json",
+    "retries": 2,
+    "retry_delay_seconds": [1, 5],
+    "retry_condition_fn": is_infrastructure_failure,
+}
+
+
 @task(
     name="evaluate_shard",
-    persist_result=True,
-    result_serializer="json",
     cache_policy=(INPUTS - "progress_key") + TASK_SOURCE,
-    retries=2,
-    retry_delay_seconds=[1, 5],
-    retry_condition_fn=is_infrastructure_failure,
     task_run_name="evaluate_shard[{first_index}]",
+    **SHARD_TASK_OPTIONS,
 )
 def evaluate_shard(
     program_ref: str,

@@ -19,22 +19,13 @@ from dsr_core.cache import get_default_cache
 from dsr_core.optimizers.base import LocalRunner, Work
 from dsr_core.tracking import track_usage
 
-from .evaluate import is_infrastructure_failure
+from .evaluate import SHARD_TASK_OPTIONS
 from .program import build_metric, build_program, get_lm
 
 _WORK = TypeAdapter(Work)
 
 
-@task(
-    name="optimizer_work",
-    persist_result=True,
-    result_serializer="json",
-    cache_policy=INPUTS + TASK_SOURCE,
-    retries=2,
-    retry_delay_seconds=[1, 5],
-    retry_condition_fn=is_infrastructure_failure,
-    task_run_name="{label}",
-)
+@task(name="optimizer_work", cache_policy=INPUTS + TASK_SOURCE, task_run_name="{label}", **SHARD_TASK_OPTIONS)
 def optimizer_work(
     program_ref: str,
     lm: dict[str, Any],

@@ -15,7 +15,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.programs import write_words
+from tests.test_flow_optimize import make_config
 from tests.test_monitor import judge
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -102,23 +102,11 @@ def wait_for(flow_run_id, states, timeout=240, every=0.5):
     pytest.fail(f"flow run {flow_run_id} did not reach {states}; last state {run.state.name if run.state else None}")
 
 
-def project(tmp_path, server, **sections):
-    config = {
-        "program": {"ref": "tests.programs:WordCode"},
-        "data": {
-            "train": write_words(tmp_path / "train.jsonl", 16),
-            "dev": write_words(tmp_path / "dev.jsonl", 12, offset=100),
-            "input_keys": ["word"],
-        },
-        "metric": {"ref": "tests.programs:exact_code"},
-        "lm": {"model": "test-model", "api_base": server.url, "max_concurrency": 16},
-        "judge_lm": {"model": "judge-model", "api_base": server.url},
-        "optimizer": {"name": "BootstrapFewShotWithRandomSearch", "num_candidate_programs": 3},
-        "run": {"artifacts_url": str(tmp_path / "artifacts"), "checkpoint_url": str(tmp_path / "checkpoints")},
-        "mlflow": {"tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}", "register_as": "wordcode"},
-        "monitor": {"log_url": str(tmp_path / "prodlog"), "model": "wordcode", "sample": 1.0, "min_examples": 5},
-        **sections,
-    }
+def project(tmp_path, server):
+    """The optimize tests' project plus a judge and a monitor, as a TOML file; run names come from flow runs."""
+    config = make_config(tmp_path, server, name=None, register_as="wordcode")
+    config["judge_lm"] = {"model": "judge-model", "api_base": server.url}
+    config["monitor"] = {"log_url": str(tmp_path / "prodlog"), "model": "wordcode", "sample": 1.0, "min_examples": 5}
     path = tmp_path / "project.toml"
     path.write_text(toml(config))
     return str(path)
