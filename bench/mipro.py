@@ -126,8 +126,8 @@ def render(results: dict[str, Any]) -> str:
         f"when a measurement started: {100 * results['busy_before']:.0f}%.",
         "",
         "| run | wall time (s) | LM calls (server) | final val score | optimizer's best | trials (minibatch + full) "
-        "| chosen instruction says 'backwards' | demos |",
-        "|---|---:|---:|---:|---:|---|---|---:|",
+        "| chosen instruction says 'backwards' | demos | time by phase (s, median run) |",
+        "|---|---:|---:|---:|---:|---|---|---:|---|",
     ]
     for key, label, *_ in results["plan"]:
         row = rows[key]
@@ -138,7 +138,9 @@ def render(results: dict[str, Any]) -> str:
         lines.append(
             f"| {label} | {span(row, 'seconds', '.2f')} | {span(row, 'lm_calls', 'd')} | "
             f"{span(row, 'final_val_score', '.1f')} | {row['best_score']:.1f} | {detail} | "
-            f"{'yes' if 'backwards' in row['instruction'].lower() else 'no'} | {row['demos']} |"
+            f"{'yes' if 'backwards' in row['instruction'].lower() else 'no'} | {row['demos']} | "
+            + (", ".join(f"{name} {value:.2f}" for name, value in row.get("phases", {}).items()) or "–")
+            + " |"
         )
     dspy_rows = [(key, rows[key]) for key, _, side, _ in results["plan"] if side == "dspy"]
     best_key, best = min(dspy_rows, key=lambda kv: kv[1]["seconds_median"])

@@ -45,6 +45,19 @@ def examples(split: str) -> list[dspy.Example]:
     return [dspy.Example(**row).with_inputs("word") for row in rows(split)]
 
 
+def timed_phase(method: Any, phase: str, phases: dict[str, float]) -> Any:
+    """``method``, adding its wall time to ``phases[phase]``."""
+
+    def timed(*args: Any, **kwargs: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return method(*args, **kwargs)
+        finally:
+            phases[phase] = phases.get(phase, 0.0) + time.perf_counter() - started
+
+    return timed
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", required=True, help="base URL of the test server (.../v1)")
@@ -66,6 +79,13 @@ def main() -> None:
     server_reset(args.url)
 
     optimizer = dspy.MIPROv2(metric=metric, auto="light", seed=args.seed, num_threads=args.threads)
+    phases: dict[str, float] = {}
+    for method, phase in (
+        ("_bootstrap_fewshot_examples", "bootstrap"),
+        ("_propose_instructions", "propose"),
+        ("_optimize_prompt_parameters", "trials"),
+    ):
+        setattr(optimizer, method, timed_phase(getattr(optimizer, method), phase, phases))
     started = time.perf_counter()
     compiled = optimizer.compile(WordCode(), trainset=trainset, valset=valset)
     seconds = time.perf_counter() - started
@@ -82,6 +102,7 @@ def main() -> None:
         "threads": args.threads,
         "cache": cache,
         "seconds": seconds,
+        "phases": phases,
         "lm_calls": stats["requests"],
         "max_in_flight": stats["max_in_flight"],
         "final_val_score": final,

@@ -51,7 +51,7 @@ def chosen(program_state: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_compile(args: argparse.Namespace) -> dict[str, Any]:
-    from dsr_core.optimizers import MIPROv2
+    from dsr_core.optimizers import EvaluateWork, MIPROv2
 
     lm = dsr.LM("test", api_base=args.url, cache=not args.no_cache, max_concurrency=args.concurrency, num_retries=0)
     dsr.configure(lm=lm)
@@ -61,17 +61,26 @@ def run_compile(args: argparse.Namespace) -> dict[str, Any]:
 
     optimizer = MIPROv2(metric, auto="light", seed=args.seed, parallel_trials=args.parallel_trials)
     states: list[Any] = []
-    tell = optimizer.tell
+    first_evaluation: list[float] = []  # when the first trial was asked for: the end of bootstrap + proposals
+    tell, ask = optimizer.tell, optimizer.ask
 
     def recording_tell(state: Any, results: list[Any]) -> Any:  # keeps the last state, for the trial count
         new = tell(state, results)
         states.append(new)
         return new
 
+    def recording_ask(state: Any) -> list[Any]:
+        work = ask(state)
+        if not first_evaluation and any(isinstance(item, EvaluateWork) for item in work):
+            first_evaluation.append(time.perf_counter())
+        return work
+
     optimizer.tell = recording_tell  # type: ignore[method-assign]
+    optimizer.ask = recording_ask  # type: ignore[method-assign]
     started = time.perf_counter()
     compiled = optimizer.compile(make_dsr_program(), trainset, valset, concurrency=args.concurrency)
     seconds = time.perf_counter() - started
+    proposing = first_evaluation[0] - started
     stats = server_stats(args.url)
 
     final = dsr.Evaluate(valset, metric, concurrency=args.concurrency, progress=False)(compiled)
@@ -84,6 +93,7 @@ def run_compile(args: argparse.Namespace) -> dict[str, Any]:
         "parallel_trials": args.parallel_trials,
         "cache": not args.no_cache,
         "seconds": seconds,
+        "phases": {"bootstrap + propose": proposing, "trials": seconds - proposing},
         "steps": len(states),
         "lm_calls": stats["requests"],
         "max_in_flight": stats["max_in_flight"],
