@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -181,6 +182,7 @@ def run_flow(args: argparse.Namespace) -> dict[str, Any]:
     seconds = time.perf_counter() - t0
     stats = server_stats(args.url)
     program = json.loads(Path(report.program_url).read_text())
+    shutil.rmtree(work, ignore_errors=True)
     return {
         "side": "dsr",
         "mode": "flow",
