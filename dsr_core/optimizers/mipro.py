@@ -14,8 +14,9 @@
   (from its source code, read at ``init_state``), then of the module, then an instruction from all of it,
   the set's bootstrapped demos and a random tip (DSPy's TIPS). Candidate 0 of each predictor is its
   original instruction. Every prompt-model call is a GenerateWork.
-- ``trials``: the program as given is evaluated on the whole validation set (the baseline, recorded as
-  instruction 0 and demo set 0). Each trial then evaluates the choice TPE proposes (per predictor: an
+- the baseline: the program as given, evaluated on the whole validation set (recorded as instruction 0 and
+  demo set 0) in the first step, next to the first bootstrap batch: it needs nothing proposed.
+- ``trials``: each trial evaluates the choice TPE proposes (per predictor: an
   instruction and a demo set) on a minibatch of ``minibatch_size`` validation examples; after every
   ``minibatch_full_eval_steps`` trials and after the last one, the choice with the best minibatch average
   not yet fully evaluated is evaluated on the whole set. With ``minibatch=False`` every trial is a full
@@ -30,6 +31,8 @@ finished trials only. Evaluate outcomes are merged per trial, however the caller
 
 Where this differs from DSPy:
 
+- DSPy evaluates the baseline when the search starts; here it runs with the first bootstrap batch (the
+  same evaluation, one round earlier on the clock).
 - DSPy keeps one sampler for the whole run; here each step seeds a fresh one over the same history: the
   same algorithm, other random draws.
 - ``parallel_trials=k`` (DSPy runs one trial at a time): up to k trials are asked at once, with TPE's
@@ -53,9 +56,12 @@ Where this differs from DSPy:
 from __future__ import annotations
 
 import copy
+import importlib
 import inspect
 import math
 import random
+import sys
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
@@ -66,6 +72,7 @@ from ..primitives import Example
 from .base import (
     BootstrapOutcome,
     BootstrapWork,
+    EvaluateOutcome,
     EvaluateWork,
     GenerateOutcome,
     GenerateWork,
@@ -207,6 +214,12 @@ def _completion(outcome: GenerateOutcome, field: str) -> str | None:
     return str(outcome.completions[0][field])
 
 
+def _import_in_background(module: str) -> None:
+    """Start importing ``module`` on a daemon thread (Python's import lock makes a later import wait for it)."""
+    if module not in sys.modules:
+        threading.Thread(target=importlib.import_module, args=(module,), name=f"import-{module}", daemon=True).start()
+
+
 class MIPROv2(Optimizer):
     name = "MIPROv2"
 
@@ -278,6 +291,7 @@ class MIPROv2(Optimizer):
     def init_state(self, program: Module, trainset: Sequence[Example], valset: Sequence[Example] | None) -> MiproState:
         if not trainset:
             raise ValueError("MIPROv2 needs a non-empty trainset")
+        _import_in_background("optuna")  # needed from the first trial on; ~0.3 s that can overlap LM calls
         program = program.deepcopy()
         if self.task_model is not None:  # DSPy runs the task under the task model: predictors without their own LM
             for predictor in program.predictors():
@@ -399,6 +413,8 @@ class MIPROv2(Optimizer):
                 item = self._proposal_work(state, number, proposal)
                 if item is not None:
                     work.append(item)
+        if not state.trials:  # the baseline depends on nothing proposed: score it while candidates are made
+            work.append(self._evaluation(state, self._next_trials(state)[0]))
         return work
 
     def _bootstrap_work(self, state: MiproState) -> BootstrapWork:
@@ -498,6 +514,9 @@ class MIPROv2(Optimizer):
                 state.bootstrap_outcomes[result.index] = result
             elif isinstance(result, GenerateOutcome):
                 self._record_generation(state, result)
+        evaluations = [result for result in results if isinstance(result, EvaluateOutcome)]
+        if evaluations:  # the baseline, asked for alongside the first preparation step
+            self._record_trials(state, evaluations)
         self._feed_bootstraps(state)
         self._advance(state)
         return state
@@ -609,7 +628,7 @@ class MIPROv2(Optimizer):
         state, so the state holds finished trials only."""
         number, val_size = len(state.trials), len(state.val_indices)
         if not state.trials:
-            baseline = {name: 0 for name in self._distributions(state)}  # DSPy's record of the default program
+            baseline = {name: 0 for name in self._param_names(state)}  # DSPy's record of the default program
             return [Trial(number=0, kind="baseline", params=baseline, n_examples=val_size)]
         full = self._due_full_evaluation(state)
         if full is not None:
@@ -679,6 +698,11 @@ class MIPROv2(Optimizer):
         evaluated = {tuple(sorted(trial.params.items())) for trial in state.trials if trial.kind == "full"}
         ranked = sorted(scores, key=lambda key: sum(scores[key]) / len(scores[key]), reverse=True)  # stable
         return next((choices[key] for key in ranked if key not in evaluated), None)
+
+    def _param_names(self, state: MiproState) -> list[str]:
+        """DSPy's Optuna parameter names: per predictor an instruction and (unless zero-shot) a demo set."""
+        kinds = ("instruction",) if self.zeroshot else ("instruction", "demos")
+        return [f"{i}_predictor_{kind}" for i in range(len(state.predictor_names)) for kind in kinds]
 
     def _distributions(self, state: MiproState) -> dict[str, Any]:
         from optuna.distributions import CategoricalDistribution
