@@ -423,6 +423,7 @@ def optimize_flow(
     run = opened
 
     runner = StepRunner(config, trainset, valset, progress_key)
+    trial_log = tracking.TrialLog(config, run.mlflow_run_id)
     planned = planned_trials(optimizer, run.state)
     progress.notify_step(progress_key, run.progress(planned))
     while not run.state.done:
@@ -434,11 +435,13 @@ def optimize_flow(
         new = trial_records(summaries, run.state, len(run.trials), run.step, time.perf_counter() - mark)
         run.trials.extend(new)
         run.save("running")
-        tracking.log_trials(config, run.mlflow_run_id, new)
+        trial_log.submit(new)
         progress.notify_step(progress_key, run.progress(planned))
         best = getattr(run.state, "best_score", None)
         logger.info("step %d: %s; %d trials, best %s", run.step, _phase(run.state), len(run.trials), best)
 
+    trial_log.close()
+    tracking.log_missing_trials(config, run.mlflow_run_id, run.trials)
     progress.notify_step(progress_key, run.progress(planned, "final evaluation"))
     report, program_state = _finish(run, student, runner, valset or trainset, "val" if valset else "train")
     report["wall_time"] = round(time.perf_counter() - started, 3)

@@ -79,8 +79,13 @@ def start_optimization(config: RunConfig, run_name: str, fingerprint: dict[str, 
 
 def resume_optimization(config: RunConfig, run_id: str, trials: list[dict[str, Any]]) -> None:
     """Mark the parent running again and log the trials a crash kept from reaching MLflow."""
+    client_for(config).update_run(run_id, status="RUNNING")
+    log_missing_trials(config, run_id, trials)
+
+
+def log_missing_trials(config: RunConfig, run_id: str, trials: list[dict[str, Any]]) -> None:
+    """Log every trial of ``trials`` that has no nested run under the parent yet."""
     client = client_for(config)
-    client.update_run(run_id, status="RUNNING")
     children = client.search_runs(
         [client.get_run(run_id).info.experiment_id],
         filter_string=f"tags.mlflow.parentRunId = '{run_id}'",
@@ -88,6 +93,39 @@ def resume_optimization(config: RunConfig, run_id: str, trials: list[dict[str, A
     )
     logged = {child.data.tags.get("dsr.trial") for child in children}
     log_trials(config, run_id, [t for t in trials if str(t["trial"]) not in logged])
+
+
+class TrialLog:
+    """Nested trial runs written in order by one background thread, so MLflow's round trips (a few sqlite or
+    HTTP calls per trial) stay off the optimization's step loop. A failure is logged and left to
+    ``log_missing_trials``, which the flow calls at the end (and a resumed run calls at its start)."""
+
+    def __init__(self, config: RunConfig, parent_id: str) -> None:
+        import queue
+        import threading
+
+        self.config, self.parent_id = config, parent_id
+        self._queue: queue.Queue[list[dict[str, Any]] | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name="dsr-mlflow-trials", daemon=True)
+        self._thread.start()
+
+    def submit(self, trials: list[dict[str, Any]]) -> None:
+        if trials:
+            self._queue.put(list(trials))
+
+    def _run(self) -> None:
+        import logging
+
+        while (trials := self._queue.get()) is not None:
+            try:
+                log_trials(self.config, self.parent_id, trials)
+            except Exception:  # noqa: BLE001 - reconciled at the end of the run
+                logging.getLogger("dsr").warning("MLflow: could not log trials; retrying at the end", exc_info=True)
+
+    def close(self) -> None:
+        """Wait until every submitted trial is written (or has failed)."""
+        self._queue.put(None)
+        self._thread.join()
 
 
 TRIAL_PARAMS = ("candidate", "kind", "split", "examples", "choice", "step")

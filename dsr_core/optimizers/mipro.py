@@ -291,7 +291,6 @@ class MIPROv2(Optimizer):
     def init_state(self, program: Module, trainset: Sequence[Example], valset: Sequence[Example] | None) -> MiproState:
         if not trainset:
             raise ValueError("MIPROv2 needs a non-empty trainset")
-        _import_in_background("optuna")  # needed from the first trial on; ~0.3 s that can overlap LM calls
         program = program.deepcopy()
         if self.task_model is not None:  # DSPy runs the task under the task model: predictors without their own LM
             for predictor in program.predictors():
@@ -409,6 +408,9 @@ class MIPROv2(Optimizer):
         if state.summary is not None and not state.summary.done:
             work.append(self._summary_work(state.summary))
         if state.phase == "propose":
+            # optuna is needed from the first trial on; its import (~0.3 s of CPU) fits in this phase's idle
+            # time, which is mostly waiting for the dataset summary's one-at-a-time calls
+            _import_in_background("optuna")
             for number, proposal in enumerate(state.proposals):
                 item = self._proposal_work(state, number, proposal)
                 if item is not None:
