@@ -188,3 +188,11 @@ def test_a_preempted_optimization_is_rescheduled_and_resumes_on_a_new_worker(dep
     assert checkpoint["report"]["optimized_score"] == reference.optimized_score
     program = json.loads(Path(checkpoint["report"]["program_url"]).read_text())
     assert program == json.loads(Path(reference.program_url).read_text())
+
+
+def test_the_shipped_deployment_config_is_valid():
+    from flows.config import load_config
+
+    config = load_config(ROOT / "deployments" / "configs" / "project.toml")
+    assert config.monitor is not None and config.monitor.optimize_deployment == "dsr-optimize/nightly"
+    assert config.mlflow.register_as == config.monitor.model
