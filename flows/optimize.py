@@ -217,12 +217,7 @@ class StepRunner:
         summaries = []
         for item, futures in evaluations:
             records = sorted((r for f in futures for r in f.result()), key=lambda r: r["index"])
-            for record in records:
-                usage.add(
-                    dsr.Usage(
-                        record["prompt_tokens"], record["completion_tokens"], record["lm_calls"], record["cached_calls"]
-                    )
-                )
+            usage.add(records_usage(records))
             outcome = EvaluateOutcome(
                 candidate=item.candidate,
                 split=item.split,
@@ -476,6 +471,8 @@ def _finish(
         "optimized": runner.evaluate(optimized.dump_state(), split, indices),
     }
     scores = {name: _mean_score(fs) for name, fs in futures.items()}
+    for fs in futures.values():  # the report's LM totals include these two evaluations
+        run.usage.add(records_usage([r for f in fs for r in f.result()]))
     lm = get_lm(config.lm.model_dump())
     for predictor in optimized.predictors():
         predictor.lm = predictor.lm or lm  # the saved program carries its LM settings (never the key)
@@ -514,6 +511,14 @@ def _finish(
             )
         )
     return report, program_state
+
+
+def records_usage(records: list[dict[str, Any]]) -> dsr.Usage:
+    """The LM usage behind evaluation records (as evaluate_shard returns them)."""
+    usage = dsr.Usage()
+    for r in records:
+        usage.add(dsr.Usage(r["prompt_tokens"], r["completion_tokens"], r["lm_calls"], r["cached_calls"]))
+    return usage
 
 
 def _mean_score(futures: list[Any]) -> float:
