@@ -40,16 +40,20 @@ class LMServer:
     ``--port 0`` lets the OS pick a free port; the server prints its base URL once it is listening.
     """
 
-    def __init__(self, latency: float, python: str = DSR_PYTHON) -> None:
+    def __init__(self, latency: float, python: str = DSR_PYTHON, responder: str | None = None) -> None:
         self.latency = latency
         self.python = python
+        self.responder = responder  # ``package.module:function`` for the server's --responder
         self.url = ""
         self._proc: subprocess.Popen[str] | None = None
         self._stderr = tempfile.TemporaryFile(mode="w+")  # a file, not a pipe: nobody has to drain it
 
     def start(self) -> LMServer:
         self._proc = subprocess.Popen(
-            [self.python, "-m", "dsr_core.testing.server", "--port", "0", "--latency", str(self.latency)],
+            [
+                *(self.python, "-m", "dsr_core.testing.server", "--port", "0", "--latency", str(self.latency)),
+                *(("--responder", self.responder) if self.responder else ()),
+            ],
             stdout=subprocess.PIPE,
             stderr=self._stderr,
             text=True,
@@ -257,3 +261,18 @@ def side_main(factory: HarnessFactory, description: str, extra: dict[str, Handle
     args = parser.parse_args()
     result = handlers[args.benchmark](args)
     print(json.dumps({"benchmark": args.benchmark, **result}), flush=True)
+
+
+def time_prefect_startup() -> float:
+    """Seconds an empty flow takes: Prefect's ephemeral server start (once per process), timed on its own."""
+    import time
+
+    from prefect import flow
+
+    @flow
+    def warm_up() -> int:
+        return 1
+
+    t0 = time.perf_counter()
+    warm_up()
+    return time.perf_counter() - t0

@@ -21,6 +21,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.common import time_prefect_startup  # noqa: E402
+
 
 def start_server(latency: float) -> tuple[subprocess.Popen[str], str]:
     process = subprocess.Popen(
@@ -75,15 +77,7 @@ def main() -> None:
         in_process_flight = max_in_flight(url)
 
         # 2. Prefect startup (ephemeral server), measured with an empty flow
-        from prefect import flow
-
-        @flow
-        def warm_up() -> int:
-            return 1
-
-        t0 = time.perf_counter()
-        warm_up()
-        startup = time.perf_counter() - t0
+        startup = time_prefect_startup()
 
         # 3. the evaluate flow
         from flows.config import validate_config

@@ -21,14 +21,13 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import DSR_PYTHON, REPO_ROOT, LMServer, dspy_python, run_side  # noqa: E402
+from common import DSR_PYTHON, LMServer, dspy_python, run_side  # noqa: E402
 from run import Quiet, cache_dirs, log, machine  # noqa: E402
 
 LATENCY = 0.1
@@ -49,34 +48,9 @@ FULL_PLAN: list[tuple[str, str, str, list[str]]] = [
 QUICK_KEYS = ("dspy-64", "dsr", "flow")
 
 
-class MiproServer(LMServer):
-    """The test server with the benchmark's responder (``--responder``)."""
-
-    def start(self) -> MiproServer:
-        self._proc = subprocess.Popen(
-            [
-                self.python,
-                *("-m", "dsr_core.testing.server", "--port", "0", "--latency", str(self.latency)),
-                *("--responder", RESPONDER),
-            ],
-            stdout=subprocess.PIPE,
-            stderr=self._stderr,
-            text=True,
-            cwd=REPO_ROOT,
-        )
-        assert self._proc.stdout is not None
-        line = self._proc.stdout.readline().strip()
-        if not line.startswith("http://"):
-            self.stop()
-            self._stderr.seek(0)
-            raise RuntimeError(f"test server did not start: {line!r} {self._stderr.read()[-4000:]}")
-        self.url = line
-        return self
-
-
 def measure(plan: list[tuple[str, str, str, list[str]]], repeats: int, dspy_py: str, quiet: Quiet) -> dict[str, Any]:
     runs: dict[str, list[dict[str, Any]]] = {key: [] for key, *_ in plan}
-    with MiproServer(latency=LATENCY) as server:
+    with LMServer(latency=LATENCY, responder=RESPONDER) as server:
         for round_ in range(repeats):
             for key, _, side, args in plan:
                 python, script = (

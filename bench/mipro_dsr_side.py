@@ -35,7 +35,7 @@ BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 sys.path.insert(0, str(BENCH.parent))  # the flow imports the program and metric as bench.mipro_task:...
 
-from common import server_reset, server_stats  # noqa: E402
+from common import server_reset, server_stats, time_prefect_startup  # noqa: E402
 from mipro_task import DATA_SEED, SEED, code_for, make_dsr_program, metric, rows, words, write_jsonl  # noqa: E402
 
 import dsr_core as dsr  # noqa: E402
@@ -117,15 +117,7 @@ def run_flow(args: argparse.Namespace) -> dict[str, Any]:
     lm = dsr.LM("test", api_base=args.url, cache=False, num_retries=0)
     dsr.Predict("word -> code", lm=lm)(word="warmup")  # SDK import and first connection, as on the other sides
 
-    from prefect import flow
-
-    @flow
-    def warm_up() -> int:
-        return 1
-
-    t0 = time.perf_counter()
-    warm_up()
-    startup = time.perf_counter() - t0
+    startup = time_prefect_startup()
 
     from flows.config import validate_config
     from flows.optimize import run_optimization
