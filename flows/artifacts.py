@@ -40,14 +40,27 @@ def open_file(url: str, mode: str) -> Any:
     return fsspec.open(url, mode, **storage_options(url))
 
 
+def filesystem(url: str) -> Any:
+    """The fsspec filesystem for ``url`` (local or remote), with the endpoint from the environment."""
+    import fsspec
+
+    protocol = url.split("://", 1)[0] if is_remote(url) else "file"
+    return fsspec.filesystem(protocol, **storage_options(url))
+
+
+def open_for_writing(url: str, mode: str = "w") -> Any:
+    """``open_file`` for writing; a local parent folder is created first (S3 has no folders to make)."""
+    if not is_remote(url):
+        Path(url).parent.mkdir(parents=True, exist_ok=True)
+    return open_file(url, mode)
+
+
 def write_table(table: Any, artifacts_url: str, run_name: str, filename: str) -> str:
     """Write a pyarrow Table as Parquet to ``{artifacts_url}/{run_name}/{filename}``; return its URL."""
     import pyarrow.parquet as pq
 
     url = join(artifacts_url, run_name, filename)
-    if not is_remote(url):
-        Path(url).parent.mkdir(parents=True, exist_ok=True)
-    with open_file(url, "wb") as handle:
+    with open_for_writing(url, "wb") as handle:
         pq.write_table(table, handle)
     return url
 

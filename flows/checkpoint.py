@@ -24,7 +24,7 @@ from typing import Any
 
 import dsr_core as dsr
 
-from .artifacts import is_remote, join, storage_options
+from .artifacts import filesystem, is_remote, join
 
 FORMAT = "dsr-checkpoint/1"
 POINTER = "latest.json"
@@ -35,20 +35,13 @@ class CheckpointError(dsr.DsrError):
     """A checkpoint cannot be used: corrupt, truncated, or written by an incompatible run."""
 
 
-def _filesystem(url: str) -> Any:
-    import fsspec
-
-    protocol = url.split("://", 1)[0] if is_remote(url) else "file"
-    return fsspec.filesystem(protocol, **storage_options(url))
-
-
 class CheckpointStore:
     """Reads and writes the checkpoints of one run."""
 
     def __init__(self, checkpoint_url: str, run_name: str, *, retries: int = 6, backoff: float = 0.5) -> None:
         self.url = join(checkpoint_url, run_name)
         self.run_name = run_name
-        self.fs = _filesystem(self.url)
+        self.fs = filesystem(self.url)
         self.retries = retries
         self.backoff = backoff
         self.sequence = 0  # of the last checkpoint read or written
@@ -153,7 +146,7 @@ class CheckpointStore:
 
 def list_runs(checkpoint_url: str) -> list[dict[str, Any]]:
     """Every run under ``checkpoint_url`` with its last checkpoint's summary (or the error reading it)."""
-    fs = _filesystem(checkpoint_url)
+    fs = filesystem(checkpoint_url)
     root = join(checkpoint_url)
     try:
         entries = fs.ls(root, detail=True)

@@ -6,9 +6,12 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
+
+if TYPE_CHECKING:
+    from .config import RunConfig
 
 # The live display reports progress; Prefect's per-task INFO lines would scroll over it. Warnings and errors
 # still show, and PREFECT_LOGGING_LEVEL=INFO brings the rest back.
@@ -89,11 +92,11 @@ def program_show(path: Path) -> None:
             typer.echo(f"  lm: {entry['lm'].get('model')}")
 
 
-def _load(config_path: Path, overrides: list[str] | None, lm: str | None = None) -> "RunConfig":  # noqa: F821, UP037
+def _load(config_path: Path, overrides: list[str] | None, lm: str | None = None) -> RunConfig:
     from .config import ConfigError, load_config
     from .local_lm import LOCAL_MODEL, local_sections, missing_extra
 
-    # refs such as "examples.support_triage.program:Triage" name modules under the working folder, as with
+    # refs such as "examples.travel_destination.program:TravelDestination" name modules under the working folder, as with
     # `python -m`; the console script's own folder is what Python put first on the path
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())

@@ -29,7 +29,7 @@ from pydantic import BaseModel
 
 from tasks.monitor import judge_shard
 
-from .artifacts import is_remote, join, open_file
+from .artifacts import join, open_file, open_for_writing
 from .config import RunConfig, resolve_config
 from .serving import read_production_log
 from .tracking import client_for, experiment_id
@@ -75,11 +75,7 @@ def _read_state(url: str) -> MonitorState:
 
 
 def _write_state(url: str, state: MonitorState) -> None:
-    from pathlib import Path
-
-    if not is_remote(url):
-        Path(url).parent.mkdir(parents=True, exist_ok=True)
-    with open_file(url, "w") as handle:
+    with open_for_writing(url) as handle:
         handle.write(state.model_dump_json(indent=2))
 
 
@@ -177,21 +173,17 @@ def judged_rows(records: list[tuple[dict[str, Any], float]]) -> list[dict[str, A
 
 
 def _reoptimize(config: RunConfig, rows: list[dict[str, Any]], now: float) -> dict[str, Any]:
-    from pathlib import Path
-
     from prefect.deployments import run_deployment
 
     monitor = config.monitor
     assert monitor is not None
     base = monitor.collected_url or join(monitor.log_url, "_monitor", "collected")
     url = join(base, f"collected-{int(now)}.jsonl")
-    if not is_remote(url):
-        Path(url).parent.mkdir(parents=True, exist_ok=True)
-    with open_file(url, "w") as handle:
+    with open_for_writing(url) as handle:
         handle.write("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
     result: dict[str, Any] = {"triggered": True, "collected_url": url}
     if monitor.optimize_deployment:
-        run = run_deployment(
+        run: Any = run_deployment(  # sync here (outside an event loop)
             monitor.optimize_deployment,
             parameters={"overrides": [f"data.train={json.dumps(url)}"]},
             timeout=0,  # start it; the optimization runs on its own schedule and worker

@@ -24,7 +24,6 @@ import os
 import threading
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
 from fastapi import Request  # at module level: FastAPI resolves the route's annotations by name
@@ -32,7 +31,7 @@ from fastapi import Request  # at module level: FastAPI resolves the route's ann
 import dsr_core as dsr
 from dsr_core.adapters.types import jsonable
 
-from .artifacts import is_remote, join, open_file
+from .artifacts import filesystem, join, open_for_writing
 
 # -- the production log ----------------------------------------------------------------------------------------
 
@@ -77,10 +76,8 @@ class ProductionLog:
         now = time.time()
         day = time.strftime("%Y-%m-%d", time.gmtime(now))
         part = join(self.url, f"date={day}", f"part-{int(now * 1000):013d}-{uuid.uuid4().hex[:8]}.jsonl")
-        if not is_remote(part):
-            Path(part).parent.mkdir(parents=True, exist_ok=True)
         text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
-        with open_file(part, "w") as handle:
+        with open_for_writing(part) as handle:
             handle.write(text)
         return part
 
@@ -93,18 +90,13 @@ class ProductionLog:
 
 def read_production_log(url: str, since_ms: int = 0) -> tuple[list[dict[str, Any]], int]:
     """Records from parts written after ``since_ms`` (epoch ms), and the newest part's time (a watermark)."""
-    import fsspec
-
-    from .artifacts import storage_options
-
-    protocol = url.split("://", 1)[0] if is_remote(url) else "file"
-    fs = fsspec.filesystem(protocol, **storage_options(url))
+    fs = filesystem(url)
     root = join(url)
     try:
         paths = fs.glob(f"{root.rstrip('/')}/date=*/part-*.jsonl")
     except FileNotFoundError:
         paths = []
-    newest, records = since_ms, []
+    newest, records = since_ms, list[dict[str, Any]]()
     for path in sorted(paths):
         stamp = int(path.rsplit("/", 1)[-1].split("-")[1])
         if stamp <= since_ms:
@@ -123,7 +115,8 @@ def program_inputs(program: dsr.Module) -> tuple[list[str], list[str]]:
     if isinstance(program, dsr.Predict):
         return list(program.signature.input_fields), []
     method = program.aforward if type(program).aforward is not dsr.Module.aforward else program.forward
-    required, optional = [], []
+    required: list[str] = []
+    optional: list[str] = []
     for name, parameter in inspect.signature(method).parameters.items():
         if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
             continue
