@@ -3,7 +3,8 @@
 The key is the sha256 of the normalized request (model, messages, sampling parameters, rollout id),
 never the api key or the base URL, so the same request to two replicas of one model hits the same entry.
 Disk entries are one JSON file each, written to a temporary name and renamed into place, so concurrent
-processes never see a half-written entry; an entry that fails to parse anyway is a miss, never a crash.
+processes never see a half-written entry; an entry that fails to parse anyway, or parses to something that
+is not an LM response (``entry_problem``), is a miss, never a crash, and the fresh response replaces it.
 No lock on the hot path: the LRU is a dict touched only by atomic operations, and disk writes happen on
 one background thread so the event loop never waits for the file system (``flush()`` waits for them;
 they also finish before the interpreter exits).
@@ -51,6 +52,35 @@ def request_key(request: dict[str, Any]) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
+def entry_problem(value: Any) -> str | None:
+    """Why ``value`` is not a response entry as ``LM.acall`` writes and reads it; None when it is one.
+
+    An entry is ``{"texts": [str, ...], "finish_reasons": [str, ...], "usage": {"prompt_tokens": int,
+    "completion_tokens": int}}`` with at least one text (the last two keys optional). Checked on every way
+    into the memory tier (a disk read, a put) because valid JSON of another shape, from a hand edit, another
+    tool or an older format, would otherwise fail its example on every run with a bare KeyError or TypeError.
+    """
+    if not isinstance(value, dict):
+        return f"entry is a JSON {type(value).__name__}, not an object"
+    texts = value.get("texts")
+    if not isinstance(texts, list) or not texts:
+        return "'texts' is missing or not a non-empty list"
+    if not all(isinstance(t, str) for t in texts):
+        return "'texts' holds a value that is not a string"
+    finish = value.get("finish_reasons", [])
+    if not isinstance(finish, list) or not all(isinstance(f, str) for f in finish):
+        return "'finish_reasons' is not a list of strings"
+    usage = value.get("usage")
+    if usage is not None:
+        if not isinstance(usage, dict):
+            return "'usage' is not an object"
+        for name in ("prompt_tokens", "completion_tokens"):
+            tokens = usage.get(name, 0)
+            if isinstance(tokens, bool) or not isinstance(tokens, int) or tokens < 0:
+                return f"'usage.{name}' is not a non-negative integer"
+    return None
+
+
 class Cache:
     """Two tiers: ``memory_entries`` most recent entries in memory, everything on disk under ``directory``."""
 
@@ -96,6 +126,10 @@ class Cache:
         return None
 
     def put(self, key: str, value: dict[str, Any]) -> None:
+        problem = entry_problem(value)
+        if problem is not None:  # a caller's bug: keep it out of both tiers rather than fail the call
+            log.warning("not caching %s: %s", key, problem)
+            return
         self._remember(key, value)
         if self.disk:
             self._last_write = _disk_writer().submit(self._write_disk, key, value)
@@ -125,16 +159,19 @@ class Cache:
             return None
         try:
             value = json.loads(data)
-            if not isinstance(value, dict):
-                raise ValueError("entry is not a JSON object")
-            return value
         except ValueError as exc:
-            log.warning("cache entry %s is corrupt (%s); treating as a miss and removing it", path, exc)
-            try:
-                path.unlink()
-            except OSError:
-                pass
-            return None
+            problem: str | None = f"not JSON: {exc}"
+        else:
+            problem = entry_problem(value)
+        if problem is None:
+            return value  # type: ignore[no-any-return]
+        # Removed, so it is reported once even if the call that would replace it fails.
+        log.warning("cache entry %s is corrupt (%s); treating as a miss and removing it", path, problem)
+        try:
+            path.unlink()
+        except OSError:
+            pass
+        return None
 
     def _write_disk(self, key: str, value: dict[str, Any]) -> None:
         path = self._path(key)

@@ -45,6 +45,26 @@ class LMTimeoutError(LMError):
     """The endpoint did not answer within the timeout, on every attempt."""
 
 
+class LMConnectionError(LMError):
+    """The endpoint could not be reached, on every attempt.
+
+    Connection refused, host name not resolved, connection reset or closed without an answer. Retried first
+    (the server may be restarting); the message names the base URL and what happened.
+    """
+
+
+class LMAuthenticationError(LMError):
+    """The endpoint rejected the API key (401) or denied it the request (403), or there is no key to send.
+
+    Not retried: the same key fails again. The message names the variable the key comes from (``api_key_env``),
+    never the key.
+    """
+
+
+class LMNotFoundError(LMError):
+    """The endpoint answered 404: no such model, or ``api_base`` is not the API root. Not retried."""
+
+
 class ContextWindowExceededError(LMError):
     """The request is longer than the model's context window; retrying cannot help."""
 

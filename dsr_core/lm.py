@@ -2,8 +2,10 @@
 
 What it adds to the SDK: retries with exponential backoff and jitter that honour Retry-After, client-side
 limits (requests in flight, requests and tokens per minute), the two-tier cache, usage accounting and a
-call history, typed errors. The api key lives in one private attribute; it never reaches a repr, a log
-line, the history, the cache key or saved state.
+call history, typed errors (a refused connection is an ``LMConnectionError``, a rejected key an
+``LMAuthenticationError``: never a timeout or a bare status code) and a cheap readiness probe. The api key
+lives in one private attribute; it never reaches a repr, a log line, the history, the cache key, saved state
+or an error message.
 
 Requests go through the SDK's documented raw-request path (``client.post(..., cast_to=httpx.Response)``):
 the SDK still owns auth, the base URL, headers and error mapping, but the request body is plain JSON we
@@ -14,11 +16,15 @@ ms per call against 1.37 ms for ``chat.completions.with_raw_response.create``, t
 from __future__ import annotations
 
 import asyncio
+import errno
+import hashlib
+import hmac
 import json
 import logging
 import math
 import os
 import random
+import socket
 import threading
 import time
 from collections import deque
@@ -29,7 +35,15 @@ from urllib.parse import urlsplit, urlunsplit
 from . import settings as _settings
 from ._async import run_sync
 from .cache import Cache, cache_enabled_globally, get_default_cache, request_key
-from .errors import ContextWindowExceededError, LMError, LMRateLimitError, LMTimeoutError
+from .errors import (
+    ContextWindowExceededError,
+    LMAuthenticationError,
+    LMConnectionError,
+    LMError,
+    LMNotFoundError,
+    LMRateLimitError,
+    LMTimeoutError,
+)
 from .limits import InFlightLimiter, RateLimiter
 from .primitives import Usage
 
@@ -39,6 +53,15 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_RETRY_AFTER = 120.0  # seconds
+DEFAULT_API_KEY_ENV = "OPENAI_API_KEY"
+DEFAULT_BASE_URL = "https://api.openai.com/v1"  # the SDK's, when no api_base is given
+PROBE_TIMEOUT = 10.0  # seconds, at most: a probe says "not ready" quickly rather than wait out a long timeout
+PROBE_MESSAGES = [{"role": "user", "content": "ping"}]
+
+# (base URL, model, key variable, key fingerprint) of every successful probe in this process. The fingerprint
+# is an HMAC under a per-process random salt, so a changed key is probed again and the key itself is not kept.
+_probed: set[tuple[str, str, str, str]] = set()
+_PROBE_SALT = os.urandom(16)
 
 GLOBAL_HISTORY: deque[dict[str, Any]] = deque(maxlen=10_000)
 
@@ -145,7 +168,7 @@ class LM:
         rpm: float | None = None,
         tpm: float | None = None,
         cache: bool = True,
-        api_key_env: str = "OPENAI_API_KEY",
+        api_key_env: str = DEFAULT_API_KEY_ENV,
         retry_backoff: tuple[float, float] = (0.5, 30.0),
         cache_store: Cache | None = None,
         **kwargs: Any,
@@ -238,11 +261,23 @@ class LM:
             return key
         if self.api_base:
             return "not-needed"  # local servers (vLLM, llama.cpp) accept any key
-        raise LMError(
+        raise LMAuthenticationError(
             f"no API key for model {self.model!r}: pass api_key=..., set {self.api_key_env}, "
             "or give api_base= for a local OpenAI-compatible server",
             model=self.model,
         )
+
+    def _key_source(self) -> str:
+        """Where the key sent comes from, for error messages: the variable's name, never the key."""
+        if self.__api_key:
+            return f"the key passed as api_key= (not {self.api_key_env})"
+        if os.environ.get(self.api_key_env):
+            return f"the key in {self.api_key_env}"
+        return f"{self.api_key_env} is not set, so a placeholder key was sent"
+
+    def _endpoint(self) -> str:
+        """The base URL for messages: without credentials in it."""
+        return (_strip_userinfo(self.api_base) or DEFAULT_BASE_URL).rstrip("/")
 
     async def _state(self) -> _LoopState:
         loop = asyncio.get_running_loop()
@@ -316,13 +351,13 @@ class LM:
         key = None
         if store is not None:
             key = request_key(body if rollout_id is None else {**body, "rollout_id": rollout_id})
-            hit = store.get(key)
+            hit = store.get(key)  # the cache hands out only entries of the right shape (cache.entry_problem)
             if hit is not None:
                 response = LMResponse(
-                    texts=hit["texts"],
+                    texts=list(hit["texts"]),  # copies: a caller editing its response must not edit the cache
                     usage=Usage(lm_calls=1, cached_calls=1),
                     cached=True,
-                    finish_reasons=hit.get("finish_reasons", []),
+                    finish_reasons=list(hit.get("finish_reasons", [])),
                 )
                 self._record(body, response, rollout_id, hit.get("usage"))
                 return response
@@ -333,8 +368,8 @@ class LM:
             store.put(
                 key,
                 {
-                    "texts": response.texts,
-                    "finish_reasons": response.finish_reasons,
+                    "texts": list(response.texts),
+                    "finish_reasons": list(response.finish_reasons),
                     "usage": {
                         "prompt_tokens": response.usage.prompt_tokens,
                         "completion_tokens": response.usage.completion_tokens,
@@ -363,8 +398,38 @@ class LM:
         self.history.append(entry)  # deque.append is atomic: no lock
         GLOBAL_HISTORY.append(entry)
 
-    async def _request_with_retries(self, body: dict[str, Any]) -> LMResponse:
+    async def _attempt(
+        self,
+        state: _LoopState,
+        body: dict[str, Any],
+        estimate: float,
+        *,
+        timeout: float | None = None,
+        warn_cut: bool = True,
+    ) -> LMResponse:
+        """One request under the LM's limits; raises the SDK's errors (or a malformed body's) untranslated."""
         import httpx2
+
+        if self._rpm is not None:
+            await self._rpm.wait(1)
+        if self._tpm is not None:
+            await self._tpm.wait(estimate)
+        await self._in_flight.acquire()
+        try:
+            client = state.client()
+            if timeout is None:
+                raw = await client.post("/chat/completions", body=body, cast_to=httpx2.Response)
+            else:
+                options: Any = {"timeout": timeout}
+                raw = await client.post("/chat/completions", body=body, cast_to=httpx2.Response, options=options)
+            response = _parse_completion(raw.content, self.model, warn_cut=warn_cut)
+            if self._tpm is not None:
+                self._tpm.refund(estimate - response.usage.total_tokens)
+            return response
+        finally:
+            self._in_flight.release()
+
+    async def _request_with_retries(self, body: dict[str, Any]) -> LMResponse:
         import openai
 
         state = await self._state()
@@ -372,18 +437,9 @@ class LM:
         initial, ceiling = self.retry_backoff
         last_error: Exception | None = None
         for attempt in range(self.num_retries + 1):
-            if self._rpm is not None:
-                await self._rpm.wait(1)
-            if self._tpm is not None:
-                await self._tpm.wait(estimate)
             retry_after: float | None = None
-            await self._in_flight.acquire()
             try:
-                raw = await state.client().post("/chat/completions", body=body, cast_to=httpx2.Response)
-                response = _parse_completion(raw.content, self.model)
-                if self._tpm is not None:
-                    self._tpm.refund(estimate - response.usage.total_tokens)
-                return response
+                return await self._attempt(state, body, estimate)
             except openai.RateLimitError as exc:
                 last_error, retry_after = exc, _retry_after(exc.response)
             except openai.APITimeoutError as exc:
@@ -397,8 +453,6 @@ class LM:
                     raise self._fatal(exc) from None
             except _MalformedResponseError as exc:
                 last_error = exc
-            finally:
-                self._in_flight.release()
             if attempt == self.num_retries:
                 break
             delay = min(ceiling, initial * 2**attempt) * random.uniform(0.5, 1.0)
@@ -408,18 +462,35 @@ class LM:
                 "LM %s: attempt %d failed (%s); retrying in %.2fs",
                 self.model,
                 attempt + 1,
-                _describe(last_error),
+                self._redact(_connection_problem(last_error, self._endpoint()) or _describe(last_error)),
                 delay,
             )
             await asyncio.sleep(delay)
         raise self._exhausted(last_error)
 
     def _fatal(self, exc: Exception) -> LMError:
+        """The typed error for a status that retrying cannot fix."""
         status = getattr(exc, "status_code", None)
         message = self._redact(_describe(exc))
         if status == 400 and any(m in message.lower() for m in _CONTEXT_WINDOW_MARKERS):
             return ContextWindowExceededError(
                 f"{self.model}: request exceeds the context window: {message}", status_code=status, model=self.model
+            )
+        if status in (401, 403):
+            said = self._redact(_server_message(exc))
+            what = "rejected the API key" if status == 401 else "denied the request"
+            return LMAuthenticationError(
+                f"{self.model}: {self._endpoint()} {what} ({status}); {self._key_source()}: {said}",
+                status_code=status,
+                model=self.model,
+            )
+        if status == 404:
+            said = self._redact(_server_message(exc))
+            return LMNotFoundError(
+                f"{self.model}: {self._endpoint()} answered 404 ({said}); check the model name and that "
+                "api_base is the API root (usually ending in /v1)",
+                status_code=status,
+                model=self.model,
             )
         return LMError(f"{self.model}: {message}", status_code=status, model=self.model)
 
@@ -432,23 +503,121 @@ class LM:
             return LMRateLimitError(
                 f"{self.model}: still rate limited after {tries} attempts: {message}", status_code=429, model=self.model
             )
-        if isinstance(exc, openai.APITimeoutError):
-            return LMTimeoutError(
-                f"{self.model}: no answer within {self.timeout}s on {tries} attempts", model=self.model
+        if isinstance(exc, openai.APIConnectionError):  # APITimeoutError included
+            return self._connection_error(
+                exc, f"{tries} attempts", f"no answer within {self.timeout}s on {tries} attempts"
             )
         status = getattr(exc, "status_code", None)
         return LMError(f"{self.model}: failed after {tries} attempts: {message}", status_code=status, model=self.model)
 
+    def _connection_error(self, exc: Exception, attempts: str, timed_out: str) -> LMError:
+        """LMConnectionError, or LMTimeoutError when the request really timed out.
+
+        The SDK's class is not evidence: its aiohttp transport reports every aiohttp connection error, a
+        refused connection included, as a connect timeout. The exception's causes say what happened.
+        """
+        import openai
+
+        url = self._endpoint()
+        problem = _connection_problem(exc, url)
+        if problem is None and isinstance(exc, openai.APITimeoutError):
+            return LMTimeoutError(f"{self.model}: {url}: {timed_out}", model=self.model)
+        if problem is None:
+            cause = " ".join(_describe(_root_cause(exc)).split())  # one line (aiohttp's messages span several)
+            problem = f"connection to {url} failed: {self._redact(cause)}"
+        return LMConnectionError(f"{self.model}: {problem} ({attempts})", model=self.model)
+
+    # -- readiness ---------------------------------------------------------------------------------------------
+    async def aprobe(self, *, timeout: float | None = None) -> None:
+        """Check, before a run, that the endpoint answers this model with this key; raise one clear error if not.
+
+        First ``GET /models``, which costs no tokens: when it lists the model, that is the whole probe. Otherwise
+        one chat request (one short user message, ``max_tokens=1``, temperature 0), one attempt, within
+        ``timeout`` seconds (default: the LM's timeout, at most ``PROBE_TIMEOUT``), so a refused connection
+        fails at once instead of after the full backoff. It bypasses the response cache on purpose: a cached
+        answer says nothing about the endpoint. It is counted in neither ``usage`` nor ``history`` (it does go
+        through the rpm/tpm/in-flight limits, being a real request). A success is remembered in the process per
+        base URL, model and key, so probing again costs nothing. A 429 means reachable: it passes, unremembered.
+
+        Raises LMConnectionError, LMAuthenticationError (also when ``api_key_env`` names a variable that is not
+        set), LMNotFoundError, LMTimeoutError, or LMError for any other failure (a 5xx, a body that is not a
+        chat completion).
+        """
+        import openai
+
+        if not self.__api_key and self.api_key_env != DEFAULT_API_KEY_ENV and not os.environ.get(self.api_key_env):
+            # explicitly named, yet unset: the calls would send a placeholder key, which only a local server takes
+            raise LMAuthenticationError(
+                f"{self.model}: api_key_env names {self.api_key_env}, which is not set", model=self.model
+            )
+        state = await self._state()  # raises for a missing key without api_base
+        sent = state.clients[0].api_key  # the key the clients send (read from the environment when they were made)
+        fingerprint = hmac.new(_PROBE_SALT, sent.encode(), hashlib.sha256).hexdigest()
+        memo = (self._endpoint(), self.model, self.api_key_env, fingerprint)
+        if memo in _probed:
+            return
+        limit = min(self.timeout, PROBE_TIMEOUT) if timeout is None else timeout
+        if await self._listed(state, limit):
+            _probed.add(memo)
+            return
+        body = self.build_request([dict(m) for m in PROBE_MESSAGES], max_tokens=1, temperature=0.0)
+        try:
+            # max_tokens=1 cuts every reply: no warning about that
+            await self._attempt(state, body, _estimate_tokens(body), timeout=limit, warn_cut=False)
+        except openai.RateLimitError:
+            log.info("LM %s: the probe was rate limited; the endpoint is reachable", self.model)
+            return
+        except openai.APIConnectionError as exc:
+            raise self._connection_error(exc, "probe, 1 attempt", f"no answer to a probe within {limit}s") from None
+        except openai.APIStatusError as exc:
+            raise self._fatal(exc) from None
+        except _MalformedResponseError as exc:
+            raise LMError(
+                f"{self.model}: {self._endpoint()} answered the probe with something that is not a chat "
+                f"completion: {self._redact(str(exc))}",
+                model=self.model,
+            ) from None
+        _probed.add(memo)
+
+    async def _listed(self, state: _LoopState, timeout: float) -> bool:
+        """The free half of the probe: ``GET /models``. True when the endpoint lists this model (reachable,
+        the key accepted, the model served: no chat request needed). A refused connection or a rejected
+        key raise here; an endpoint without the route, or a list without the model, leave it to the chat
+        request (some servers route models they do not list)."""
+        import httpx2
+        import openai
+
+        try:
+            raw = await state.client().get("/models", cast_to=httpx2.Response, options={"timeout": timeout})
+            listed = {str(m.get("id")) for m in json.loads(raw.content).get("data", []) if isinstance(m, dict)}
+        except openai.APIConnectionError as exc:
+            raise self._connection_error(exc, "probe, 1 attempt", f"no answer to a probe within {timeout}s") from None
+        except openai.APIStatusError as exc:
+            if exc.status_code in (401, 403):
+                raise self._fatal(exc) from None
+            return False
+        except (ValueError, AttributeError, TypeError):
+            return False
+        return self.model in listed
+
+    def probe(self, *, timeout: float | None = None) -> None:
+        """Synchronous ``aprobe``."""
+        run_sync(self.aprobe(timeout=timeout))
+
     def _redact(self, text: str) -> str:
-        key = self.__api_key or os.environ.get(self.api_key_env)
-        return text.replace(key, "***") if key else text
+        """``text`` without the key: the one configured now and any the clients were made with before."""
+        keys = {self.__api_key or os.environ.get(self.api_key_env) or ""}
+        keys.update(state.clients[0].api_key for state in list(self._states.values()))
+        for key in sorted(keys - {"", "not-needed"}, key=len, reverse=True):
+            text = text.replace(key, "***")
+        return text
 
 
 class _MalformedResponseError(Exception):
     pass
 
 
-def _parse_completion(content: bytes, model: str) -> LMResponse:
+def _parse_completion(content: bytes, model: str, *, warn_cut: bool = True) -> LMResponse:
     try:
         data = json.loads(content)
         choices = data["choices"]
@@ -460,7 +629,7 @@ def _parse_completion(content: bytes, model: str) -> LMResponse:
     if not texts:
         raise _MalformedResponseError("completion has no choices")
     usage = data.get("usage") or {}
-    if "length" in finish:
+    if warn_cut and "length" in finish:
         log.warning("LM %s: a reply was cut at max_tokens; raise max_tokens if outputs fail to parse", model)
     return LMResponse(
         texts=texts,
@@ -496,10 +665,62 @@ def _retry_after(response: Any) -> float | None:
             return None
 
 
-def _describe(exc: Exception | None) -> str:
+def _describe(exc: BaseException | None) -> str:
     if exc is None:
         return "unknown error"
     return f"{exc.__class__.__name__}: {exc}"
+
+
+def _server_message(exc: Exception) -> str:
+    """The message in an OpenAI-style error body, else the SDK's description."""
+    body = getattr(exc, "body", None)
+    if isinstance(body, dict):
+        error = body.get("error", body)
+        message = error.get("message") if isinstance(error, dict) else None
+        if isinstance(message, str) and message:
+            return message
+    return _describe(exc)
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    """``exc`` and what caused it, outermost first (members of exception groups included)."""
+    seen: list[BaseException] = []
+    pending = [exc]
+    while pending and len(seen) < 32:
+        link = pending.pop(0)
+        if any(link is s for s in seen):
+            continue
+        seen.append(link)
+        if isinstance(link, BaseExceptionGroup):
+            pending.extend(link.exceptions)
+        cause = link.__cause__ or link.__context__
+        if cause is not None:
+            pending.append(cause)
+    return seen
+
+
+def _root_cause(exc: BaseException) -> BaseException:
+    return _causes(exc)[-1]
+
+
+_RESETS = (ConnectionResetError, ConnectionAbortedError, BrokenPipeError)
+
+
+def _connection_problem(exc: BaseException, url: str) -> str | None:
+    """What went wrong on the wire, read from the causes of a transport error; None for a timeout or if unclear."""
+    for link in _causes(exc):
+        if isinstance(link, TimeoutError):
+            return None  # a real timeout: aiohttp's and anyio's timeouts are TimeoutErrors
+        code = getattr(link, "errno", None)
+        if isinstance(link, ConnectionRefusedError) or code == errno.ECONNREFUSED:
+            return f"cannot connect to {url}: connection refused"
+        if isinstance(link, socket.gaierror):
+            return f"cannot connect to {url}: host name {urlsplit(url).hostname!r} not resolved"
+        if isinstance(link, _RESETS) or code == errno.ECONNRESET:
+            return f"connection to {url} reset by the server"
+        if type(link).__name__ == "ServerDisconnectedError" or str(link).startswith("Server disconnected"):
+            return f"{url} closed the connection without answering"  # aiohttp's class; httpcore's wording
+    return None
 
 
 def _estimate_tokens(body: dict[str, Any]) -> float:

@@ -1,10 +1,14 @@
+import json
+import logging
 import os
 import subprocess
 import sys
 import textwrap
 
+import pytest
+
 import dsr_core as dsr
-from dsr_core.cache import Cache, request_key
+from dsr_core.cache import Cache, entry_problem, request_key
 
 MESSAGES = [{"role": "user", "content": "hello"}]
 
@@ -67,6 +71,60 @@ async def test_corrupt_entry_is_a_miss_not_a_crash(server, isolated_cache):
     fresh._cache_store.flush()
     again = Cache(isolated_cache)
     assert again.get(request_key(fresh.build_request(MESSAGES))) is not None  # rewritten by the new call
+
+
+# Valid JSON that is not an entry as LM.acall writes it: hand edits, other tools, older formats.
+WRONG_SHAPES = {
+    "a list": [["hello back"]],
+    "a string": "hello back",
+    "null": None,
+    "an empty object": {},
+    "no texts": {"finish_reasons": ["stop"], "usage": {"prompt_tokens": 1, "completion_tokens": 1}},
+    "texts not a list": {"texts": "hello back"},
+    "no text at all": {"texts": []},
+    "a text that is not a string": {"texts": [{"content": "hello back"}]},
+    "finish_reasons not a list": {"texts": ["hello back"], "finish_reasons": "stop"},
+    "usage not an object": {"texts": ["hello back"], "usage": [1, 1]},
+    "tokens not integers": {"texts": ["hello back"], "usage": {"prompt_tokens": "many", "completion_tokens": 1}},
+    "a raw completion body": {"choices": [{"message": {"role": "assistant", "content": "hello back"}}]},
+}
+
+
+@pytest.mark.parametrize("entry", list(WRONG_SHAPES.values()), ids=list(WRONG_SHAPES))
+async def test_entry_of_the_wrong_shape_is_a_miss_and_is_replaced(server, isolated_cache, caplog, entry):
+    lm = dsr.LM("m", api_base=server.url)
+    key = request_key(lm.build_request(MESSAGES))
+    path = isolated_cache / key[:2] / f"{key}.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(entry))
+    assert entry_problem(entry) is not None
+    with caplog.at_level(logging.WARNING, logger="dsr_core.cache"):
+        response = await lm.acall(MESSAGES)
+    assert not response.cached and response.texts and server.stats.requests == 1
+    assert [r.levelno for r in caplog.records if str(path) in r.getMessage()] == [logging.WARNING]  # said once
+    dsr.cache.get_default_cache().flush()
+    assert entry_problem(json.loads(path.read_text())) is None  # the fresh response replaced it on disk
+    fresh = dsr.LM("m", api_base=server.url, cache_store=Cache(isolated_cache))  # a new process: disk only
+    again = await fresh.acall(MESSAGES)
+    assert again.cached and again.texts == response.texts and server.stats.requests == 1
+
+
+def test_a_value_of_the_wrong_shape_is_never_put(tmp_path, caplog):
+    cache = Cache(tmp_path)
+    with caplog.at_level(logging.WARNING, logger="dsr_core.cache"):
+        cache.put("k", {"choices": []})
+    cache.flush()
+    assert cache.get("k") is None and not list(tmp_path.rglob("*.json"))
+    assert "not caching k" in caplog.text
+
+
+async def test_editing_a_response_leaves_the_cached_entry_alone(server, lm):
+    first = await lm.acall(MESSAGES)
+    first.texts.append("edited")
+    hit = await lm.acall(MESSAGES)
+    assert hit.cached and hit.texts == first.texts[:1]
+    hit.texts[0] = "edited too"
+    assert (await lm.acall(MESSAGES)).texts == first.texts[:1]
 
 
 def test_memory_tier_is_bounded_lru(tmp_path):

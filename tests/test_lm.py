@@ -1,11 +1,14 @@
 import asyncio
 import json
 import logging
+import socket
 import time
 
 import pytest
 
 import dsr_core as dsr
+from dsr_core.lm import PROBE_MESSAGES
+from dsr_core.testing.server import LMTestServer
 
 MESSAGES = [{"role": "user", "content": "hello"}]
 
@@ -175,3 +178,195 @@ async def test_n_completions(server, lm):
 
 def test_openai_prefix_is_dropped():
     assert dsr.LM("openai/gpt-4o-mini").model == "gpt-4o-mini"
+
+
+# -- transport and endpoint failures, typed ------------------------------------------------------------------
+
+TRANSPORTS = ["aiohttp", "httpx"]
+
+
+@pytest.fixture
+def refused_url():
+    """A port that refuses connections: bound (so nothing else takes it) but not listening."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    yield f"http://127.0.0.1:{sock.getsockname()[1]}/v1"
+    sock.close()
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_refused_connection_is_a_connection_error_not_a_timeout(refused_url, monkeypatch, transport):
+    monkeypatch.setenv("DSR_HTTP_TRANSPORT", transport)
+    lm = dsr.LM("m", api_base=refused_url, num_retries=2, retry_backoff=(0.01, 0.02))
+    with pytest.raises(dsr.LMConnectionError) as caught:
+        await lm.acall(MESSAGES)
+    assert not isinstance(caught.value, dsr.LMTimeoutError)
+    assert str(caught.value) == f"m: cannot connect to {refused_url}: connection refused (3 attempts)"
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_unresolvable_host_is_a_connection_error(monkeypatch, transport):
+    monkeypatch.setenv("DSR_HTTP_TRANSPORT", transport)
+    lm = dsr.LM("m", api_base="http://no-such-host.invalid/v1", num_retries=0)
+    with pytest.raises(dsr.LMConnectionError, match="host name 'no-such-host.invalid' not resolved"):
+        await lm.acall(MESSAGES)
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+@pytest.mark.parametrize(
+    ("fault", "said"), [("reset", "reset by the server"), ("disconnect", "closed the connection without answering")]
+)
+async def test_dropped_connections_are_retried_then_connection_errors(server, monkeypatch, transport, fault, said):
+    monkeypatch.setenv("DSR_HTTP_TRANSPORT", transport)
+    lm = dsr.LM("m", api_base=server.url, num_retries=1, retry_backoff=(0.01, 0.02))
+    server.inject(fault, 1)
+    assert (await lm.acall(MESSAGES)).texts  # one dropped connection, then an answer
+    server.inject(fault, 2)
+    with pytest.raises(dsr.LMConnectionError, match=said) as caught:
+        await lm.acall([{"role": "user", "content": "other"}])
+    assert server.url in str(caught.value) and str(caught.value).endswith("(2 attempts)")
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_a_real_timeout_stays_a_timeout(server, monkeypatch, transport):
+    monkeypatch.setenv("DSR_HTTP_TRANSPORT", transport)
+    lm = dsr.LM("m", api_base=server.url, timeout=0.3, num_retries=1, retry_backoff=(0.01, 0.02))
+    server.inject("timeout", 2)
+    with pytest.raises(dsr.LMTimeoutError, match=r"no answer within 0.3s on 2 attempts"):
+        await lm.acall(MESSAGES)
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_rejected_key_is_typed_not_retried_and_names_the_variable(monkeypatch, caplog, transport):
+    monkeypatch.setenv("DSR_HTTP_TRANSPORT", transport)
+    secret = "sk-wrong-SECRET-0123456789"
+    monkeypatch.setenv("TEAM_KEY", secret)
+    caplog.set_level(logging.DEBUG)
+    with LMTestServer(api_key="sk-right") as srv:  # it echoes the key it was sent in its 401 message
+        lm = dsr.LM("m", api_base=srv.url, api_key_env="TEAM_KEY", retry_backoff=(0.01, 0.02))
+        with pytest.raises(dsr.LMAuthenticationError) as caught:
+            await lm.acall(MESSAGES)
+        assert srv.stats.requests == 1
+        monkeypatch.setenv("TEAM_KEY", "sk-right")
+        assert (await dsr.LM("m", api_base=srv.url, api_key_env="TEAM_KEY").acall(MESSAGES)).texts
+        with pytest.raises(dsr.LMAuthenticationError) as again:  # the first LM's clients keep the key they had
+            await lm.acall([{"role": "user", "content": "other"}])
+    assert secret not in str(again.value)  # redacted although the variable holds another key now
+    message = str(caught.value)
+    assert caught.value.status_code == 401
+    assert "rejected the API key (401)" in message and "the key in TEAM_KEY" in message
+    assert secret not in message and secret not in caplog.text
+
+
+async def test_forbidden_is_an_authentication_error_and_a_passed_key_is_named_too(server):
+    secret = "sk-passed-SECRET-0123456789"
+    lm = dsr.LM("m", api_base=server.url, api_key=secret)
+    server.inject("403", 1, message=f"key {secret} may not use model m")
+    with pytest.raises(dsr.LMAuthenticationError) as caught:
+        await lm.acall(MESSAGES)
+    assert server.stats.requests == 1
+    message = str(caught.value)
+    assert "denied the request (403)" in message and "api_key= (not OPENAI_API_KEY)" in message
+    assert secret not in message and "may not use model m" in message
+
+
+async def test_unknown_model_is_not_found_and_not_retried():
+    with LMTestServer(models=["known-model"]) as srv:
+        lm = dsr.LM("unknown-model", api_base=srv.url, retry_backoff=(0.01, 0.02))
+        with pytest.raises(dsr.LMNotFoundError, match="The model `unknown-model` does not exist") as caught:
+            await lm.acall(MESSAGES)
+        assert srv.stats.requests == 1 and caught.value.status_code == 404
+        assert (await dsr.LM("known-model", api_base=srv.url).acall(MESSAGES)).texts
+
+
+# -- the probe ------------------------------------------------------------------------------------------------
+
+
+def test_a_listed_model_is_probed_without_any_chat_request(server, lm):
+    lm.probe()  # GET /models lists test-model: reachable, key accepted, model served
+    assert server.stats.requests == 0
+    assert lm.usage.lm_calls == 0 and not lm.history
+
+
+def test_probe_of_an_unlisted_model_sends_one_tiny_uncached_request_and_is_remembered(server):
+    lm = dsr.LM("unlisted-model", api_base=server.url)  # some servers route models they do not list
+    lm.probe()
+    assert server.stats.requests == 1
+    body = server.requests[-1]
+    assert body["max_tokens"] == 1 and body["temperature"] == 0.0
+    assert [m["role"] for m in body["messages"]] == ["user"]
+    assert lm.usage.lm_calls == 0 and not lm.history  # not part of what a run reports
+    assert dsr.cache.get_default_cache().disk_stats()["entries"] == 0  # nor of the cache
+    lm.probe()
+    lm.copy(temperature=0.7).probe()  # same endpoint, model and key
+    assert server.stats.requests == 1
+    dsr.LM("other-model", api_base=server.url).probe()
+    assert server.stats.requests == 2
+
+
+async def test_probe_bypasses_the_response_cache(server):
+    lm = dsr.LM("unlisted-model", api_base=server.url)
+    await lm.acall(PROBE_MESSAGES, max_tokens=1, temperature=0.0)  # the probe's request, now cached
+    await lm.aprobe()
+    assert server.stats.requests == 2
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_probe_of_a_refused_port_fails_at_once(refused_url, monkeypatch, transport):
+    monkeypatch.setenv("DSR_HTTP_TRANSPORT", transport)
+    lm = dsr.LM("m", api_base=refused_url)  # default retries and backoff: a probe does not use them
+    with pytest.raises(dsr.LMConnectionError) as caught:
+        lm.probe()
+    assert str(caught.value) == f"m: cannot connect to {refused_url}: connection refused (probe, 1 attempt)"
+
+
+async def test_probe_with_a_rejected_key_names_the_variable_not_the_key(monkeypatch):
+    secret = "sk-wrong-SECRET-0123456789"
+    monkeypatch.setenv("TEAM_KEY", secret)
+    with LMTestServer(api_key="sk-right") as srv:
+        lm = dsr.LM("m", api_base=srv.url, api_key_env="TEAM_KEY")
+        with pytest.raises(dsr.LMAuthenticationError, match="TEAM_KEY") as caught:
+            await lm.aprobe()
+        assert secret not in str(caught.value)
+        with pytest.raises(dsr.LMAuthenticationError):
+            await lm.aprobe()  # a failed probe is not remembered: it asks again
+        assert srv.stats.requests == 0  # the model listing refused the key: no chat request was sent
+        monkeypatch.setenv("TEAM_KEY", "sk-right")
+        await dsr.LM("m", api_base=srv.url, api_key_env="TEAM_KEY").aprobe()
+        assert srv.stats.requests == 1  # "m" is not listed: the chat request confirms it
+
+
+async def test_probe_of_an_explicit_key_variable_that_is_unset(server, monkeypatch):
+    monkeypatch.delenv("OPENAI_KEY_X", raising=False)
+    lm = dsr.LM("m", api_base=server.url, api_key_env="OPENAI_KEY_X")
+    with pytest.raises(dsr.LMAuthenticationError, match="^m: api_key_env names OPENAI_KEY_X, which is not set$"):
+        await lm.aprobe()
+    assert server.stats.requests == 0
+    await dsr.LM("m", api_base=server.url).aprobe()  # the default variable, unset: a local server needs no key
+
+
+async def test_probe_of_an_unknown_model():
+    with LMTestServer(models=["known-model"]) as srv:
+        with pytest.raises(dsr.LMNotFoundError, match="unknown-model"):
+            await dsr.LM("unknown-model", api_base=srv.url).aprobe()
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_probe_timeout(server, monkeypatch, transport):
+    monkeypatch.setenv("DSR_HTTP_TRANSPORT", transport)
+    server.inject("timeout", 1)
+    with pytest.raises(dsr.LMTimeoutError, match="no answer to a probe within 0.3s"):
+        await dsr.LM("m", api_base=server.url).aprobe(timeout=0.3)
+    assert server.stats.requests == 1
+
+
+async def test_probe_makes_one_attempt_and_a_429_counts_as_reachable(server):
+    lm = dsr.LM("unlisted-model", api_base=server.url)
+    server.inject("500", 1, message="model is loading")
+    with pytest.raises(dsr.LMError, match="model is loading") as caught:
+        await lm.aprobe()
+    assert caught.value.status_code == 500 and server.stats.requests == 1
+    server.inject("429", 1)
+    await lm.aprobe()  # reachable and the key is fine; rate limits are the calls' retries' business
+    await lm.aprobe()  # ...but not remembered as a success: asked again
+    assert server.stats.requests == 3

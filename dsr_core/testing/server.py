@@ -2,9 +2,11 @@
 
 Real HTTP/1.1 on 127.0.0.1 (keep-alive, asyncio, no dependencies), driven through the real openai client.
 Answers come from a ``responder`` (scripted or rule-based, see ``ChatRequest`` for what it can read),
-after a configurable latency. Faults can be injected: 429 with Retry-After, 500, a timeout (no answer),
-a body that is not JSON, a truncated body, and a reply that does not follow the chat format.
-It counts requests, requests in flight and the most in flight at once.
+after a configurable latency. Faults can be injected: 429 with Retry-After, 500, 400, 401, 403, 404, a
+timeout (no answer), a connection closed or reset without an answer, a body that is not JSON, a truncated
+body, and a reply that does not follow the chat format. Like a hosted endpoint it can require an api key
+(``api_key=``: 401 otherwise) and know only some models (``models=``: 404 for any other). It counts
+requests, requests in flight and the most in flight at once.
 
 In a test::
 
@@ -21,10 +23,12 @@ import argparse
 import asyncio
 import json
 import re
+import socket
+import struct
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -132,7 +136,10 @@ def echo_responder(request: ChatRequest) -> str:
 
 @dataclass
 class Fault:
-    """One injected failure. kind: 429 | 500 | 400 | timeout | garbage | truncated | unparseable."""
+    """One injected failure. kind: one of ``FAULTS``.
+
+    disconnect closes the connection without answering; reset aborts it (a TCP RST, ECONNRESET).
+    """
 
     kind: str
     retry_after: float | None = None
@@ -152,6 +159,16 @@ class ServerStats:
 
 Responder = Callable[[ChatRequest], "str | list[str]"]
 
+_STATUS = {
+    "400": "400 Bad Request",
+    "401": "401 Unauthorized",
+    "403": "403 Forbidden",
+    "404": "404 Not Found",
+    "500": "500 Internal Server Error",
+}
+DEFAULT_MODEL = "test-model"  # what GET /models lists when no models= are set (it answers any model anyway)
+FAULTS = ("429", *_STATUS, "timeout", "disconnect", "reset", "garbage", "truncated", "unparseable")
+
 
 class LMTestServer:
     def __init__(
@@ -162,8 +179,12 @@ class LMTestServer:
         host: str = "127.0.0.1",
         port: int = 0,
         record_bodies: bool = True,
+        api_key: str | None = None,
+        models: Collection[str] | None = None,
     ) -> None:
         self.responder = responder
+        self.api_key = api_key  # when set, a request without "Authorization: Bearer <api_key>" gets 401
+        self.models = models  # when set, a request for any other model gets 404
         self.latency = latency
         self.host = host
         self.port = port
@@ -190,7 +211,7 @@ class LMTestServer:
         message: str = "injected failure",
     ) -> None:
         """Serve ``kind`` to the next ``times`` requests (that ``match``, if given)."""
-        if kind not in ("429", "500", "400", "timeout", "garbage", "truncated", "unparseable"):
+        if kind not in FAULTS:
             raise ValueError(f"unknown fault {kind!r}")
         with self._fault_lock:
             self._faults.extend(Fault(kind, retry_after, match, message) for _ in range(times))
@@ -269,7 +290,7 @@ class LMTestServer:
                 length = int(headers.get("content-length", "0") or 0)
                 body = await reader.readexactly(length) if length else b""
                 method, path, _ = request_line.split(" ", 2)
-                keep = await self._route(method, path, body, writer)
+                keep = await self._route(method, path, headers, body, writer)
                 if not keep or headers.get("connection", "").lower() == "close":
                     return
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
@@ -296,11 +317,16 @@ class LMTestServer:
         head = f"HTTP/1.1 {status}\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
         writer.write(head.encode() + payload)
 
-    async def _route(self, method: str, path: str, body: bytes, writer: asyncio.StreamWriter) -> bool:
+    async def _route(
+        self, method: str, path: str, headers: dict[str, str], body: bytes, writer: asyncio.StreamWriter
+    ) -> bool:
         if method == "GET" and path.rstrip("/").endswith("/models"):
-            self._send(
-                writer, "200 OK", json.dumps({"object": "list", "data": [{"id": "test", "object": "model"}]}).encode()
-            )
+            if self.api_key is not None and headers.get("authorization") != f"Bearer {self.api_key}":
+                self._send(writer, "401 Unauthorized", json.dumps({"error": {"message": "invalid api key"}}).encode())
+                return True
+            listed = sorted(self.models) if self.models is not None else [DEFAULT_MODEL]
+            data = [{"id": name, "object": "model"} for name in listed]
+            self._send(writer, "200 OK", json.dumps({"object": "list", "data": data}).encode())
             return True
         if method == "GET" and path.rstrip("/").endswith("/stats"):
             s = self.stats
@@ -330,15 +356,26 @@ class LMTestServer:
         stats.in_flight += 1
         stats.max_in_flight = max(stats.max_in_flight, stats.in_flight)
         try:
-            return await self._complete(body, writer, stats)
+            return await self._complete(body, headers, writer, stats)
         finally:
             stats.in_flight -= 1
 
-    async def _complete(self, raw: bytes, writer: asyncio.StreamWriter, stats: ServerStats) -> bool:
+    async def _complete(
+        self, raw: bytes, headers: dict[str, str], writer: asyncio.StreamWriter, stats: ServerStats
+    ) -> bool:
         body = json.loads(raw)
         if self.record_bodies:
             stats.bodies.append(body)
         request = ChatRequest(body)
+        if self.api_key is not None and headers.get("authorization") != f"Bearer {self.api_key}":
+            # Echoes the key it was sent, as a careless endpoint might: clients must not pass it on.
+            sent = headers.get("authorization", "").removeprefix("Bearer ")
+            self._send_error(writer, "401 Unauthorized", f"Incorrect API key provided: {sent}", "invalid_api_key")
+            return True
+        if self.models is not None and request.model not in self.models:
+            message = f"The model `{request.model}` does not exist or you do not have access to it."
+            self._send_error(writer, "404 Not Found", message, "model_not_found")
+            return True
         fault = self._take_fault(request)
         if self.latency:
             await asyncio.sleep(self.latency)
@@ -365,11 +402,17 @@ class LMTestServer:
                 b'{"error": {"message": "rate limited", "type": "rate_limit_error"}}',
                 extra,
             )
-        elif fault.kind in ("500", "400"):
-            status = "500 Internal Server Error" if fault.kind == "500" else "400 Bad Request"
-            self._send(writer, status, json.dumps({"error": {"message": fault.message}}).encode())
+        elif fault.kind in _STATUS:
+            self._send(writer, _STATUS[fault.kind], json.dumps({"error": {"message": fault.message}}).encode())
         elif fault.kind == "timeout":
             await asyncio.sleep(3600)
+        elif fault.kind == "disconnect":
+            return False  # _handle closes the connection: no status line, no body
+        elif fault.kind == "reset":
+            sock = writer.get_extra_info("socket")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close sends RST
+            writer.transport.abort()
+            return False
         elif fault.kind == "garbage":
             self._send(writer, "200 OK", b"<html>this is not json</html>")
         elif fault.kind == "truncated":
@@ -380,6 +423,12 @@ class LMTestServer:
         elif fault.kind == "unparseable":
             self._send(writer, "200 OK", self._completion_body(request, ["I'd rather not follow any format."]))
         return True
+
+    @classmethod
+    def _send_error(cls, writer: asyncio.StreamWriter, status: str, message: str, code: str) -> None:
+        """An error body in OpenAI's shape."""
+        error = {"message": message, "type": "invalid_request_error", "param": None, "code": code}
+        cls._send(writer, status, json.dumps({"error": error}).encode())
 
     @staticmethod
     def _completion_body(request: ChatRequest, texts: list[str]) -> bytes:
