@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._async import run_sync
-from .errors import DsrError
+from .errors import ContextWindowExceededError, DsrError, LMError
 from .primitives import Example, Prediction, Usage
 from .tracking import current_usage
 
@@ -44,6 +44,8 @@ class EvaluationRow:
     completion_tokens: int = 0
     lm_calls: int = 0
     cached_calls: int = 0
+    transient: bool = False  # failed for an infrastructure reason (endpoint down, timeouts): worth a retry
+    replayed: bool = False  # came back from a persisted result: no LM call was made for it this time
 
     @property
     def cached(self) -> bool:
@@ -68,6 +70,8 @@ class EvaluationRow:
             "lm_calls": self.lm_calls,
             "cached_calls": self.cached_calls,
             "cached": self.cached,
+            "transient": self.transient,
+            "replayed": self.replayed,
         }
 
 
@@ -91,6 +95,8 @@ def row_from_record(record: dict[str, Any]) -> EvaluationRow:
         completion_tokens=record["completion_tokens"],
         lm_calls=record["lm_calls"],
         cached_calls=record["cached_calls"],
+        transient=record.get("transient", False),
+        replayed=record.get("replayed", False),
     )
 
 
@@ -193,6 +199,8 @@ def ROW_SCHEMA() -> Any:  # noqa: N802 - a constant, built lazily so pyarrow is 
             ("lm_calls", pa.int64()),
             ("cached_calls", pa.int64()),
             ("cached", pa.bool_()),
+            ("transient", pa.bool_()),
+            ("replayed", pa.bool_()),
         ]
     )
 
@@ -203,6 +211,15 @@ class EvaluationAborted(DsrError):
     def __init__(self, message: str, result: EvaluationResult) -> None:
         super().__init__(message)
         self.result = result
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Did this fail for an infrastructure reason that a later attempt may not meet (the endpoint down or
+    refusing, timeouts, rate limits, broken connections), rather than because of the program, the data or
+    the metric? Such a failure is never final: it is not replayed from persisted results."""
+    if isinstance(exc, ContextWindowExceededError):
+        return False  # the request itself is too long: the same request fails again
+    return isinstance(exc, (LMError, OSError, TimeoutError))
 
 
 def _metric_arity(metric: Metric) -> int:
@@ -292,7 +309,7 @@ class Evaluate:
             usage = Usage()
             token = current_usage.set(usage)
             t0 = time.perf_counter()
-            stage, outputs = "program", None
+            stage, outputs, transient = "program", None, False
             try:
                 prediction = await program.acall(**inputs)
                 outputs = prediction.to_dict()
@@ -301,6 +318,7 @@ class Evaluate:
                 error_type = error = stage_out = None
             except Exception as exc:  # noqa: BLE001 - one failing example never sinks the evaluation
                 value, error_type, error, stage_out = self.failure_score, type(exc).__name__, str(exc), stage
+                transient = is_transient(exc)
                 exc_usage = getattr(exc, "usage", None)
                 if isinstance(exc_usage, Usage) and usage.lm_calls == 0:
                     usage.add(exc_usage)
@@ -320,6 +338,7 @@ class Evaluate:
                 completion_tokens=usage.completion_tokens,
                 lm_calls=usage.lm_calls,
                 cached_calls=usage.cached_calls,
+                transient=transient,
             )
 
         async def worker() -> None:

@@ -192,19 +192,14 @@ def read_program_source(source: str | os.PathLike[str]) -> dict[str, Any]:
 
 def program_from_metadata(state: dict[str, Any], source: str) -> Module:
     """Build the program a saved state names in ``metadata.program`` (``module:Class``, no arguments)."""
-    import importlib
-
+    from .imports import import_ref
     from .modules.module import Module
 
     ref = (state.get("metadata") or {}).get("program")
     if not ref or ":" not in ref:
         raise ProgramStateError(f"{source}: the file does not name its program class; pass program=... to load it")
-    module_name, _, qualname = ref.partition(":")
     try:
-        target: Any = importlib.import_module(module_name)
-        for part in qualname.split("."):
-            target = getattr(target, part)
-        program = target()
+        program = import_ref(ref)()
     except Exception as exc:  # noqa: BLE001 - any import/constructor failure, reported with the reference
         raise ProgramStateError(f"{source}: cannot build program {ref!r}: {type(exc).__name__}: {exc}") from None
     if not isinstance(program, Module):

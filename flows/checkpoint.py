@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
+import re
 import tempfile
 import time
 from pathlib import Path
@@ -28,7 +30,10 @@ from .artifacts import filesystem, is_remote, join
 
 FORMAT = "dsr-checkpoint/1"
 POINTER = "latest.json"
+OBJECT_NAME = re.compile(r"checkpoint-(\d{6,})\.json")
 KEEP = 3
+
+log = logging.getLogger(__name__)
 
 
 class CheckpointError(dsr.DsrError):
@@ -51,13 +56,14 @@ class CheckpointStore:
 
     # -- reading -----------------------------------------------------------------------------------------------
 
-    def read_latest(self) -> dict[str, Any] | None:
-        """The last checkpoint, or None when this run has none. Never returns a damaged one."""
+    def read_latest(self, *, repair: bool = True) -> dict[str, Any] | None:
+        """The last checkpoint, or None when this run has none. Never returns a damaged one. A lost pointer
+        is recovered from the newest checkpoint object (and, with ``repair``, written again)."""
         pointer_path = self._path(POINTER)
         try:
             raw = self._read_bytes(pointer_path)
         except FileNotFoundError:
-            return None
+            return self._recover_pointer(repair)
         pointer = self._parse(raw, pointer_path)
         if not isinstance(pointer, dict) or not {"sequence", "step", "object", "sha256"} <= set(pointer):
             raise CheckpointError(f"{pointer_path}: not a checkpoint pointer (expected sequence, step, object, sha256)")
@@ -78,6 +84,56 @@ class CheckpointStore:
         self.sequence = int(pointer["sequence"])
         return checkpoint
 
+    def _sequences(self) -> list[int]:
+        """Sequence numbers of the checkpoint objects in the folder, newest first."""
+        try:
+            names = [str(entry).rstrip("/").rsplit("/", 1)[-1] for entry in self.fs.ls(self.url, detail=False)]
+        except FileNotFoundError:
+            return []
+        found = [m.group(1) for name in names if (m := OBJECT_NAME.fullmatch(name))]
+        return sorted((int(n) for n in found), reverse=True)
+
+    def _recover_pointer(self, repair: bool) -> dict[str, Any] | None:
+        """No ``latest.json``: None for a new run; if checkpoint objects exist (the pointer was deleted or
+        lost), the newest one that reads as a checkpoint of this run, with the pointer written again for it.
+        Without the pointer there is no checksum to hold the object to, so it must parse, have the format
+        and name this run; if none does, refuse rather than start over and overwrite them."""
+        sequences = self._sequences()
+        if not sequences:
+            return None
+        self.sequence = sequences[0]  # whatever happens, a new write never reuses an existing name
+        for sequence in sequences:
+            path = self._path(f"checkpoint-{sequence:06d}.json")
+            try:
+                data = self._read_bytes(path)
+                checkpoint = self._parse(data, path)
+            except (OSError, CheckpointError):
+                continue
+            if (
+                isinstance(checkpoint, dict)
+                and checkpoint.get("format") == FORMAT
+                and checkpoint.get("run_name") == self.run_name
+            ):
+                if repair:
+                    pointer = self._pointer(sequence, int(checkpoint.get("step", 0)), data)
+                    self._retrying(self._put, self._path(POINTER), json.dumps(pointer).encode())
+                    log.warning("%s was missing; recovered it from %s", self._path(POINTER), path)
+                return checkpoint
+        raise CheckpointError(
+            f"{self.url}: holds checkpoint files ({len(sequences)}) but no {POINTER}, and none of them reads as a "
+            "checkpoint of this run; refusing to start over on top of them. Move the folder away to start afresh."
+        )
+
+    @staticmethod
+    def _pointer(sequence: int, step: int, data: bytes) -> dict[str, Any]:
+        return {
+            "sequence": sequence,
+            "step": step,
+            "object": f"checkpoint-{sequence:06d}.json",
+            "sha256": hashlib.sha256(data).hexdigest(),
+            "written_at": time.time(),
+        }
+
     def _read_bytes(self, path: str) -> bytes:
         with self.fs.open(path, "rb") as handle:
             return handle.read()
@@ -95,14 +151,10 @@ class CheckpointStore:
         """Write a checkpoint taken after ``step``, then point ``latest.json`` at it. Returns the object's URL."""
         sequence = self.sequence + 1
         name = f"checkpoint-{sequence:06d}.json"
+        if self.fs.exists(self._path(name)):  # another writer, or a folder this store did not read first
+            raise CheckpointError(f"{self._path(name)} exists already; refusing to overwrite a checkpoint")
         data = json.dumps({"format": FORMAT, "step": step, **checkpoint}, ensure_ascii=False).encode()
-        pointer = {
-            "sequence": sequence,
-            "step": step,
-            "object": name,
-            "sha256": hashlib.sha256(data).hexdigest(),
-            "written_at": time.time(),
-        }
+        pointer = self._pointer(sequence, step, data)
         self._retrying(self._put, self._path(name), data)
         self._retrying(self._put, self._path(POINTER), json.dumps(pointer).encode())
         self.sequence = sequence
@@ -159,7 +211,7 @@ def list_runs(checkpoint_url: str) -> list[dict[str, Any]]:
         name = entry["name"].rstrip("/").rsplit("/", 1)[-1]
         store = CheckpointStore(checkpoint_url, name)
         try:
-            checkpoint = store.read_latest()
+            checkpoint = store.read_latest(repair=False)
         except CheckpointError as exc:
             runs.append({"name": name, "status": "damaged", "error": str(exc)})
             continue

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
-import sys
+import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -12,10 +13,6 @@ import typer
 
 if TYPE_CHECKING:
     from .config import RunConfig
-
-# The live display reports progress; Prefect's per-task INFO lines would scroll over it. Warnings and errors
-# still show, and PREFECT_LOGGING_LEVEL=INFO brings the rest back.
-os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 
 app = typer.Typer(
     help="dsr: declarative LM programs, evaluated and optimized.", no_args_is_help=True, add_completion=False
@@ -37,9 +34,30 @@ SET_HELP = "Override a config key, e.g. --set lm.max_concurrency=32 (repeatable)
 LM_HELP = "The model for [lm] (sets lm.model); 'local' runs the bundled model on a server started for the run."
 
 
-def _fail(message: str) -> NoReturn:
+class _Options:
+    debug = False  # --debug: tracebacks and every log line on the terminal too
+
+
+@app.callback()
+def main(
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks and every log line (Prefect's too)."),
+) -> None:
+    """dsr: declarative LM programs, evaluated and optimized."""
+    _Options.debug = debug
+
+
+def _fail(message: str, log_file: Path | None = None) -> NoReturn:
     typer.echo(f"error: {message}", err=True)
+    if log_file is not None and not _Options.debug:
+        typer.echo(f"details: {log_file}", err=True)
     raise typer.Exit(1)
+
+
+def _describe(exc: BaseException) -> str:
+    """dsr's own errors say what and where already; others get their type in front."""
+    from dsr_core.errors import DsrError
+
+    return str(exc) if isinstance(exc, DsrError) else f"{type(exc).__name__}: {exc}"
 
 
 @app.command()
@@ -96,10 +114,6 @@ def _load(config_path: Path, overrides: list[str] | None, lm: str | None = None)
     from .config import ConfigError, load_config
     from .local_lm import LOCAL_MODEL, local_sections, missing_extra
 
-    # refs such as "examples.travel_destination.program:TravelDestination" name modules under the working folder, as with
-    # `python -m`; the console script's own folder is what Python put first on the path
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
     try:
         config = load_config(config_path, [*(overrides or []), *([f"lm.model={json.dumps(lm)}"] if lm else [])])
     except ConfigError as exc:
@@ -115,9 +129,27 @@ def _load(config_path: Path, overrides: list[str] | None, lm: str | None = None)
 def config_check(
     config_path: Path = typer.Argument(..., metavar="CONFIG"),
     set_: list[str] = typer.Option(None, "--set", help=SET_HELP),
+    probe: bool = typer.Option(False, "--probe", help="Also send one tiny request to every LM the run uses."),
 ) -> None:
-    """Validate a config (keys, types, importable refs) without calling any LM."""
+    """Run the checks a run makes before its first LM call: keys, types, refs, optimizer parameters, API key
+    variables, that the program builds, the data loads and is not empty, and that the artifact, checkpoint
+    and MLflow locations are writable. Calls no LM unless --probe is given."""
+    from .config import ConfigError
+    from .preflight import preflight
+
     config = _load(config_path, set_)
+    try:
+        preflight(config, "check", probe=False)
+    except ConfigError as exc:
+        _fail(str(exc))
+    if probe:
+        from .local_lm import serve_local_models
+
+        try:
+            with serve_local_models(config) as served:
+                preflight(served, "check", probe=True)
+        except Exception as exc:  # noqa: BLE001 - one clear line
+            _fail(_describe(exc))
     typer.echo(f"{config_path}: ok (program {config.program.ref}, metric {config.metric.ref}, lm {config.lm.model})")
 
 
@@ -144,13 +176,18 @@ def _run_with_display(display: Any, run: Any, config: Any, what: str) -> Any:
 
     from tasks import progress
 
+    from .logs import command_log
+
     key = uuid.uuid4().hex
-    with display:
+    with command_log(what, debug=_Options.debug) as log_file, display:
         progress.register(key, display)
         try:
             report = run(config, progress_key=key)
-        except Exception as exc:  # noqa: BLE001 - one clear line, non-zero exit
-            _fail(f"{what} failed: {type(exc).__name__}: {exc}")
+        except Exception as exc:  # noqa: BLE001 - one clear line, non-zero exit; the traceback in the log
+            logging.getLogger("dsr").error("%s failed", what, exc_info=exc)
+            if _Options.debug:
+                traceback.print_exception(exc)
+            _fail(f"{what} failed: {_describe(exc)}", log_file)
         finally:
             progress.unregister(key)
     display.summary(report)
@@ -262,12 +299,17 @@ def monitor(
 ) -> None:
     """Run the drift monitor once: judge new production-log records, update the rolling score, maybe re-optimize."""
     config = _load(config_path, set_)
+    from .logs import command_log
     from .monitor import monitor_flow
 
-    try:
-        report = monitor_flow(config)
-    except Exception as exc:  # noqa: BLE001 - one clear line, non-zero exit
-        _fail(f"monitor failed: {type(exc).__name__}: {exc}")
+    with command_log("monitor", debug=_Options.debug) as log_file:
+        try:
+            report = monitor_flow(config)
+        except Exception as exc:  # noqa: BLE001 - one clear line, non-zero exit; the traceback in the log
+            logging.getLogger("dsr").error("monitor failed", exc_info=exc)
+            if _Options.debug:
+                traceback.print_exception(exc)
+            _fail(f"monitor failed: {_describe(exc)}", log_file)
     for key, value in report.model_dump().items():
         typer.echo(f"{key + ':':<22}{value}")
 
@@ -302,7 +344,7 @@ def runs_show(
 
     store = CheckpointStore(checkpoint_url, name)
     try:
-        checkpoint = store.read_latest()
+        checkpoint = store.read_latest(repair=False)
     except CheckpointError as exc:
         _fail(str(exc))
     if checkpoint is None:

@@ -8,7 +8,6 @@ import) are collected and reported together, each with its config path, before a
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import tomllib
@@ -18,6 +17,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 import dsr_core as dsr
+from dsr_core import imports
 
 
 class ConfigError(dsr.DsrError, ValueError):
@@ -238,16 +238,7 @@ def load_config(
 # -- references ------------------------------------------------------------------------------------------------
 
 
-def import_ref(ref: str) -> Any:
-    """Import ``package.module:attr`` (``attr`` may be dotted)."""
-    module_name, sep, attr = ref.partition(":")
-    if not sep or not module_name or not attr:
-        raise ValueError(f"{ref!r} is not of the form 'package.module:attr'")
-    module = importlib.import_module(module_name)
-    obj: Any = module
-    for part in attr.split("."):
-        obj = getattr(obj, part)
-    return obj
+import_ref = imports.import_ref  # one import rule everywhere: the working folder is on the path (dsr_core.imports)
 
 
 def check_references(config: RunConfig) -> list[tuple[str, str]]:
@@ -287,20 +278,35 @@ NOT_FROM_CONFIG = {"metric", "seed", "teacher", "prompt_model", "task_model"}
 
 
 def check_optimizer_params(section: OptimizerConfig) -> list[tuple[str, str]]:
-    """Unknown parameters of the chosen optimizer, each with its config path."""
+    """Problems with the chosen optimizer's parameters, each with its config path: unknown names, values of
+    the wrong type or out of range (from the optimizer's annotated signature), and combinations its
+    constructor refuses (MIPROv2's ``auto`` together with ``num_trials``)."""
     import inspect
 
+    from dsr_core.optimizers.base import parameter_problems
+
     try:
-        parameters = inspect.signature(optimizer_class(section.name)).parameters
+        cls = optimizer_class(section.name)
     except AttributeError:
         return [("optimizer.name", f"{section.name} is not available in this version of dsr")]
+    init = inspect.unwrap(cls.__init__)
+    parameters = inspect.signature(init).parameters
     named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-    settable = {name for name, p in parameters.items() if p.kind in named} - NOT_FROM_CONFIG
-    return [
+    settable = {name for name, p in parameters.items() if p.kind in named} - NOT_FROM_CONFIG - {"self"}
+    problems = [
         (f"optimizer.{key}", f"{section.name} has no parameter {key!r} (it takes: {', '.join(sorted(settable))})")
         for key in section.params
         if key not in settable
     ]
+    known = {k: v for k, v in section.params.items() if k in settable}
+    _, invalid = parameter_problems(init, {"seed": section.seed, **known})
+    problems.extend((f"optimizer.{name}", message) for name, message in invalid)
+    if not problems:
+        try:
+            cls(seed=section.seed, **known)
+        except (TypeError, ValueError) as exc:
+            problems.append(("optimizer", str(exc)))
+    return problems
 
 
 def resolve_config(config: RunConfig | str | dict[str, Any], overrides: list[str] | None = None) -> RunConfig:

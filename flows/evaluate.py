@@ -8,7 +8,6 @@ only env-var names), the metrics and the table.
 
 from __future__ import annotations
 
-import math
 import time
 import uuid
 from typing import Any
@@ -17,12 +16,15 @@ from prefect import flow, get_run_logger
 from pydantic import BaseModel
 
 import dsr_core as dsr
+from dsr_core import imports
 from dsr_core.evaluate import EvaluationResult, row_from_record
 from tasks import progress
 from tasks.evaluate import evaluate_shard
 
-from .artifacts import read_program_state, result_storage_for, write_table
-from .config import RunConfig, check_references, resolve_config
+from .artifacts import result_storage_for, write_table
+from .config import RunConfig, resolve_config
+from .preflight import preflight
+from .shards import ShardBatch, auto_shard_size, replays_allowed
 from .tracking import log_evaluation
 
 
@@ -42,27 +44,32 @@ class EvaluationReport(BaseModel):
     shards: int
     table_url: str
     mlflow_run_id: str | None = None
+    replayed: int = 0  # examples whose result came back from a persisted shard (no LM call made for them)
     phase_seconds: dict[str, float] = {}
 
 
-def auto_shard_size(n: int, workers: int) -> int:
-    """A few shards per worker: enough to balance, few enough that Prefect's ~10 ms per task is noise."""
-    shards = max(1, min(n, workers * 3))
-    return max(1, math.ceil(n / shards))
+class EvaluationFailed(dsr.DsrError):
+    """Every example failed for the same infrastructure reason: there is no score to report."""
 
 
-def load_split(config: RunConfig, which: str) -> list[dsr.Example]:
-    source = getattr(config.data, which)
-    if source is None:
-        raise dsr.DsrError(f"data.{which} is not set")
-    return dsr.DataLoader().load(
-        source,
-        input_keys=config.data.input_keys,
-        rename=config.data.rename,
-        limit=config.data.limit,
-        split=getattr(config.data, f"{which}_split") or config.data.split,
-        config=config.data.config,
-    )
+def check_not_all_failed(result: EvaluationResult, where: str) -> None:
+    """An evaluation in which every row failed for one infrastructure reason measured the endpoint, not the
+    program: raise instead of reporting a score of 0 (the rows are written first, so nothing is lost)."""
+    rows = result.rows
+    if not rows or not all(r.transient for r in rows):
+        return
+    kinds = {r.error_type for r in rows}
+    if len(kinds) == 1:
+        first = rows[0]
+        raise EvaluationFailed(
+            f"every one of the {len(rows)} examples failed with {first.error_type}: {first.error} "
+            f"(nothing was scored; rows in {where})"
+        )
+
+
+def code_version(config: RunConfig) -> str:
+    """The digest of the program's and metric's code (and dsr_core's): part of every shard task's inputs."""
+    return imports.code_digest(config.program.ref, config.metric.ref)
 
 
 @flow(name="dsr-evaluate", validate_parameters=True)
@@ -72,31 +79,29 @@ def evaluate_flow(
     """Evaluate ``config`` (a RunConfig, or a config file path as deployments pass it; ``overrides`` as --set)."""
     config = resolve_config(config, overrides)
     logger = get_run_logger()
-    problems = check_references(config)
-    if problems:
-        from .config import ConfigError
-
-        raise ConfigError(problems)
     run_name = config.run.name or f"evaluate-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
     phases: dict[str, float] = {}
     mark = time.perf_counter()
-    devset = load_split(config, "dev" if config.data.dev else "train")
-    state = read_program_state(config.program.state) if config.program.state else None
+    prepared = preflight(config, "evaluate")
+    devset = prepared.devset if config.data.dev else prepared.trainset
+    assert devset is not None  # preflight loaded the split it checked
     workers = config.run.max_workers or 4
     size = config.run.shard_size or auto_shard_size(len(devset), workers)
     starts = list(range(0, len(devset), size))
     logger.info("evaluating %d examples in %d shards of up to %d", len(devset), len(starts), size)
     progress.notify_start(progress_key, len(devset))
     task = evaluate_shard.with_options(result_storage=result_storage_for(config.run.artifacts_url))
+    shards = ShardBatch(task, "records", replay=replays_allowed(config))
     lm = config.lm.model_dump()
     judge = config.judge_lm.model_dump() if config.judge_lm else None
     input_keys = list(config.data.input_keys)
+    version = code_version(config)
     started = time.perf_counter()
     phases["load"] = started - mark
-    futures = [
-        task.submit(
+    for s in starts:
+        shards.submit(
             config.program.ref,
-            state,
+            prepared.program_state,
             lm,
             config.metric.model_dump(),
             judge,
@@ -105,10 +110,9 @@ def evaluate_flow(
             s,
             concurrency=min(config.lm.max_concurrency, size),
             progress_key=progress_key,
+            code_version=version,
         )
-        for s in starts
-    ]
-    records = [record for future in futures for record in future.result()]
+    records = shards.records()
     wall = time.perf_counter() - started
     rows = sorted((row_from_record(r) for r in records), key=lambda r: r.index)
     result = EvaluationResult(rows=rows, wall_time=wall)
@@ -117,11 +121,20 @@ def evaluate_flow(
     table = result.to_arrow()
     table_url = write_table(table, config.run.artifacts_url, run_name, "evaluation.parquet")
     phases["table"] = time.perf_counter() - mark
+    check_not_all_failed(result, table_url)
     mark = time.perf_counter()
     summary = result.summary()
     run_id = log_evaluation(config, run_name, summary, table_url, table)
     phases["mlflow"] = time.perf_counter() - mark
-    logger.info("score %.2f on %d examples (%d errors); table at %s", result.score, result.n, result.errors, table_url)
+    replayed = sum(r.replayed for r in rows)
+    logger.info(
+        "score %.2f on %d examples (%d errors, %d replayed from persisted results); table at %s",
+        result.score,
+        result.n,
+        result.errors,
+        replayed,
+        table_url,
+    )
     return EvaluationReport(
         run_name=run_name,
         score=result.score,
@@ -138,6 +151,7 @@ def evaluate_flow(
         shards=len(starts),
         table_url=table_url,
         mlflow_run_id=run_id,
+        replayed=replayed,
         phase_seconds=phases,
     )
 
@@ -164,4 +178,5 @@ def run_evaluation(config: RunConfig, progress_key: str | None = None) -> Evalua
     from .local_lm import serve_local_models
 
     with serve_local_models(config) as config:
+        preflight(config, "evaluate")  # before Prefect starts: a run that cannot succeed stops in a second or two
         return evaluate_flow.with_options(task_runner=task_runner_for(config))(config, progress_key=progress_key)

@@ -28,6 +28,8 @@ from prefect import flow, get_run_logger
 from pydantic import BaseModel
 
 import dsr_core as dsr
+from dsr_core import imports
+from dsr_core.evaluate import EvaluationResult, row_from_record
 from dsr_core.optimizers.base import (
     BootstrapOutcome,
     EvaluateOutcome,
@@ -41,10 +43,12 @@ from tasks.evaluate import evaluate_shard
 from tasks.optimize import optimizer_work
 from tasks.program import get_lm, instantiate
 
-from .artifacts import open_file, read_program_state, result_storage_for
+from .artifacts import open_file, result_storage_for
 from .checkpoint import CheckpointError, CheckpointStore
-from .config import ConfigError, RunConfig, check_references, optimizer_class, resolve_config
-from .evaluate import auto_shard_size, load_split, task_runner_for
+from .config import RunConfig, optimizer_class, resolve_config
+from .evaluate import check_not_all_failed, code_version, task_runner_for
+from .preflight import preflight
+from .shards import ShardBatch, auto_shard_size, replays_allowed
 
 # the outcome model of each work kind that optimizer_work computes
 OUTCOMES: dict[str, type[BaseModel]] = {
@@ -111,12 +115,16 @@ def fingerprint(
         "data": _digest([[e.to_dict() for e in trainset], [e.to_dict() for e in valset or []]]),
         "metric": _digest(config.metric.model_dump()),
         "lms": _digest(lms),
+        # the user's program and metric source (and the user modules they import): a run is not continued
+        # by other code; dsr's own version may differ on the resuming machine, as with the metadata above
+        "code": imports.code_digest(config.program.ref, config.metric.ref, include_dsr=False),
     }
 
 
 def check_compatible(checkpoint: dict[str, Any], expected: dict[str, str], where: str) -> None:
     saved = checkpoint.get("fingerprint") or {}
-    differences = [key for key in expected if saved.get(key) != expected[key]]
+    # a part that an older checkpoint did not record cannot be compared, and is not held against it
+    differences = [key for key in expected if key in saved and saved[key] != expected[key]]
     if differences:
         raise CheckpointError(
             f"{where}: this run name belongs to an incompatible run (different {', '.join(differences)}"
@@ -152,6 +160,8 @@ class StepRunner:
         storage = result_storage_for(config.run.artifacts_url)
         self.evaluate_task = evaluate_shard.with_options(result_storage=storage)
         self.work_task = optimizer_work.with_options(result_storage=storage)
+        self.replay = replays_allowed(config)
+        self.code_version = code_version(config)
         self.lm = config.lm.model_dump()
         self.judge = config.judge_lm.model_dump() if config.judge_lm else None
         self.prompt_lm = config.prompt_lm.model_dump() if config.prompt_lm else None
@@ -164,12 +174,13 @@ class StepRunner:
         size = self.config.run.shard_size or max(MIN_SHARD, auto_shard_size(len(indices), workers))
         return [indices[i : i + size] for i in range(0, len(indices), size)] or [[]]
 
-    def evaluate(self, program_state: dict[str, Any], split: str, indices: list[int]) -> list[Any]:
-        """Submit evaluate_shard tasks for ``indices`` of ``split``; returns the futures."""
+    def evaluate(self, program_state: dict[str, Any], split: str, indices: list[int]) -> ShardBatch:
+        """Submit evaluate_shard tasks for ``indices`` of ``split``; ``records()`` of the batch waits for them."""
         examples = self.splits[split]
         state = _without_lm(program_state)
-        return [
-            self.evaluate_task.submit(
+        batch = ShardBatch(self.evaluate_task, "records", replay=self.replay)
+        for shard in self._shards(indices):
+            batch.submit(
                 self.config.program.ref,
                 state,
                 self.lm,
@@ -181,14 +192,15 @@ class StepRunner:
                 concurrency=min(self.config.lm.max_concurrency, max(1, len(shard))),
                 progress_key=self.progress_key,
                 indices=shard,
+                code_version=self.code_version,
             )
-            for shard in self._shards(indices)
-        ]
+        return batch
 
     def run(self, work: list[Any]) -> tuple[list[Any], list[dict[str, Any]], dsr.Usage]:
         """Compute a step's work. Returns (outcomes for tell, evaluation summaries, LM usage)."""
-        evaluations: list[tuple[EvaluateWork, list[Any]]] = []
-        others: list[tuple[str, Any]] = []
+        evaluations: list[tuple[EvaluateWork, ShardBatch]] = []
+        others = ShardBatch(self.work_task, "work", replay=self.replay)
+        kinds: list[str] = []
         for item in work:
             if isinstance(item, EvaluateWork):
                 evaluations.append((item, self.evaluate(item.program, item.split, item.indices)))
@@ -199,7 +211,7 @@ class StepRunner:
                 part = {**payload, "indices": shard} if hasattr(item, "indices") else payload
                 examples = [(i, self.splits["train"][i].to_dict()) for i in shard]
                 label = f"{item.kind}[{getattr(item, 'predictor', '') or getattr(item, 'key', '') or n}]"
-                future = self.work_task.submit(
+                others.submit(
                     self.config.program.ref,
                     self.lm,
                     self.metric,
@@ -210,13 +222,14 @@ class StepRunner:
                     self.input_keys,
                     label,
                     concurrency=self.config.run.concurrency,
+                    code_version=self.code_version,
                 )
-                others.append((item.kind, future))
+                kinds.append(item.kind)
         usage = dsr.Usage()
         outcomes: list[Any] = []
         summaries = []
-        for item, futures in evaluations:
-            records = sorted((r for f in futures for r in f.result()), key=lambda r: r["index"])
+        for item, batch in evaluations:
+            records = sorted(batch.records(), key=lambda r: r["index"])
             usage.add(records_usage(records))
             outcome = EvaluateOutcome(
                 candidate=item.candidate,
@@ -227,11 +240,18 @@ class StepRunner:
             )
             outcomes.append(outcome)
             summaries.append({"work": item, "outcome": outcome, "records": records})
-        for kind, future in others:
-            result: dict[str, Any] = future.result()
+        check_step_not_all_failed([r for summary in summaries for r in summary["records"]])
+        for kind, result in zip(kinds, others.results() if kinds else [], strict=True):
             usage.add(dsr.Usage(**{k: v for k, v in result["usage"].items() if k != "total_tokens"}))
             outcomes.extend(OUTCOMES[kind].model_validate(o) for o in result["outcomes"])
         return outcomes, summaries, usage
+
+
+def check_step_not_all_failed(records: list[dict[str, Any]]) -> None:
+    """A step whose every evaluated example failed for one infrastructure reason (the endpoint went down)
+    would score every candidate 0: stop before ``tell``, so the checkpoint keeps the last good step and a
+    resume, once the endpoint is back, computes this step again (transient rows are never replayed)."""
+    check_not_all_failed(EvaluationResult(rows=[row_from_record(r) for r in records]), "this step's evaluations")
 
 
 # -- trial records ---------------------------------------------------------------------------------------------
@@ -304,7 +324,9 @@ def _mark_mlflow_run_failed(flow: Any, flow_run: Any, state: Any) -> None:
 
     try:
         config = resolve_config(flow_run.parameters["config"], flow_run.parameters.get("overrides"))
-        checkpoint = CheckpointStore(config.run.checkpoint_url, run_name_for(config, flow_run.id)).read_latest()
+        checkpoint = CheckpointStore(config.run.checkpoint_url, run_name_for(config, flow_run.id)).read_latest(
+            repair=False
+        )
         if checkpoint and checkpoint.get("mlflow_run_id"):
             client_for(config).set_terminated(checkpoint["mlflow_run_id"], status="FAILED")
     except Exception:  # noqa: BLE001 - bookkeeping after a failure must not hide the failure itself
@@ -400,16 +422,10 @@ def optimize_flow(
     config = resolve_config(config, overrides)
     logger = get_run_logger()
     started = time.perf_counter()
-    problems = check_references(config)
-    if not config.data.train:
-        problems.append(("data.train", "optimization needs a training set (data.train); data.dev is for validation"))
-    if problems:
-        raise ConfigError(problems)
-
-    trainset = load_split(config, "train")
-    valset = load_split(config, "dev") if config.data.dev else None
-    initial = read_program_state(config.program.state) if config.program.state else None
-    student = instantiate(config.program.ref, initial)
+    prepared = preflight(config, "optimize")
+    trainset = prepared.trainset or []
+    valset = prepared.devset
+    student = instantiate(config.program.ref, prepared.program_state)
     optimizer = build_optimizer(config)
     fresh = optimizer.init_state(student, trainset, valset)
     opened = _open_run(config, run_name_for(config, flow_run.id), fresh, fingerprint(config, student, trainset, valset))
@@ -466,13 +482,13 @@ def _finish(
     indices = list(range(len(examples)))
     optimized = student.deepcopy()
     optimized.load_state(run.state.result)
-    futures = {
+    batches = {
         "baseline": runner.evaluate(student.dump_state(), split, indices),
         "optimized": runner.evaluate(optimized.dump_state(), split, indices),
     }
-    scores = {name: _mean_score(fs) for name, fs in futures.items()}
-    for fs in futures.values():  # the report's LM totals include these two evaluations
-        run.usage.add(records_usage([r for f in fs for r in f.result()]))
+    scores = {name: _mean_score(batch) for name, batch in batches.items()}
+    for batch in batches.values():  # the report's LM totals include these two evaluations
+        run.usage.add(records_usage(batch.records()))
     lm = get_lm(config.lm.model_dump())
     for predictor in optimized.predictors():
         predictor.lm = predictor.lm or lm  # the saved program carries its LM settings (never the key)
@@ -521,8 +537,8 @@ def records_usage(records: list[dict[str, Any]]) -> dsr.Usage:
     return usage
 
 
-def _mean_score(futures: list[Any]) -> float:
-    scores = [r["score"] for f in futures for r in f.result()]
+def _mean_score(batch: ShardBatch) -> float:
+    scores = [r["score"] for r in batch.records()]
     return round(100.0 * sum(scores) / len(scores), 4) if scores else 0.0
 
 
@@ -535,6 +551,7 @@ def run_optimization(config: RunConfig, progress_key: str | None = None) -> Opti
     from .local_lm import serve_local_models
 
     with serve_local_models(config) as config:
+        preflight(config, "optimize")  # before Prefect starts: a run that cannot succeed stops in a second or two
         return optimize_flow.with_options(task_runner=task_runner_for(config))(config, progress_key=progress_key)
 
 

@@ -3,7 +3,10 @@
 Per-example failures (LM, parse, metric) are rows, not task failures, so a task fails only for
 infrastructure reasons, and only those are retried. Results are persisted as JSON under the run's
 artifacts_url with an INPUTS + TASK_SOURCE cache policy: re-running an interrupted evaluation finds the
-finished shards by their inputs and skips them.
+finished shards by their inputs and skips them. The inputs include ``code_version``, the digest of the
+program's and metric's source (dsr_core.imports.code_digest), so a result is only ever found again by
+the code that computed it; the flows mark replayed shards and recompute those with transient failures
+(flows/shards.py).
 """
 
 from __future__ import annotations
@@ -61,8 +64,11 @@ def evaluate_shard(
     concurrency: int = 64,
     progress_key: str | None = None,
     indices: list[int] | None = None,
+    code_version: str = "",
 ) -> list[dict[str, Any]]:
     """Evaluate ``examples`` (rows ``first_index``..., or rows ``indices``) and return one JSON record each.
+
+    ``code_version`` is not used here: it is part of the inputs so that the persisted result is keyed by it.
 
     A synchronous task on purpose: the examples run on dsr's one event loop per process, so every shard in
     a process shares the LM's connections and limits instead of opening a pool per task.

@@ -37,10 +37,13 @@ def optimizer_work(
     input_keys: list[str],
     label: str,
     concurrency: int = 64,
+    code_version: str = "",
 ) -> dict[str, Any]:
-    """Compute ``work`` over ``examples`` (training rows as (index, example) pairs); outcomes and LM usage.
+    """Compute ``work`` over ``examples`` (training rows as (index, example) pairs); outcomes, LM usage and
+    whether any outcome failed for an infrastructure reason (such a result is computed again, not replayed).
 
     The runner sees only this shard's examples, renumbered 0..k-1; outcomes are renumbered back.
+    ``code_version`` keys the persisted result by the program's and metric's code (see evaluate_shard).
     """
     item = _WORK.validate_python(work)
     positions = {index: position for position, (index, _) in enumerate(examples)}
@@ -65,4 +68,5 @@ def optimizer_work(
         if "index" in record:
             record["index"] = original[record["index"]]
         records.append(record)
-    return {"outcomes": records, "usage": usage.to_dict()}
+    transient = any(getattr(outcome, "transient", False) for outcome in outcomes)
+    return {"outcomes": records, "usage": usage.to_dict(), "transient": transient}

@@ -29,6 +29,13 @@ class RewriteThenAnswer(dsr.Module):
         return await self.answer.acall(question=question, context=[query])
 
 
+class Broken(dsr.Module):
+    """A program whose constructor fails, as one does when a resource it needs is missing."""
+
+    def __init__(self):
+        raise RuntimeError("no retriever configured")
+
+
 def make_qa():
     return QA()
 

@@ -124,7 +124,8 @@ def test_hotpotqa_recipe_loads_the_fixture_through_the_hf_path_and_evaluates(
     come from their splits of the fullwiki config, and the program answers from title/sentences contexts."""
     import json
 
-    from flows.evaluate import load_split, run_evaluation
+    from flows.evaluate import run_evaluation
+    from flows.shards import load_split
 
     fixture = f"hf:{EXAMPLES / 'hotpotqa/fixture'}"
     overrides = [f"data.train={fixture}", f"data.dev={fixture}", "data.limit=10", *mlflow_and_artifacts(workdir)]

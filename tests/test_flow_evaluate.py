@@ -167,8 +167,131 @@ def test_cli_evaluate_and_config_check(prefect_harness, server, workdir):
 
 
 def test_auto_shard_size_gives_a_few_shards_per_worker():
-    from flows.evaluate import auto_shard_size
+    from flows.shards import auto_shard_size
 
     assert auto_shard_size(2000, 4) == 167  # 12 shards
     assert auto_shard_size(5, 4) == 1  # small sets: one example per task
     assert auto_shard_size(1, 1) == 1
+
+
+# -- persisted shard results are replayed only for the same code, and honestly ------------------------------------
+
+
+PROJECT_PROGRAM = '''
+import dsr_core as dsr
+from .helpers import clean
+
+
+class QA(dsr.Module):
+    def __init__(self):
+        self.answer = dsr.Predict("question -> answer")
+
+    async def aforward(self, question):
+        prediction = await self.answer.acall(question=question)
+        return dsr.Prediction(answer=clean(prediction.answer))
+'''
+
+
+@pytest.fixture
+def user_project(workdir):
+    """A user's project in the working folder (``proj``: program, helper, metric), written as files so a
+    test can edit them between runs, as a user edits code between two ``dsr evaluate`` commands."""
+    import sys
+
+    package = workdir / "proj"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "program.py").write_text(PROJECT_PROGRAM)
+    (package / "helpers.py").write_text("def clean(text):\n    return text\n")
+    (package / "metric.py").write_text("def exact(example, prediction, trace=None):\n    return prediction.answer == example.answer\n")
+
+    def edit(name, text):
+        (package / name).write_text(text)
+        for module in [m for m in sys.modules if m == "proj" or m.startswith("proj.")]:
+            del sys.modules[module]  # the next run imports the edited code, as a new command would
+
+    yield edit
+    for module in [m for m in sys.modules if m == "proj" or m.startswith("proj.")]:
+        del sys.modules[module]
+
+
+def project_config(workdir, server, name, n=10, **lm):
+    data = make_config(workdir, server, n=n, shard_size=5)
+    data["program"] = {"ref": "proj.program:QA"}
+    data["metric"] = {"ref": "proj.metric:exact"}
+    data["run"]["name"] = name
+    data["lm"].update(lm)
+    return validate_config(data)
+
+
+def test_a_changed_metric_or_program_is_never_scored_from_old_results(prefect_harness, server, workdir, user_project):
+    from flows.evaluate import run_evaluation
+
+    server.responder = upper_answer
+    first = run_evaluation(project_config(workdir, server, "first"))
+    assert first.score == 80.0 and first.lm_calls == 10 and first.replayed == 0
+    requests = server.stats.requests
+
+    user_project("metric.py", "def exact(example, prediction, trace=None):\n    return prediction.answer == 'Q1'\n")
+    changed_metric = run_evaluation(project_config(workdir, server, "second"))
+    assert changed_metric.score == 10.0  # the new metric's score, not the persisted 80.0
+    assert changed_metric.replayed == 0 and changed_metric.lm_calls == 10
+    assert server.stats.requests == requests  # the LM answers came from the LM cache: nothing paid twice
+
+    user_project("helpers.py", "def clean(text):\n    return text.lower()\n")  # a module the program imports
+    changed_helper = run_evaluation(project_config(workdir, server, "third"))
+    assert changed_helper.score == 0.0 and changed_helper.replayed == 0
+
+
+def test_a_replayed_shard_reports_no_calls_and_no_tokens(prefect_harness, server, workdir, user_project):
+    from flows.evaluate import run_evaluation
+
+    server.responder = upper_answer
+    first = run_evaluation(project_config(workdir, server, "paid"))
+    assert first.lm_calls == 10 and first.prompt_tokens > 0
+    again = run_evaluation(project_config(workdir, server, "replayed"))
+    assert again.score == first.score and again.replayed == 10
+    assert again.lm_calls == 0 and again.prompt_tokens == 0 and again.completion_tokens == 0
+    rows = pq.read_table(again.table_url).to_pylist()
+    assert all(r["replayed"] and r["lm_calls"] == 0 for r in rows)
+
+
+def test_rows_that_failed_for_infrastructure_reasons_are_computed_again(prefect_harness, server, workdir, user_project):
+    from flows.evaluate import run_evaluation
+
+    server.responder = upper_answer
+    server.inject("500", 4, match=lambda r: r.inputs.get("question") == "q3")  # more than the retries
+    first = run_evaluation(project_config(workdir, server, "outage", num_retries=1))
+    rows = {r["index"]: r for r in pq.read_table(first.table_url).to_pylist()}
+    assert rows[3]["error_type"] == "LMError" and rows[3]["transient"]
+    assert first.errors == 1 and first.score == 70.0
+
+    server.clear_faults()
+    before = server.stats.completions
+    second = run_evaluation(project_config(workdir, server, "recovered", num_retries=1))
+    assert second.errors == 0 and second.score == 80.0  # the failed row was not replayed as final
+    assert second.replayed == 5  # the shard without failures (rows 5-9) came back from its persisted result
+    assert server.stats.completions - before == 1  # only q3 reached the server; rows 0-4 hit the LM cache
+
+
+def test_with_the_lm_cache_off_nothing_is_replayed(prefect_harness, server, workdir, user_project, monkeypatch):
+    from flows.evaluate import run_evaluation
+
+    server.responder = upper_answer
+    run_evaluation(project_config(workdir, server, "cached"))
+    requests = server.stats.requests
+    monkeypatch.setenv("DSR_CACHE", "0")
+    fresh = run_evaluation(project_config(workdir, server, "fresh"))
+    assert fresh.replayed == 0 and fresh.lm_calls == 10
+    assert server.stats.requests - requests == 10  # every example asked the endpoint again
+
+
+def test_an_evaluation_where_every_row_failed_the_same_way_fails(prefect_harness, server, workdir, user_project):
+    from flows.evaluate import EvaluationFailed, run_evaluation
+
+    server.responder = upper_answer
+    server.inject("500", 100)
+    with pytest.raises(EvaluationFailed, match=r"every one of the 10 examples failed with LMError") as info:
+        run_evaluation(project_config(workdir, server, "down", num_retries=1))
+    table = str(info.value).rsplit("rows in ", 1)[1].rstrip(")")
+    assert pq.read_table(table).num_rows == 10  # the rows are written before the run fails

@@ -367,3 +367,28 @@ def test_a_crashed_run_is_marked_failed_in_mlflow_and_resumes(prefect_harness, s
     report = run_optimization(config)
     assert report.resumed and report.mlflow_run_id == checkpoint["mlflow_run_id"]
     assert client.get_run(report.mlflow_run_id).info.status == "FINISHED"
+
+
+def test_a_deleted_pointer_neither_restarts_the_run_nor_registers_again(prefect_harness, server, workdir):
+    from mlflow.tracking import MlflowClient
+
+    from flows.optimize import run_optimization
+
+    server.responder = learns_from_demos
+    config = validate_config(
+        make_config(workdir, server, optimizer={"name": "LabeledFewShot", "k": 2}, register_as="ptr-model")
+    )
+    first = run_optimization(config)
+    folder = workdir / "checkpoints" / "opt-test"
+    before = {p.name: p.read_bytes() for p in folder.iterdir() if p.name != "latest.json"}
+    (folder / "latest.json").unlink()
+
+    again = run_optimization(config)
+    assert again.already_finished and again.mlflow_run_id == first.mlflow_run_id
+    assert {p.name: p.read_bytes() for p in folder.iterdir() if p.name in before} == before  # nothing overwritten
+    client = MlflowClient(tracking_uri=config.mlflow.tracking_uri)
+    parents = client.search_runs(
+        [client.get_experiment_by_name("tests").experiment_id], "tags.`dsr.run_name` = 'opt-test'"
+    )
+    assert len(parents) == 1
+    assert len(client.search_model_versions("name = 'ptr-model'")) == 1

@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 
-from ..evaluate import Evaluate, _as_score, _metric_arity
+from ..evaluate import Evaluate, _as_score, _metric_arity, is_transient
 from ..modules.module import Module
 from ..primitives import Example
 from ..tracking import trace
@@ -82,6 +82,7 @@ class GenerateOutcome(BaseModel):
     key: str
     completions: list[dict[str, Any]] = []
     error: str | None = None
+    transient: bool = False  # the error was an infrastructure failure (a later attempt may succeed)
 
 
 class BootstrapOutcome(BaseModel):
@@ -89,6 +90,7 @@ class BootstrapOutcome(BaseModel):
     success: bool
     demos: dict[str, dict[str, Any]] = {}  # predictor name -> the demo its call produced
     error: str | None = None
+    transient: bool = False  # the error was an infrastructure failure (a later attempt may succeed)
 
 
 class EvaluateOutcome(BaseModel):
@@ -218,7 +220,7 @@ class LocalRunner:
                 **work.inputs, config={"n": work.n, "temperature": work.temperature}, rollout_id=work.rollout
             )
         except Exception as exc:  # noqa: BLE001 - reported in the outcome; the optimizer decides what it means
-            return GenerateOutcome(key=work.key, error=f"{type(exc).__name__}: {exc}")
+            return GenerateOutcome(key=work.key, error=f"{type(exc).__name__}: {exc}", transient=is_transient(exc))
         completions = [{name: c.get(name) for name in signature.output_fields} for c in prediction.completions]
         return GenerateOutcome(key=work.key, completions=completions)
 
@@ -258,7 +260,8 @@ class LocalRunner:
                         value = await value
                     score = _as_score(value)
                 except Exception as exc:  # noqa: BLE001 - a failed bootstrap attempt is just not a demo
-                    return BootstrapOutcome(index=index, success=False, error=f"{type(exc).__name__}: {exc}")
+                    error = f"{type(exc).__name__}: {exc}"
+                    return BootstrapOutcome(index=index, success=False, error=error, transient=is_transient(exc))
             threshold = work.metric_threshold
             success = score >= threshold if threshold is not None else score > 0
             demos = {}
@@ -270,3 +273,54 @@ class LocalRunner:
             return BootstrapOutcome(index=index, success=success, demos=demos)
 
         return list(await asyncio.gather(*(one(i) for i in work.indices)))
+
+
+# -- parameters ----------------------------------------------------------------------------------------------------
+
+
+def parameter_problems(
+    init: Callable[..., Any], params: dict[str, Any]
+) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+    """Check ``params`` against the annotations of an optimizer's ``__init__`` (types and ranges such as
+    ``PositiveInt``). Returns the values as validated (``"3"`` for an int becomes 3) and the problems as
+    (parameter, message) pairs; unknown names are left to the caller."""
+    from typing import get_type_hints
+
+    from pydantic import ConfigDict, TypeAdapter, ValidationError
+
+    config = ConfigDict(arbitrary_types_allowed=True)  # a teacher is a Module, validated by isinstance
+    hints = get_type_hints(init, include_extras=True)
+    checked: dict[str, Any] = {}
+    problems: list[tuple[str, str]] = []
+    for name, value in params.items():
+        if name not in hints:
+            checked[name] = value
+            continue
+        adapter = TypeAdapter(hints[name], config=config)
+        try:
+            checked[name] = adapter.validate_python(value)
+        except ValidationError as exc:
+            reasons = "; ".join(error["msg"] for error in exc.errors())
+            problems.append((name, f"{reasons} (got {value!r})"))
+    return checked, problems
+
+
+def checking_parameters(init: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap an optimizer's ``__init__`` so that a value of the wrong type or out of range (``-3`` trials)
+    fails at construction with the parameter named, before anything is spent."""
+    import functools
+    import inspect
+
+    signature = inspect.signature(init)
+
+    @functools.wraps(init)
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> None:
+        bound = signature.bind(self, *args, **kwargs)
+        values = {k: v for k, v in bound.arguments.items() if k != "self"}
+        checked, problems = parameter_problems(init, values)
+        if problems:
+            details = "; ".join(f"{name}: {message}" for name, message in problems)
+            raise ValueError(f"{type(self).__name__}: invalid parameter(s): {details}")
+        init(self, **checked)
+
+    return wrapper

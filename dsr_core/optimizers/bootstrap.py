@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from pydantic import NonNegativeInt, PositiveInt
+
 from .._async import run_sync
 from ..modules.module import Module
 from ..primitives import Example
@@ -21,6 +23,7 @@ from .base import (
     EvaluateWork,
     LocalRunner,
     OptimizerState,
+    checking_parameters,
     rng_for,
 )
 
@@ -29,6 +32,12 @@ class Optimizer:
     """The ask/tell protocol plus ``compile`` (drive the machine in process, for notebooks)."""
 
     name = "Optimizer"
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Every optimizer's constructor checks its parameters against its annotations (checking_parameters)."""
+        super().__init_subclass__(**kwargs)
+        if "__init__" in cls.__dict__:
+            cls.__init__ = checking_parameters(cls.__dict__["__init__"])  # type: ignore[method-assign]
 
     def init_state(self, program: Module, trainset: Sequence[Example], valset: Sequence[Example] | None) -> Any:
         raise NotImplementedError
@@ -93,7 +102,7 @@ class LabeledFewShot(Optimizer):
 
     name = "LabeledFewShot"
 
-    def __init__(self, k: int = 16, *, sample: bool = True, seed: int = 0) -> None:
+    def __init__(self, k: NonNegativeInt = 16, *, sample: bool = True, seed: int = 0) -> None:
         self.k = k
         self.sample = sample
         self.seed = seed
@@ -149,10 +158,10 @@ class BootstrapFewShot(Optimizer):
         *,
         metric_threshold: float | None = None,
         teacher: Module | None = None,
-        max_bootstrapped_demos: int = 4,
-        max_labeled_demos: int = 16,
-        max_rounds: int = 1,
-        bootstrap_batch_size: int | None = None,
+        max_bootstrapped_demos: NonNegativeInt = 4,
+        max_labeled_demos: NonNegativeInt = 16,
+        max_rounds: PositiveInt = 1,
+        bootstrap_batch_size: PositiveInt | None = None,
         seed: int = 0,
     ) -> None:
         self.metric = metric

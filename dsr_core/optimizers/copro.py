@@ -11,9 +11,9 @@ only the newest ones are scored (earlier scores are kept), which saves depth x b
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field, NonNegativeFloat, PositiveInt
 
 from ..modules.module import Module
 from ..primitives import Example
@@ -58,9 +58,9 @@ class COPRO(Optimizer):
         metric: Callable[..., Any] | None = None,
         *,
         prompt_model: Any = None,
-        breadth: int = 10,
-        depth: int = 3,
-        init_temperature: float = 1.4,
+        breadth: Annotated[int, Field(gt=1, description="COPRO needs breadth > 1")] = 10,
+        depth: PositiveInt = 3,
+        init_temperature: NonNegativeFloat = 1.4,
         seed: int = 0,
     ) -> None:
         if breadth <= 1:

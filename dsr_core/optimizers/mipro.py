@@ -65,7 +65,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, NonNegativeFloat, NonNegativeInt, PositiveInt
 
 from ..modules.module import Module
 from ..primitives import Example
@@ -230,21 +230,21 @@ class MIPROv2(Optimizer):
         prompt_model: Any = None,
         task_model: Any = None,
         auto: Literal["light", "medium", "heavy"] | None = "light",
-        num_candidates: int | None = None,
-        num_trials: int | None = None,
-        max_bootstrapped_demos: int = 4,
-        max_labeled_demos: int = 4,
+        num_candidates: PositiveInt | None = None,
+        num_trials: PositiveInt | None = None,
+        max_bootstrapped_demos: NonNegativeInt = 4,
+        max_labeled_demos: NonNegativeInt = 4,
         metric_threshold: float | None = None,
-        init_temperature: float = 1.0,
+        init_temperature: NonNegativeFloat = 1.0,
         minibatch: bool = True,
-        minibatch_size: int = 35,
-        minibatch_full_eval_steps: int = 5,
+        minibatch_size: PositiveInt = 35,
+        minibatch_full_eval_steps: PositiveInt = 5,
         program_aware_proposer: bool = True,
         data_aware_proposer: bool = True,
         tip_aware_proposer: bool = True,
         fewshot_aware_proposer: bool = True,
-        view_data_batch_size: int = 10,
-        parallel_trials: int = 1,
+        view_data_batch_size: PositiveInt = 10,
+        parallel_trials: PositiveInt = 1,
         seed: int = 9,
     ) -> None:
         if auto not in (None, "light", "medium", "heavy"):

@@ -11,7 +11,7 @@ import random
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, NonNegativeInt, PositiveInt
 
 from ..modules.module import Module
 from ..primitives import Example
@@ -44,10 +44,10 @@ class BootstrapFewShotWithRandomSearch(Optimizer):
         *,
         metric_threshold: float | None = None,
         teacher: Module | None = None,
-        max_bootstrapped_demos: int = 4,
-        max_labeled_demos: int = 16,
-        max_rounds: int = 1,
-        num_candidate_programs: int = 16,
+        max_bootstrapped_demos: NonNegativeInt = 4,
+        max_labeled_demos: NonNegativeInt = 16,
+        max_rounds: PositiveInt = 1,
+        num_candidate_programs: PositiveInt = 16,
         stop_at_score: float | None = None,
         seed: int = 0,
     ) -> None:
