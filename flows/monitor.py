@@ -31,7 +31,7 @@ from tasks.monitor import judge_shard
 
 from .artifacts import join, open_file, open_for_writing
 from .config import RunConfig, resolve_config
-from .serving import read_production_log
+from .production_log import read_production_log
 from .tracking import client_for, experiment_id
 
 DAY = 86_400.0

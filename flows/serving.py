@@ -2,16 +2,26 @@
 
 - ``POST /predict`` takes a JSON object of the program's input fields and returns its output fields, the
   LM usage behind them, the model version that answered and a request id. Inputs are checked against the
-  program before any LM call: missing, unknown, non-text or oversized fields get a 4xx naming the field.
+  program before any LM call, each refusal with a message naming the field:
+  missing or unknown fields and a non-object body are a 422; a value that does not match the field's declared
+  type is a 422 (a ``str`` field takes only a JSON string: ``null``, numbers, arrays and objects are refused;
+  typed fields are validated by pydantic against their annotation; a field whose default is ``None`` may be
+  ``null``); text holding a lone surrogate (``"\\ud800"``, not valid Unicode) is a 422; a field longer than
+  ``max_field_chars`` is a 413; a body that is not UTF-8 JSON, or that nests arrays/objects more than
+  ``MAX_JSON_DEPTH`` levels, is a 400 (the depth is checked before parsing, so nothing recurses per level).
+  A failed program call, or an output that cannot be returned as JSON, is a 502 with the error type.
 - ``GET /health`` says which program and version are being served.
+- Request header fields of more than ``MAX_HEADER_BYTES`` in all get a 431 (RFC 6585), from the app when the
+  request head arrived whole, from the HTTP protocol (``HeadLimitH11Protocol``) when it is still arriving.
 - Requests run concurrently on the server's event loop through the async LM (its client-side limits apply).
 - ``models:/name@alias`` is re-resolved every ``refresh_seconds``: when the alias moves (a new champion),
   the new version is loaded and swapped in without a restart; requests in flight finish on the old one.
 - With a bearer token configured (the NAME of an environment variable holding it), every route but
-  ``/health`` needs ``Authorization: Bearer <token>``. The token and API keys never appear in responses,
-  logs or the production log.
-- Every request/response is appended to the production log (``ProductionLog``): JSONL part files under a
-  local folder or an ``s3://`` prefix, one file per flush, named by time so readers can pick up what is new.
+  ``/health`` needs ``Authorization: Bearer <token>``, ``/openapi.json`` included. There is no ``/docs`` or
+  ``/redoc`` UI (it would load its scripts from a CDN); the schema at ``/openapi.json`` is for tools. The token
+  and API keys never appear in responses, logs or the production log.
+- Every request/response is appended to the production log (``ProductionLog``, in ``production_log``).
+- The body-depth and header limits, and the JSON response that carries any text, are in ``http_limits``.
 """
 
 from __future__ import annotations
@@ -21,107 +31,132 @@ import hmac
 import inspect
 import json
 import os
-import threading
 import time
+import typing
 import uuid
 from typing import Any
 
+import pydantic
 from fastapi import Request  # at module level: FastAPI resolves the route's annotations by name
 
 import dsr_core as dsr
-from dsr_core.adapters.types import jsonable
+from dsr_core.adapters.types import jsonable, type_adapter
+from dsr_core.signatures import SignatureMeta, type_name
 
-from .artifacts import filesystem, join, open_for_writing
-
-# -- the production log ----------------------------------------------------------------------------------------
-
-
-class ProductionLog:
-    """Buffered, append-only JSONL part files: ``{url}/date=YYYY-MM-DD/part-{epoch ms}-{random}.jsonl``.
-
-    Parts are never rewritten (S3 cannot append); the time in the name lets the drift monitor read only
-    parts written since its last run. A background thread flushes every ``flush_seconds`` or
-    ``flush_records``; ``close()`` flushes the rest.
-    """
-
-    def __init__(self, url: str, *, flush_seconds: float = 5.0, flush_records: int = 500) -> None:
-        self.url = url
-        self.flush_seconds = flush_seconds
-        self.flush_records = flush_records
-        self._buffer: list[dict[str, Any]] = []
-        self._lock = threading.Lock()
-        self._wake = threading.Event()
-        self._closed = False
-        self._thread = threading.Thread(target=self._run, name="dsr-production-log", daemon=True)
-        self._thread.start()
-
-    def append(self, record: dict[str, Any]) -> None:
-        with self._lock:
-            self._buffer.append(record)
-            full = len(self._buffer) >= self.flush_records
-        if full:
-            self._wake.set()
-
-    def _run(self) -> None:
-        while not self._closed:
-            self._wake.wait(self.flush_seconds)
-            self._wake.clear()
-            self.flush()
-
-    def flush(self) -> str | None:
-        with self._lock:
-            records, self._buffer = self._buffer, []
-        if not records:
-            return None
-        now = time.time()
-        day = time.strftime("%Y-%m-%d", time.gmtime(now))
-        part = join(self.url, f"date={day}", f"part-{int(now * 1000):013d}-{uuid.uuid4().hex[:8]}.jsonl")
-        text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
-        with open_for_writing(part) as handle:
-            handle.write(text)
-        return part
-
-    def close(self) -> None:
-        self._closed = True
-        self._wake.set()
-        self._thread.join(timeout=30)
-        self.flush()
-
-
-def read_production_log(url: str, since_ms: int = 0) -> tuple[list[dict[str, Any]], int]:
-    """Records from parts written after ``since_ms`` (epoch ms), and the newest part's time (a watermark)."""
-    fs = filesystem(url)
-    root = join(url)
-    try:
-        paths = fs.glob(f"{root.rstrip('/')}/date=*/part-*.jsonl")
-    except FileNotFoundError:
-        paths = []
-    newest, records = since_ms, list[dict[str, Any]]()
-    for path in sorted(paths):
-        stamp = int(path.rsplit("/", 1)[-1].split("-")[1])
-        if stamp <= since_ms:
-            continue
-        newest = max(newest, stamp)
-        with fs.open(path, "r") as handle:
-            records.extend(json.loads(line) for line in handle if line.strip())
-    return records, newest
-
+from .http_limits import (
+    MAX_HEADER_BYTES,
+    MAX_JSON_DEPTH,
+    HeaderLimit,
+    Rejected,
+    SafeJSONResponse,
+    error,
+    parse_json_body,
+    server_options,
+    value_too_deep,
+)
+from .production_log import ProductionLog
 
 # -- the program being served ----------------------------------------------------------------------------------
 
 
+def json_kind(value: Any) -> str:
+    """The JSON name of a parsed value's type, for messages."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    return {str: "string", list: "array", dict: "object"}.get(type(value), type(value).__name__)
+
+
+class InputSpec:
+    """One input field of the served program and its declared type (``Any``: nothing declares one).
+
+    ``none_default``: the parameter defaults to ``None``, so ``null`` means "not given" whatever the type."""
+
+    def __init__(self, name: str, annotation: Any = Any, *, required: bool = True, none_default: bool = False):
+        self.name = name
+        self.annotation = annotation
+        self.required = required
+        self.none_default = none_default
+        self.adapter = self._adapter(annotation)
+
+    @staticmethod
+    def _adapter(annotation: Any) -> pydantic.TypeAdapter[Any] | None:
+        if annotation is Any:
+            return None
+        try:
+            return type_adapter(annotation)
+        except Exception:  # noqa: BLE001 - a type pydantic cannot validate is passed through unchecked
+            return None
+
+    def check(self, value: Any) -> Any:
+        """``value`` validated as the declared type (pydantic, lax as for JSON), or a 422 naming field and type."""
+        if self.adapter is None or (value is None and self.none_default):
+            return value
+        try:
+            return self.adapter.validate_python(value)
+        except pydantic.ValidationError as exc:
+            first = exc.errors(include_url=False, include_input=False)[0]
+            where = ".".join(str(part) for part in first["loc"])
+            detail = f" ({where}: {first['msg']})" if where else ""
+            message = f"field {self.name!r} must be {type_name(self.annotation)}, got {json_kind(value)}{detail}"
+            raise Rejected(422, message) from None
+
+
+def _method(program: dsr.Module) -> Any:
+    return program.aforward if type(program).aforward is not dsr.Module.aforward else program.forward
+
+
+def _type_hints(function: Any) -> dict[str, Any]:
+    """A function's resolved annotations; none when they cannot be resolved (then nothing is checked)."""
+    try:
+        return typing.get_type_hints(function)
+    except Exception:  # noqa: BLE001 - an unresolvable annotation declares nothing we can check
+        return {}
+
+
+def predictor_input_types(program: dsr.Module) -> dict[str, Any]:
+    """Input field name -> annotation over the program's predictors' signatures, where they agree."""
+    found: dict[str, list[Any]] = {}
+    for predictor in program.predictors():
+        for name, field in predictor.signature.input_fields.items():
+            found.setdefault(name, []).append(field.annotation)
+    return {name: types[0] for name, types in found.items() if all(t == types[0] for t in types)}
+
+
+def input_specs(program: dsr.Module) -> dict[str, InputSpec]:
+    """The served program's input fields with their declared types.
+
+    A predictor (Predict, ChainOfThought: a call that takes only ``**kwargs``, and a ``signature``) takes its
+    signature's input fields. Any other program takes its aforward/forward parameters, typed by their
+    annotations or, when unannotated, by the same-named input field of its predictors' signatures (where they
+    agree; DSPy's default type is ``str``). A parameter with a default may be omitted."""
+    method = _method(program)
+    parameters = [
+        p for p in inspect.signature(method).parameters.values() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+    ]
+    signature = getattr(program, "signature", None)
+    if not parameters and isinstance(signature, SignatureMeta):
+        return {name: InputSpec(name, field.annotation) for name, field in signature.input_fields.items()}
+    hints = _type_hints(method)
+    declared = predictor_input_types(program)
+    return {
+        p.name: InputSpec(
+            p.name,
+            hints.get(p.name, declared.get(p.name, Any)),
+            required=p.default is p.empty,
+            none_default=p.default is None,
+        )
+        for p in parameters
+    }
+
+
 def program_inputs(program: dsr.Module) -> tuple[list[str], list[str]]:
-    """(required, optional) input field names: a Predict's signature inputs, or aforward/forward's parameters."""
-    if isinstance(program, dsr.Predict):
-        return list(program.signature.input_fields), []
-    method = program.aforward if type(program).aforward is not dsr.Module.aforward else program.forward
-    required: list[str] = []
-    optional: list[str] = []
-    for name, parameter in inspect.signature(method).parameters.items():
-        if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
-            continue
-        (optional if parameter.default is not parameter.empty else required).append(name)
-    return required, optional
+    """(required, optional) input field names."""
+    specs = input_specs(program).values()
+    return [s.name for s in specs if s.required], [s.name for s in specs if not s.required]
 
 
 class Served:
@@ -130,7 +165,9 @@ class Served:
     def __init__(self, program: dsr.Module, version: str | None) -> None:
         self.program = program
         self.version = version
-        self.required, self.optional = program_inputs(program)
+        self.inputs = input_specs(program)
+        self.required = [s.name for s in self.inputs.values() if s.required]
+        self.optional = [s.name for s in self.inputs.values() if not s.required]
 
 
 class ProgramService:
@@ -169,25 +206,51 @@ class ProgramService:
         return True
 
 
-# -- the HTTP app ----------------------------------------------------------------------------------------------
+# -- request bodies and responses ------------------------------------------------------------------------------
+
+
+def check_field(spec: InputSpec, value: Any, max_chars: int) -> Any:
+    """One input value: its size, that it is valid text, then its type."""
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    if len(text) > max_chars:
+        raise Rejected(413, f"field {spec.name!r} has {len(text)} characters; the limit is {max_chars}")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise Rejected(
+            422, f"field {spec.name!r} is not valid text: it holds a lone surrogate (an unpaired \\ud800-\\udfff)"
+        ) from None
+    return spec.check(value)
 
 
 def validate_inputs(body: Any, served: Served, max_chars: int) -> dict[str, Any]:
-    """The request's input fields, or a ValueError naming what is wrong (becomes a 4xx)."""
+    """The request's input fields as their declared types, or Rejected naming what is wrong (a 4xx)."""
     if not isinstance(body, dict):
-        raise ValueError(f"the body must be a JSON object of input fields ({', '.join(served.required)})")
-    allowed = set(served.required) | set(served.optional)
+        raise Rejected(422, f"the body must be a JSON object of input fields ({', '.join(served.required)})")
+    allowed = set(served.inputs)
     unknown = sorted(set(body) - allowed)
     if unknown:
-        raise ValueError(f"unknown field(s) {unknown}; the program takes {sorted(allowed)}")
+        raise Rejected(422, f"unknown field(s) {unknown}; the program takes {sorted(allowed)}")
     missing = [name for name in served.required if name not in body]
     if missing:
-        raise ValueError(f"missing field(s) {missing}")
-    for name, value in body.items():
-        size = len(value) if isinstance(value, str) else len(json.dumps(value))
-        if size > max_chars:
-            raise OverflowError(f"field {name!r} has {size} characters; the limit is {max_chars}")
-    return body
+        raise Rejected(422, f"missing field(s) {missing}")
+    return {name: check_field(served.inputs[name], value, max_chars) for name, value in body.items()}
+
+
+class UnreturnableOutput(Exception):
+    """The program answered, but with something that cannot be sent back as JSON."""
+
+
+def output_values(prediction: Any) -> dict[str, Any]:
+    """The prediction's fields as JSON values. Depth-checked first: ``jsonable`` and the JSON encoder recurse
+    once per level."""
+    fields = prediction.to_dict()
+    if value_too_deep(fields, MAX_JSON_DEPTH):
+        raise UnreturnableOutput(f"the program's output nests more than {MAX_JSON_DEPTH} levels deep")
+    return jsonable(fields)
+
+
+# -- the HTTP app ----------------------------------------------------------------------------------------------
 
 
 def create_app(
@@ -197,15 +260,19 @@ def create_app(
     token_env: str | None = None,
     refresh_seconds: float = 30.0,
     max_field_chars: int = 20_000,
+    max_header_bytes: int = MAX_HEADER_BYTES,
 ) -> Any:
     from contextlib import asynccontextmanager
 
     from fastapi import FastAPI
-    from fastapi.responses import JSONResponse
 
     token = os.environ.get(token_env) if token_env else None
     if token_env and not token:
         raise dsr.DsrError(f"--token-env {token_env}: that environment variable is not set")
+    expected = f"Bearer {token}".encode()
+
+    def authorized(request: Request) -> bool:
+        return token is None or hmac.compare_digest(request.headers.get("authorization", "").encode(), expected)
 
     async def watch() -> None:
         while True:
@@ -225,10 +292,45 @@ def create_app(
         if log is not None:
             await asyncio.to_thread(log.close)
 
-    app = FastAPI(title="dsr program", lifespan=lifespan)
+    app = FastAPI(
+        title="dsr program",
+        lifespan=lifespan,
+        docs_url=None,  # the docs UIs load their scripts from a CDN
+        redoc_url=None,
+        openapi_url=None,  # served below, behind the token
+        default_response_class=SafeJSONResponse,
+    )
+    app.add_middleware(HeaderLimit, max_bytes=max_header_bytes)
 
-    def error(status: int, message: str) -> JSONResponse:
-        return JSONResponse({"error": message}, status_code=status)
+    def append(record: dict[str, Any]) -> None:
+        if log is not None:
+            log.append(record)
+
+    async def run(served: Served, inputs: dict[str, Any]) -> SafeJSONResponse:
+        """Call the program and log the request; a failure to answer (or to return the answer) is a 502."""
+        request_id = uuid.uuid4().hex
+        started = time.perf_counter()
+        record: dict[str, Any] = {
+            "ts": time.time(),
+            "request_id": request_id,
+            "source": service.source,
+            "version": served.version,
+            "inputs": jsonable(inputs),
+        }
+        try:
+            prediction = await served.program.acall(**inputs)
+            outputs = output_values(prediction)
+            usage = prediction.usage.to_dict() if prediction.usage is not None else {}
+            body = {"outputs": outputs, "usage": usage, "version": served.version, "request_id": request_id}
+            response = SafeJSONResponse(body)  # rendered here, so an output JSON cannot hold is a 502 too
+        except Exception as exc:  # noqa: BLE001 - one failed request is a 502 with its reason, never a crash
+            record.update(error=f"{type(exc).__name__}: {exc}"[:2000], latency=time.perf_counter() - started)
+            append(record)
+            reason = str(exc) if isinstance(exc, UnreturnableOutput) else f"the program failed: {type(exc).__name__}"
+            return error(502, reason)
+        record.update(outputs=outputs, usage=usage, latency=time.perf_counter() - started)
+        append(record)
+        return response
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
@@ -241,45 +343,22 @@ def create_app(
             "inputs": served.required + served.optional,
         }
 
+    @app.get("/openapi.json", include_in_schema=False)
+    async def openapi(request: Request) -> Any:
+        if not authorized(request):
+            return error(401, "missing or wrong bearer token")
+        return SafeJSONResponse(app.openapi())
+
     @app.post("/predict")
     async def predict(request: Request) -> Any:
-        if token is not None:
-            given = request.headers.get("authorization", "")
-            if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
-                return error(401, "missing or wrong bearer token")
+        if not authorized(request):
+            return error(401, "missing or wrong bearer token")
         served = service.current
         try:
-            body = await request.json()
-        except ValueError:
-            return error(400, "the body is not valid JSON")
-        try:
-            inputs = validate_inputs(body, served, max_field_chars)
-        except OverflowError as exc:
-            return error(413, str(exc))
-        except ValueError as exc:
-            return error(422, str(exc))
-        request_id = uuid.uuid4().hex
-        started = time.perf_counter()
-        record: dict[str, Any] = {
-            "ts": time.time(),
-            "request_id": request_id,
-            "source": service.source,
-            "version": served.version,
-            "inputs": jsonable(inputs),
-        }
-        try:
-            prediction = await served.program.acall(**inputs)
-        except Exception as exc:  # noqa: BLE001 - one failed request is a 502 with its reason, never a crash
-            record.update(error=f"{type(exc).__name__}: {exc}"[:2000], latency=time.perf_counter() - started)
-            if log is not None:
-                log.append(record)
-            return error(502, f"the program failed: {type(exc).__name__}")
-        outputs = jsonable(prediction.to_dict())
-        usage = prediction.usage.to_dict() if prediction.usage is not None else {}
-        record.update(outputs=outputs, usage=usage, latency=time.perf_counter() - started)
-        if log is not None:
-            log.append(record)
-        return {"outputs": outputs, "usage": usage, "version": served.version, "request_id": request_id}
+            inputs = validate_inputs(parse_json_body(await request.body()), served, max_field_chars)
+        except Rejected as exc:
+            return error(exc.status, exc.message)
+        return await run(served, inputs)
 
     return app
 
@@ -303,4 +382,4 @@ def serve(
         service, log=log, token_env=token_env, refresh_seconds=refresh_seconds, max_field_chars=max_field_chars
     )
     print(f"dsr serve: {source} version {service.current.version} on http://{host}:{port}", flush=True)
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    uvicorn.run(app, host=host, port=port, log_level="warning", **server_options())
