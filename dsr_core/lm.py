@@ -537,11 +537,13 @@ class LM:
         fails at once instead of after the full backoff. It bypasses the response cache on purpose: a cached
         answer says nothing about the endpoint. It is counted in neither ``usage`` nor ``history`` (it does go
         through the rpm/tpm/in-flight limits, being a real request). A success is remembered in the process per
-        base URL, model and key, so probing again costs nothing. A 429 means reachable: it passes, unremembered.
+        base URL, model and key, so probing again costs nothing. A 429 or a 5xx means reachable with the key
+        accepted: it passes (with a warning for a 5xx), unremembered; the run's own retries and its check that
+        not every example failed the same way deal with a server that stays broken.
 
         Raises LMConnectionError, LMAuthenticationError (also when ``api_key_env`` names a variable that is not
-        set), LMNotFoundError, LMTimeoutError, or LMError for any other failure (a 5xx, a body that is not a
-        chat completion).
+        set), LMNotFoundError, LMTimeoutError, or LMError for any other failure (another 4xx, a body that is
+        not a chat completion).
         """
         import openai
 
@@ -570,6 +572,9 @@ class LM:
         except openai.APIConnectionError as exc:
             raise self._connection_error(exc, "probe, 1 attempt", f"no answer to a probe within {limit}s") from None
         except openai.APIStatusError as exc:
+            if exc.status_code >= 500:  # reachable, key accepted; the run's retries deal with a struggling server
+                log.warning("LM %s: the probe got %s; going on", self.model, self._redact(_describe(exc)))
+                return
             raise self._fatal(exc) from None
         except _MalformedResponseError as exc:
             raise LMError(

@@ -80,6 +80,11 @@ class EvaluationDisplay(LiveLine):
             ("errors", f"{report.errors} ({100 * report.error_rate:.1f}%)"),
             ("LM calls", str(report.lm_calls)),
             ("cached", f"{100 * report.cached_fraction:.1f}%"),
+            *(
+                [("replayed", f"{report.replayed} examples from persisted shard results (no LM call)")]
+                if getattr(report, "replayed", 0)
+                else []
+            ),
             ("tokens", f"{report.prompt_tokens} in / {report.completion_tokens} out"),
             ("latency p50 / p95", f"{report.latency_p50:.3f}s / {report.latency_p95:.3f}s"),
             ("wall time", f"{report.wall_time:.1f}s in {report.shards} shards"),

@@ -41,7 +41,7 @@ class Prepared:
 def lm_sections(config: RunConfig, purpose: Purpose) -> dict[str, LMConfig]:
     """The LM sections this run will call, by config path."""
     sections = {"lm": config.lm}
-    if config.judge_lm is not None and (config.metric.ref == "judge" or config.monitor is not None):
+    if config.judge_lm is not None and config.metric.ref == "judge":  # the monitor's judge is not the run's
         sections["judge_lm"] = config.judge_lm
     if purpose != "evaluate" and config.optimizer.name in PROPOSING_OPTIMIZERS and config.prompt_lm is not None:
         sections["prompt_lm"] = config.prompt_lm
