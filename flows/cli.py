@@ -53,6 +53,14 @@ def _fail(message: str, log_file: Path | None = None) -> NoReturn:
     raise typer.Exit(1)
 
 
+def _fail_with(what: str, exc: BaseException, log_file: Path) -> NoReturn:
+    """A command failed: the traceback to its log file (and the terminal with --debug), one line to the user."""
+    logging.getLogger("dsr").error("%s failed", what, exc_info=exc)
+    if _Options.debug:
+        traceback.print_exception(exc)
+    _fail(f"{what} failed: {_describe(exc)}", log_file)
+
+
 def _describe(exc: BaseException) -> str:
     """dsr's own errors say what and where already; others get their type in front."""
     from dsr_core.errors import DsrError
@@ -184,10 +192,7 @@ def _run_with_display(display: Any, run: Any, config: Any, what: str) -> Any:
         try:
             report = run(config, progress_key=key)
         except Exception as exc:  # noqa: BLE001 - one clear line, non-zero exit; the traceback in the log
-            logging.getLogger("dsr").error("%s failed", what, exc_info=exc)
-            if _Options.debug:
-                traceback.print_exception(exc)
-            _fail(f"{what} failed: {_describe(exc)}", log_file)
+            _fail_with(what, exc, log_file)
         finally:
             progress.unregister(key)
     display.summary(report)
@@ -306,10 +311,7 @@ def monitor(
         try:
             report = monitor_flow(config)
         except Exception as exc:  # noqa: BLE001 - one clear line, non-zero exit; the traceback in the log
-            logging.getLogger("dsr").error("monitor failed", exc_info=exc)
-            if _Options.debug:
-                traceback.print_exception(exc)
-            _fail(f"monitor failed: {_describe(exc)}", log_file)
+            _fail_with("monitor", exc, log_file)
     for key, value in report.model_dump().items():
         typer.echo(f"{key + ':':<22}{value}")
 
