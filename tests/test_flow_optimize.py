@@ -392,3 +392,20 @@ def test_a_deleted_pointer_neither_restarts_the_run_nor_registers_again(prefect_
     )
     assert len(parents) == 1
     assert len(client.search_model_versions("name = 'ptr-model'")) == 1
+
+
+def test_the_api_key_reaches_nothing_the_run_writes(prefect_harness, server, workdir, monkeypatch):
+    """Checkpoints, shard results, tables, the program, MLflow's database and artifacts: no byte of the key."""
+    from flows.optimize import run_optimization
+
+    secret = "sk-dsr-test-SECRET-5f3a9c"
+    monkeypatch.setenv("DSR_TEST_KEY", secret)
+    server.responder = learns_from_demos
+    config = make_config(workdir, server, optimizer={"name": "BootstrapFewShot"}, register_as="keyless")
+    config["lm"]["api_key_env"] = "DSR_TEST_KEY"
+    report = run_optimization(validate_config(config))
+    assert report.optimized_score > report.baseline_score
+    written = [p for p in workdir.rglob("*") if p.is_file()]
+    assert len(written) > 10  # checkpoints, results, program.json, mlflow.db, artifacts
+    leaks = [str(p) for p in written if secret.encode() in p.read_bytes()]
+    assert leaks == []
