@@ -306,10 +306,12 @@ def monitor(
     config = _load(config_path, set_)
     from .logs import command_log
     from .monitor import monitor_flow
+    from .prefect_server import ephemeral_api
 
     with command_log("monitor", debug=_Options.debug) as log_file:
         try:
-            report = monitor_flow(config)
+            with ephemeral_api():  # the flow's Prefect server dies with this process
+                report = monitor_flow(config)
         except Exception as exc:  # noqa: BLE001 - one clear line, non-zero exit; the traceback in the log
             _fail_with("monitor", exc, log_file)
     for key, value in report.model_dump().items():

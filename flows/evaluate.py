@@ -165,7 +165,10 @@ def task_runner_for(config: RunConfig) -> Any:
     if kind == "process":
         from prefect.task_runners import ProcessPoolTaskRunner
 
-        return ProcessPoolTaskRunner(max_workers=config.run.max_workers or 2)
+        from .prefect_server import exit_with_parent
+
+        # workers that outlive a killed parent would wait for work forever
+        return ProcessPoolTaskRunner(max_workers=config.run.max_workers or 2, initializer=exit_with_parent)
     from prefect_dask import DaskTaskRunner
 
     if config.run.dask_address:
@@ -176,7 +179,9 @@ def task_runner_for(config: RunConfig) -> Any:
 def run_evaluation(config: RunConfig, progress_key: str | None = None) -> EvaluationReport:
     """Run the evaluate flow with the task runner the config asks for (and the bundled model, if asked for)."""
     from .local_lm import serve_local_models
+    from .prefect_server import ephemeral_api
 
     with serve_local_models(config) as config:
         preflight(config, "evaluate")  # before Prefect starts: a run that cannot succeed stops in a second or two
-        return evaluate_flow.with_options(task_runner=task_runner_for(config))(config, progress_key=progress_key)
+        with ephemeral_api():  # no PREFECT_API_URL: a server that dies with this process (flows.prefect_server)
+            return evaluate_flow.with_options(task_runner=task_runner_for(config))(config, progress_key=progress_key)

@@ -549,10 +549,12 @@ def _phase(state: Any) -> str:
 def run_optimization(config: RunConfig, progress_key: str | None = None) -> OptimizationReport:
     """Run the optimize flow with the task runner the config asks for (and the bundled model, if asked for)."""
     from .local_lm import serve_local_models
+    from .prefect_server import ephemeral_api
 
     with serve_local_models(config) as config:
         preflight(config, "optimize")  # before Prefect starts: a run that cannot succeed stops in a second or two
-        return optimize_flow.with_options(task_runner=task_runner_for(config))(config, progress_key=progress_key)
+        with ephemeral_api():  # no PREFECT_API_URL: a server that dies with this process (flows.prefect_server)
+            return optimize_flow.with_options(task_runner=task_runner_for(config))(config, progress_key=progress_key)
 
 
 __all__ = ["OptimizationReport", "optimize_flow", "run_optimization", "fingerprint", "trial_records"]
