@@ -204,25 +204,34 @@ class SignatureMeta(type):
             fields.update(getattr(base, "fields", {}))
         annotations = namespace.get("__annotations__", {})
         module = namespace.get("__module__")
-        for attr, annotation in annotations.items():
+        for attr in annotations:
             if attr.startswith("_") or attr in ("instructions", "fields"):
                 continue
-            marker = namespace.pop(attr, None)
-            if not isinstance(marker, Field):
+            if not isinstance(namespace.get(attr), Field):
                 raise SignatureError(
-                    f"{name}.{attr}: declare it with dsr.InputField() or dsr.OutputField(), got {marker!r}"
+                    f"{name}.{attr}: declare it with dsr.InputField() or dsr.OutputField(), got {namespace.get(attr)!r}"
                 )
+        # in the order they were written; a field without an annotation is a str, as in DSPy
+        for attr in [a for a, value in namespace.items() if isinstance(value, Field)]:
+            marker = namespace.pop(attr)
             _check_name(attr)
+            annotation = annotations.get(attr, str)
             if isinstance(annotation, str):
                 annotation = _resolve_annotation_string(annotation, module, name, attr)
             fields[attr] = marker.with_(name=attr, annotation=annotation, prefix=marker.prefix or infer_prefix(attr))
-        for attr, value in list(namespace.items()):
-            if isinstance(value, Field):
-                raise SignatureError(f"{name}.{attr} needs a type annotation, e.g. `{attr}: str = ...`")
         namespace["fields"] = fields
         doc = namespace.get("__doc__")
         if "instructions" not in namespace:
-            inherited = next((b.__dict__.get("instructions") for b in bases if "instructions" in b.__dict__), None)
+            # from a parent signature with fields of its own, never the docstring of the base class itself: a
+            # signature without a docstring gets DSPy's default instructions (below)
+            inherited = next(
+                (
+                    b.__dict__["instructions"]
+                    for b in bases
+                    if "instructions" in b.__dict__ and getattr(b, "fields", {})
+                ),
+                None,
+            )
             namespace["instructions"] = inspect.cleandoc(doc or "") or inherited or ""
         cls = super().__new__(mcs, name, bases, namespace, **kwargs)
         if fields and not cls.instructions:

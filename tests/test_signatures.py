@@ -104,3 +104,27 @@ def test_hash_is_stable_across_processes():
     code = "import dsr_core as dsr; print(dsr.Signature('question, context: list[str] -> answer: int').hash)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == dsr.Signature("question, context: list[str] -> answer: int").hash
+
+
+def test_a_signature_without_a_docstring_gets_dspys_default_instructions():
+    """Not the base class's docstring: optimizers start from these instructions."""
+
+    class QA(dsr.Signature):
+        question = dsr.InputField()  # no annotation: a str, as in DSPy
+        context: list[str] = dsr.InputField()
+        answer = dsr.OutputField()
+
+    assert QA.instructions == "Given the fields `question`, `context`, produce the fields `answer`."
+    assert list(QA.fields) == ["question", "context", "answer"]  # in the order written
+    assert QA.fields["question"].annotation is str and QA.fields["answer"].annotation is str
+
+    class Documented(dsr.Signature):
+        """Answer briefly."""
+
+        question: str = dsr.InputField()
+        answer: str = dsr.OutputField()
+
+    class Child(Documented):
+        extra: str = dsr.OutputField()
+
+    assert Child.instructions == "Answer briefly."  # a parent signature's instructions carry over
