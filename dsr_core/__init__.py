@@ -35,7 +35,15 @@ from .tracking import trace, track_usage
 
 __version__ = "0.1.0"
 
-_LAZY = {"DataLoader": ".data", "load_examples": ".data"}
+# imported on first use (optuna and the optimizers' modules are not needed to run a program)
+_LAZY = {
+    "DataLoader": ".data",
+    "load_examples": ".data",
+    **{
+        name: ".optimizers"
+        for name in ("LabeledFewShot", "BootstrapFewShot", "BootstrapFewShotWithRandomSearch", "COPRO", "MIPROv2")
+    },
+}
 
 
 def __getattr__(name: str) -> Any:
@@ -57,9 +65,14 @@ def load_program(source: str, program: Module | None = None) -> Module:
 
 
 __all__ = [
+    "COPRO",
     "LM",
     "Adapter",
     "AdapterParseError",
+    "BootstrapFewShot",
+    "BootstrapFewShotWithRandomSearch",
+    "LabeledFewShot",
+    "MIPROv2",
     "Cache",
     "ChainOfThought",
     "ChatAdapter",

@@ -414,3 +414,7 @@ class _Progress:
     def close(self) -> None:
         if self._bar is not None:
             self._bar.stop()
+
+
+# DSPy's module path for its metrics (``from dspy.evaluate import answer_exact_match``); they live in metrics.py
+from .metrics import answer_exact_match as answer_exact_match  # noqa: E402 - a re-export, after the engine

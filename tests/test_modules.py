@@ -133,3 +133,18 @@ def test_example_and_prediction_behave_like_dspys():
     pred = dsr.Prediction.from_completions([{"a": 1}, {"a": 2}], dsr.Usage(3, 4, 1, 0))
     clone = copy.deepcopy(pred)
     assert clone.a == 1 and clone.completions == [{"a": 1}, {"a": 2}] and clone.usage.total_tokens == 7
+
+
+def test_dspy_names_and_module_paths():
+    """Programs written for DSPy find the optimizers where DSPy keeps them, after `import dsr_core as dspy`."""
+    import dsr_core as dspy
+    from dsr_core.evaluate import Evaluate, answer_exact_match
+    from dsr_core.optimizers import MIPROv2
+    from dsr_core.predict import ChainOfThought, Predict
+    from dsr_core.teleprompt import BootstrapFewShot, BootstrapFewShotWithRandomSearch
+
+    assert dspy.MIPROv2 is MIPROv2 and dspy.BootstrapFewShot is BootstrapFewShot
+    assert dspy.BootstrapFewShotWithRandomSearch is BootstrapFewShotWithRandomSearch
+    assert dspy.Predict is Predict and dspy.ChainOfThought is ChainOfThought and dspy.Evaluate is Evaluate
+    assert answer_exact_match is dspy.answer_exact_match
+    assert {"MIPROv2", "COPRO", "LabeledFewShot"} <= set(dspy.__all__)
