@@ -48,6 +48,8 @@ from typing import IO, Any
 
 import dsr_core as dsr
 
+from .processes import die_with_parent
+
 log = logging.getLogger(__name__)
 
 LOCAL_MODEL = "local"  # the model name that asks for the bundled model
@@ -104,16 +106,6 @@ def free_port(host: str = "127.0.0.1", preferred: int | None = None) -> int:
     raise OSError(f"no free port on {host}")
 
 
-def _die_with_parent() -> None:
-    """In the server process before exec: receive SIGTERM when the process that started it dies (Linux),
-    so a run killed with SIGKILL does not leave the model server behind."""
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
 class LocalLMServer:
     """``python -m llama_cpp.server`` with the bundled model on ``host:port``; a context manager.
 
@@ -159,7 +151,10 @@ class LocalLMServer:
             self._log = tempfile.NamedTemporaryFile(prefix="dsr-local-lm-", suffix=".log", delete=False)  # noqa: SIM115
         output = None if self.echo else self._log
         self.process = subprocess.Popen(
-            command, stdout=output, stderr=subprocess.STDOUT if output else None, preexec_fn=_die_with_parent
+            command,
+            stdout=output,
+            stderr=subprocess.STDOUT if output else None,
+            preexec_fn=die_with_parent(signal.SIGTERM),
         )
         started = time.perf_counter()
         try:

@@ -26,7 +26,6 @@ it has no children to leave behind. The process task runner's workers are the ru
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import queue
 import signal
@@ -36,7 +35,8 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
-_PR_SET_PDEATHSIG = 1
+from .processes import die_with_parent
+
 _lock = threading.Lock()
 _spawner: _Spawner | None = None
 _server_class: type | None = None
@@ -105,7 +105,10 @@ def _popen_like_prefect(port: int | None) -> subprocess.Popen[Any]:
             **server_env,
             **get_current_settings().to_environment_variables(exclude_unset=True),
         },
-        preexec_fn=_die_with_parent(os.getpid()),
+        # SIGKILL, not SIGTERM: nothing is left to shut down gracefully for once the client is gone, and
+        # uvicorn's graceful shutdown waits for open connections and background tasks. The server's sqlite
+        # database survives a kill (it is journaled), as it does Prefect's own kill after a 5 s terminate.
+        preexec_fn=die_with_parent(signal.SIGKILL),
     )
 
 
@@ -130,25 +133,6 @@ def server_command(port: int | None) -> list[str]:
         "--lifespan",
         "on",
     ]
-
-
-def _die_with_parent(parent_pid: int) -> Callable[[], None] | None:
-    """A ``preexec_fn`` (Linux; None elsewhere): SIGKILL this child when the forking thread ends, and exit at
-    once when the parent is already gone (it died between the fork and the prctl). libc is loaded here, before
-    the fork, so the child makes one call and no imports between fork and exec."""
-    if not sys.platform.startswith("linux"):
-        return None
-    prctl = ctypes.CDLL("libc.so.6", use_errno=True).prctl
-
-    def preexec() -> None:
-        # SIGKILL, not SIGTERM: nothing is left to shut down gracefully for once the client is gone, and
-        # uvicorn's graceful shutdown waits for open connections and background tasks. The server's sqlite
-        # database survives a kill (it is journaled), as it does Prefect's own kill after a 5 s terminate.
-        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-        if os.getppid() != parent_pid:
-            os._exit(1)
-
-    return preexec
 
 
 class _Spawner:

@@ -1,8 +1,8 @@
 """Checks made before the first LM call, so a run that cannot succeed costs nothing and says why in one place.
 
 ``preflight(config, purpose)`` collects every problem it can find (each with its config path) and raises one
-``ConfigError`` listing them: refs and optimizer parameters (``check_references``), API key variables that
-are named but unset, a program that does not build or whose saved state does not load, empty or unreadable
+``ConfigError`` listing them (refs and optimizer parameters are checked when the config is validated, by
+``validate_config``, so not again here): API key variables that are named but unset, a program that does not build or whose saved state does not load, empty or unreadable
 data, artifact/checkpoint/MLflow locations that cannot be written, and, with ``probe=True``, one tiny request
 to every LM the run will use (a refused connection, a 401 or an unknown model become one clear line).
 ``dsr config check`` runs the same checks without the probe (it calls no LM); the CLI runs them before it
@@ -19,7 +19,7 @@ from typing import Any, Literal
 import dsr_core as dsr
 
 from .artifacts import filesystem, is_remote, join, read_program_state
-from .config import ConfigError, LMConfig, RunConfig, check_references
+from .config import ConfigError, LMConfig, RunConfig
 from .shards import load_split
 
 Purpose = Literal["evaluate", "optimize", "check"]
@@ -116,6 +116,7 @@ def writable_problem(url: str) -> str | None:
         fs = filesystem(probe)
         if not is_remote(probe):
             os.makedirs(os.path.dirname(probe), exist_ok=True)
+        # through the filesystem, not fsspec.open: that makes missing parents, which on S3 creates the bucket
         with fs.open(probe, "wb") as handle:
             handle.write(b"ok")
         fs.rm(probe)
@@ -130,18 +131,16 @@ def tracking_problem(config: RunConfig) -> str | None:
     import urllib.error
     import urllib.request
 
-    from . import tracking
+    from .tracking import DEFAULT_TRACKING_URI
+    from .tracking_store import check_tracking_store, sqlite_path
 
-    uri = config.mlflow.tracking_uri or tracking.DEFAULT_TRACKING_URI
+    uri = config.mlflow.tracking_uri or DEFAULT_TRACKING_URI
     if uri.startswith("sqlite:"):
-        path = uri.split(":///", 1)[-1] if ":///" in uri else ""
-        folder = os.path.dirname(os.path.abspath(path)) if path else os.getcwd()
-        if path and not os.access(folder, os.W_OK):
-            return f"{uri}: the folder {folder} is not writable"
-        check = getattr(tracking, "check_tracking_store", None)
+        path = sqlite_path(uri)
+        if path is not None and path.absolute().parent.exists() and not os.access(path.absolute().parent, os.W_OK):
+            return f"{uri}: the folder {path.absolute().parent} is not writable"
         try:
-            if check is not None:
-                check(uri)
+            check_tracking_store(uri)
         except dsr.DsrError as exc:
             return str(exc)
         return None
@@ -185,11 +184,9 @@ def probe_problems(sections: dict[str, LMConfig]) -> list[tuple[str, str]]:
 def preflight(config: RunConfig, purpose: Purpose, *, probe: bool = True) -> Prepared:
     """Run every check; raise one ConfigError with all problems found, else return what was loaded."""
     prepared = Prepared()
-    problems = check_references(config)
     sections = lm_sections(config, purpose)
-    problems += key_problems(sections)
-    if not any(path == "program.ref" for path, _ in problems):
-        problems += program_problems(config, prepared)
+    problems = key_problems(sections)  # refs and optimizer parameters were checked with the config itself
+    problems += program_problems(config, prepared)
     problems += data_problems(config, purpose, prepared)
     problems += storage_problems(config, purpose)
     if probe and not problems:  # no request goes out for a run that would stop anyway

@@ -81,6 +81,18 @@ def kill_and_expect_no_survivors(child: subprocess.Popen, descendants: list[psut
     assert not survivors, "still running 60 s after the run was killed:\n" + "\n".join(described)
 
 
+@contextlib.contextmanager
+def started(args: list[str], cwd: Path, env: dict[str, str], **streams):
+    """``subprocess.Popen`` for a test: whatever the test does, the child is not left running."""
+    child = subprocess.Popen(args, cwd=cwd, env=env, **streams)
+    try:
+        yield child
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+
+
 def toml(config: dict) -> str:
     return "\n".join(
         f"[{section}]\n" + "\n".join(f"{k} = {json.dumps(v)}" for k, v in values.items())
@@ -102,22 +114,14 @@ def test_a_sigkilled_dsr_evaluate_leaves_no_prefect_server(tmp_path):
         }
         (tmp_path / "eval.toml").write_text(toml(config))
         log = tmp_path / "dsr.log"
-        child = subprocess.Popen(
-            [str(Path(sys.executable).parent / "dsr"), "evaluate", str(tmp_path / "eval.toml")],
-            cwd=tmp_path,
-            env=ephemeral_env(tmp_path),
-            stdout=log.open("wb"),
-            stderr=subprocess.STDOUT,
-        )
-        try:
+        command = [str(Path(sys.executable).parent / "dsr"), "evaluate", str(tmp_path / "eval.toml")]
+        with started(
+            command, tmp_path, ephemeral_env(tmp_path), stdout=log.open("wb"), stderr=subprocess.STDOUT
+        ) as child:
             wait_for(lambda: lm.stats.requests > 0, "LM request (the flow running its tasks)", child, log)
             descendants = psutil.Process(child.pid).children(recursive=True)
             assert len(servers(descendants)) == 1, [p.cmdline() for p in descendants]
             kill_and_expect_no_survivors(child, descendants)
-        finally:
-            if child.poll() is None:
-                child.kill()
-                child.wait()
 
 
 THREAD_SCRIPT = """
@@ -154,25 +158,20 @@ def test_the_server_outlives_the_thread_that_started_it_and_dies_with_the_proces
     """Started from a thread that then ends, the server keeps serving (the fork is made on a thread that lives
     as long as the process); flows after the block use it too; a SIGKILL of the process takes it down."""
     log = tmp_path / "script.log"
-    child = subprocess.Popen(
+    with started(
         [sys.executable, "-c", THREAD_SCRIPT],
-        cwd=ROOT,
-        env=ephemeral_env(tmp_path),
+        ROOT,
+        ephemeral_env(tmp_path),
         stdout=subprocess.PIPE,
         stderr=log.open("wb"),
         text=True,
-    )
-    try:
+    ) as child:
         assert child.stdout is not None
         line = child.stdout.readline().split()
         assert line[:1] == ["ready"], log.read_text()[-3000:]
         descendants = psutil.Process(child.pid).children(recursive=True)
         assert [p.pid for p in servers(descendants)] == [int(line[1])]
         kill_and_expect_no_survivors(child, descendants)
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
 
 
 POOL_SCRIPT = """
@@ -214,24 +213,14 @@ def test_process_pool_workers_use_the_one_server_and_exit_with_the_parent(tmp_pa
     markers.mkdir()
     env = {**ephemeral_env(tmp_path), "PYTHONPATH": f"{ROOT}{os.pathsep}{tmp_path}", "MARKERS": str(markers)}
     log = tmp_path / "pool.log"
-    child = subprocess.Popen(
-        [sys.executable, str(tmp_path / "pool.py")],
-        cwd=tmp_path,
-        env=env,
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-    )
-    try:
+    command = [sys.executable, str(tmp_path / "pool.py")]
+    with started(command, tmp_path, env, stdout=log.open("wb"), stderr=subprocess.STDOUT) as child:
         wait_for(lambda: len(list(markers.iterdir())) >= 2, "two busy workers", child, log)
         descendants = psutil.Process(child.pid).children(recursive=True)
         workers = {int(marker.name) for marker in markers.iterdir()}
         assert workers <= {p.pid for p in descendants}
         assert len(servers(descendants)) == 1, [p.cmdline() for p in descendants]
         kill_and_expect_no_survivors(child, descendants)
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
 
 
 def test_the_server_command_is_prefects():

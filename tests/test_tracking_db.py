@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from flows.config import validate_config
-from flows.tracking import TrackingStoreError, check_tracking_store, client_for, ensure_tracking_store
+from flows.tracking import client_for
+from flows.tracking_store import TrackingStoreError, check_tracking_store, ensure_tracking_store
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -40,7 +41,7 @@ SqlAlchemyStore("sqlite:///" + sys.argv[1], "./mlruns")
 DSR_CREATION = """
 import sys
 from mlflow.tracking import MlflowClient
-from flows.tracking import ensure_tracking_store
+from flows.tracking_store import ensure_tracking_store
 
 ensure_tracking_store(sys.argv[1])
 client = MlflowClient(tracking_uri=sys.argv[1])
