@@ -28,13 +28,14 @@ import socket
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 from . import settings as _settings
 from ._async import run_sync
+from .base_lm import GLOBAL_HISTORY, LM_CLASS_STATE_KEY, BaseLM, LMResponse, record_history
 from .cache import Cache, cache_enabled_globally, get_default_cache, request_key
+from .callback import active_callbacks, observed
 from .errors import (
     ContextWindowExceededError,
     LMAuthenticationError,
@@ -63,7 +64,24 @@ PROBE_MESSAGES = [{"role": "user", "content": "ping"}]
 _probed: set[tuple[str, str, str, str]] = set()
 _PROBE_SALT = os.urandom(16)
 
-GLOBAL_HISTORY: deque[dict[str, Any]] = deque(maxlen=10_000)
+__all__ = ["GLOBAL_HISTORY", "LM", "BaseLM", "LMResponse", "format_history", "inspect_history"]
+DSPY_LM_CLASS = "dspy.clients.lm.LM"  # the class a saved OpenAI-compatible LM names, so DSPy loads it too
+# request parameters a saved LM state may carry into LM(**kwargs)
+SAMPLING_KEYS = frozenset(
+    {
+        "top_p",
+        "stop",
+        "seed",
+        "presence_penalty",
+        "frequency_penalty",
+        "logit_bias",
+        "logprobs",
+        "top_logprobs",
+        "reasoning_effort",
+        "response_format",
+        "user",
+    }
+)
 
 _CONTEXT_WINDOW_MARKERS = (
     "context length",
@@ -73,17 +91,6 @@ _CONTEXT_WINDOW_MARKERS = (
     "too many tokens",
     "prompt is too long",
 )
-
-
-@dataclass
-class LMResponse:
-    """The outcome of one LM call: one text per choice, and the usage (zero tokens if cached)."""
-
-    texts: list[str]
-    usage: Usage
-    cached: bool = False
-    finish_reasons: list[str] = field(default_factory=list)
-    latency: float = 0.0
 
 
 POOL_SIZE = 32  # connections per SDK client; see _LoopState
@@ -146,13 +153,18 @@ def _strip_userinfo(url: str | None) -> str | None:
     return url
 
 
-class LM:
+class LM(BaseLM):
     """An OpenAI-compatible chat model.
 
     ``LM("gpt-4o-mini")`` talks to OpenAI with ``OPENAI_API_KEY``; ``LM("my-model",
     api_base="http://localhost:8000/v1")`` talks to vLLM, a llama.cpp server or anything compatible.
     A DSPy-style ``"openai/"`` prefix on the model name is accepted and dropped.
+
+    A subclass may override ``forward``/``aforward`` (BaseLM's contract): calls then go through them, and
+    ``super().forward(...)`` is the request to the endpoint (cache and retries included).
     """
+
+    model_type = "chat"
 
     def __init__(
         self,
@@ -171,9 +183,14 @@ class LM:
         api_key_env: str = DEFAULT_API_KEY_ENV,
         retry_backoff: tuple[float, float] = (0.5, 30.0),
         cache_store: Cache | None = None,
+        callbacks: list[Any] | None = None,
         **kwargs: Any,
     ) -> None:
         self.model = model.removeprefix("openai/")
+        self.callbacks = list(callbacks or [])
+        cls = type(self)
+        # a subclass's own forward/aforward must be used: those calls take BaseLM's path
+        self._overridden = cls.forward is not LM.forward or cls.aforward is not LM.aforward
         self.api_base = api_base or os.environ.get("OPENAI_BASE_URL")
         self.api_key_env = api_key_env
         self.__api_key = api_key  # name-mangled: not an attribute anybody copies by accident
@@ -204,15 +221,38 @@ class LM:
         return f"LM(model={self.model!r}{base}, temperature={self.temperature}, max_tokens={self.max_tokens})"
 
     def dump_state(self) -> dict[str, Any]:
-        """Settings worth saving with a program. Never the api key; the base URL without credentials."""
-        return {
-            "model": self.model,
-            "api_base": _strip_userinfo(self.api_base),
-            "api_key_env": self.api_key_env,
+        """Settings worth saving with a program, in DSPy's layout (DSPy rebuilds it as its own LM).
+
+        Never the api key; the base URL without credentials. ``api_key_env`` is dsr's alone (DSPy would
+        send it as a request parameter): program files keep it in their metadata.
+        """
+        state: dict[str, Any] = {
+            LM_CLASS_STATE_KEY: DSPY_LM_CLASS
+            if type(self) is LM
+            else f"{type(self).__module__}.{type(self).__qualname__}",
+            "model": f"openai/{self.model}",
+            "model_type": "chat",
+            "cache": self.cache,
+            "num_retries": self.num_retries,
             "temperature": self.temperature,
             "max_tokens": self.max_tokens,
-            **{k: v for k, v in self.kwargs.items() if isinstance(v, (str, int, float, bool, list, type(None)))},
         }
+        if self.api_base:
+            state["api_base"] = _strip_userinfo(self.api_base)
+        state.update({k: v for k, v in self.kwargs.items() if isinstance(v, (str, int, float, bool, list, type(None)))})
+        return state
+
+    @classmethod
+    def load_state(cls, state: dict[str, Any]) -> LM:
+        """An LM from saved state: dsr's, or DSPy's (``openai/`` models, ``max_completion_tokens``)."""
+        params: dict[str, Any] = {k: state[k] for k in ("model", "api_base", "api_key_env") if state.get(k)}
+        for key in ("temperature", "max_tokens", "num_retries", "cache"):
+            if state.get(key) is not None:
+                params[key] = state[key]
+        if "max_tokens" not in params and state.get("max_completion_tokens") is not None:
+            params["max_tokens"] = state["max_completion_tokens"]
+        params.update({k: v for k, v in state.items() if k in SAMPLING_KEYS and v is not None})
+        return cls(**params)
 
     def __deepcopy__(self, memo: dict[int, Any]) -> LM:
         return self  # an LM is a shared client: deep-copying a program shares it, as DSPy does
@@ -237,10 +277,11 @@ class LM:
             "api_key_env": self.api_key_env,
             "retry_backoff": self.retry_backoff,
             "cache_store": self._cache_store,
+            "callbacks": self.callbacks,
             **self.kwargs,
         }
         params.update(changes)
-        return LM(**params)
+        return type(self)(**params)
 
     @property
     def usage(self) -> Usage:
@@ -308,6 +349,9 @@ class LM:
             self._states[id(loop)] = state
         return state
 
+    def _count(self, usage: Usage) -> None:
+        self._thread_usage().add(usage)
+
     def _thread_usage(self) -> Usage:
         usage = getattr(self._usage_local, "usage", None)
         if usage is None:
@@ -334,18 +378,47 @@ class LM:
         return body
 
     # -- calling -----------------------------------------------------------------------------------------------
-    async def acall(
+    async def acall(  # type: ignore[override]
         self,
-        messages: list[dict[str, Any]] | str,
+        prompt: list[dict[str, Any]] | str | None = None,
+        messages: list[dict[str, Any]] | None = None,
         *,
         n: int = 1,
         rollout_id: Any = None,
         cache: bool | None = None,
         **overrides: Any,
     ) -> LMResponse:
-        """One chat completion. ``rollout_id`` makes an otherwise identical request a distinct cache entry."""
-        if isinstance(messages, str):
-            messages = [{"role": "user", "content": messages}]
+        """One chat completion. ``rollout_id`` makes an otherwise identical request a distinct cache entry.
+
+        ``prompt`` is a string (one user message) or the list of messages; ``messages=`` as in DSPy.
+        """
+        if self._overridden:
+            if cache is not None:
+                overrides["cache"] = cache
+            return await BaseLM.acall(self, prompt, messages, n=n, rollout_id=rollout_id, **overrides)
+        if messages is None:
+            messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
+        if messages is None:
+            raise TypeError("LM.acall needs a prompt or messages")
+        callbacks = active_callbacks(self)
+        if not callbacks:
+            return await self._complete(messages, n, rollout_id, cache, True, overrides)
+        inputs = {"prompt": prompt if isinstance(prompt, str) else None, "messages": messages, "kwargs": overrides}
+        with observed(callbacks, "lm", self, inputs) as call:
+            response = await self._complete(messages, n, rollout_id, cache, True, overrides)
+            call.outputs = list(response.texts)
+        return response
+
+    async def _complete(
+        self,
+        messages: list[dict[str, Any]],
+        n: int,
+        rollout_id: Any,
+        cache: bool | None,
+        record: bool,
+        overrides: dict[str, Any],
+    ) -> LMResponse:
+        """The request itself: cache, limits, retries; recorded in usage and history when ``record``."""
         body = self.build_request(messages, n=n, **overrides)
         store = self._cache() if cache is not False else None
         key = None
@@ -359,7 +432,8 @@ class LM:
                     cached=True,
                     finish_reasons=list(hit.get("finish_reasons", [])),
                 )
-                self._record(body, response, rollout_id, hit.get("usage"))
+                if record:
+                    self._record(body, response, rollout_id, hit.get("usage"))
                 return response
         started = time.perf_counter()
         response = await self._request_with_retries(body)
@@ -376,15 +450,62 @@ class LM:
                     },
                 },
             )
-        self._record(body, response, rollout_id, None)
+        if record:
+            self._record(body, response, rollout_id, None)
         return response
 
-    def __call__(self, messages: list[dict[str, Any]] | str, **kwargs: Any) -> list[str]:
-        """Synchronous call, DSPy style: returns the completion texts."""
-        return run_sync(self.acall(messages, **kwargs)).texts
+    def __call__(  # type: ignore[override]
+        self,
+        prompt: list[dict[str, Any]] | str | None = None,
+        messages: list[dict[str, Any]] | None = None,
+        **kwargs: Any,
+    ) -> list[Any]:
+        """Synchronous call, DSPy style: returns the outputs (the completion texts)."""
+        if self._overridden and type(self).forward is not LM.forward:
+            return BaseLM.__call__(self, prompt, messages, **kwargs)
+        return list(run_sync(self.acall(prompt, messages, **kwargs)))
+
+    # -- BaseLM's contract -------------------------------------------------------------------------------------
+    def forward(self, prompt: str | None = None, messages: list[dict[str, Any]] | None = None, **kwargs: Any) -> Any:
+        """The endpoint's chat completion (a dict in OpenAI's shape), cached and retried like every call."""
+        return run_sync(self._forward(prompt, messages, kwargs))
+
+    async def aforward(
+        self, prompt: str | None = None, messages: list[dict[str, Any]] | None = None, **kwargs: Any
+    ) -> Any:
+        if type(self).forward is not LM.forward:  # a subclass's synchronous forward is the implementation
+            return await asyncio.to_thread(self.forward, prompt=prompt, messages=messages, **kwargs)
+        return await self._forward(prompt, messages, kwargs)
+
+    async def _forward(self, prompt: str | None, messages: list[dict[str, Any]] | None, kwargs: dict[str, Any]) -> Any:
+        kwargs = dict(kwargs)
+        n = int(kwargs.pop("n", 1) or 1)
+        rollout_id = kwargs.pop("rollout_id", None)
+        cache = kwargs.pop("cache", None)
+        rendered = messages if messages is not None else [{"role": "user", "content": prompt or ""}]
+        response = await self._complete(rendered, n, rollout_id, cache, False, kwargs)
+        return {
+            "model": self.model,
+            "choices": [
+                {
+                    "index": i,
+                    "message": {"role": "assistant", "content": text},
+                    "finish_reason": response.finish_reasons[i] if i < len(response.finish_reasons) else None,
+                }
+                for i, text in enumerate(response.texts)
+            ],
+            "usage": {
+                "prompt_tokens": response.usage.prompt_tokens,
+                "completion_tokens": response.usage.completion_tokens,
+                "total_tokens": response.usage.total_tokens,
+            },
+            "cache_hit": response.cached,
+        }
 
     def _record(self, body: dict[str, Any], response: LMResponse, rollout_id: Any, cached_usage: Any) -> None:
         self._thread_usage().add(response.usage)
+        if _settings.get("disable_history"):
+            return
         entry = {
             "model": self.model,
             "messages": body["messages"],
@@ -395,8 +516,7 @@ class LM:
             "timestamp": time.time(),
             "rollout_id": rollout_id,
         }
-        self.history.append(entry)  # deque.append is atomic: no lock
-        GLOBAL_HISTORY.append(entry)
+        record_history(self, entry)  # deque.append is atomic: no lock
 
     async def _attempt(
         self,
@@ -753,20 +873,24 @@ def _httpx_limits(connections: int) -> Any:
     return httpx2.Limits(max_connections=connections, max_keepalive_connections=connections)
 
 
-def inspect_history(n: int = 1, lm: LM | None = None) -> str:
-    """Print (and return) the last ``n`` calls: messages and replies, DSPy's ``inspect_history``."""
-    entries = list(lm.history if lm is not None else GLOBAL_HISTORY)[-n:]
+def format_history(entries: list[dict[str, Any]]) -> str:
+    """The text ``inspect_history`` prints for these history entries."""
     blocks = []
     for entry in entries:
         lines = [
             f"[{time.strftime('%Y-%m-%dT%H:%M:%S', time.localtime(entry['timestamp']))}] "
-            f"{entry['model']}{' (cached)' if entry['cached'] else ''}"
+            f"{entry['model']}{' (cached)' if entry.get('cached') else ''}"
         ]
-        for message in entry["messages"]:
+        for message in entry["messages"] or []:
             lines.append(f"{message['role'].capitalize()} message:\n\n{message['content']}\n")
         for i, text in enumerate(entry["outputs"]):
             lines.append(f"Response{f' {i + 1}' if len(entry['outputs']) > 1 else ''}:\n\n{text}\n")
         blocks.append("\n".join(lines))
-    text = "\n\n".join(blocks)
+    return "\n\n".join(blocks)
+
+
+def inspect_history(n: int = 1, lm: BaseLM | None = None) -> str:
+    """Print (and return) the last ``n`` calls: messages and replies, DSPy's ``inspect_history``."""
+    text = format_history(list(lm.history if lm is not None else GLOBAL_HISTORY)[-n:])
     print(text)  # noqa: T201 - this function exists to print
     return text

@@ -1,9 +1,15 @@
 """Program state as JSON: one entry per predictor by dotted name, plus metadata. Never pickle.
 
 The layout is DSPy's (``{"rewrite": {...}, "answer.predict": {...}, "metadata": {...}}``, each entry with
-``demos``, ``signature.instructions``, ``signature.fields[].prefix/description`` and ``lm``), extended with
-what dsr needs to check a load: field names, kinds and types, and signature hashes. So a file saved by
-DSPy 3.x loads here, and a file saved here carries everything DSPy reads.
+``demos``, ``signature.instructions``, ``signature.fields[].prefix/description`` and ``lm``; a bare
+Predict's file is its one entry, flat, plus ``metadata``), extended with what dsr needs to check a load:
+field names, kinds and types, and signature hashes. dsr's extensions sit where DSPy 3.x's loader ignores
+them: extra keys of a field or of ``metadata`` (DSPy reads only ``metadata.dependency_versions``, and
+every key there must be one of its own: ``python``, ``dspy``, ``cloudpickle``). So a file saved by DSPy
+3.x loads here, and DSPy 3.x loads a file saved here.
+
+In memory (``Module.dump_state()``, optimizer states, checkpoints) a program state is always keyed by
+predictor name, ``"self"`` for a bare Predict; only the file of a bare Predict is flat.
 """
 
 from __future__ import annotations
@@ -38,6 +44,12 @@ def _jsonable_demo(demo: Any) -> dict[str, Any]:
     return {k: jsonable(v) for k, v in mapping.items()}
 
 
+DEPENDENCY_KEYS = ("python",)  # the keys of DSPy's dependency_versions dsr can fill truthfully
+# the class markers of saved LM state that mean "an OpenAI-compatible LM": dsr's LM loads them
+_BUILTIN_LM_CLASSES = {None, "dspy.clients.lm.LM", "dsr_core.lm.LM"}
+_PREDICTOR_KEYS = {"signature", "demos", "lm"}
+
+
 def dump_predictor_state(predictor: Predict) -> dict[str, Any]:
     sig = predictor.signature
     return {
@@ -63,21 +75,48 @@ def dump_predictor_state(predictor: Predict) -> dict[str, Any]:
 
 
 def dump_program_state(program: Module) -> dict[str, Any]:
+    """The program's state keyed by predictor name (``"self"`` for a bare Predict), plus ``metadata``."""
+    from .lm import DEFAULT_API_KEY_ENV
+
     predictors = program.named_predictors()
     state: dict[str, Any] = {name: dump_predictor_state(p) for name, p in predictors}
-    state["metadata"] = {
+    key_envs = {
+        name: p.lm.api_key_env
+        for name, p in predictors
+        if getattr(p.lm, "api_key_env", DEFAULT_API_KEY_ENV) != DEFAULT_API_KEY_ENV
+    }
+    metadata: dict[str, Any] = {
         "format": FORMAT,
         "dsr_version": _version(),
         "program": f"{type(program).__module__}:{type(program).__qualname__}",
         "signature_hashes": {name: p.signature.hash for name, p in predictors},
-        "dependency_versions": {"python": ".".join(platform.python_version_tuple()[:2]), "dsr": _version()},
+        "dependency_versions": {"python": ".".join(platform.python_version_tuple()[:2])},
     }
+    if key_envs:
+        metadata["lm_api_key_env"] = key_envs  # DSPy's LM has no such setting: kept out of the lm entries
+    state["metadata"] = metadata
     return state
 
 
-def _load_predictor(name: str, predictor: Predict, entry: Any, source: str) -> None:
-    from .lm import LM
+def file_layout(state: dict[str, Any]) -> dict[str, Any]:
+    """The layout DSPy writes: a bare Predict's state (one entry, ``"self"``) flat, with ``metadata``."""
+    entries = [k for k in state if k != "metadata"]
+    if entries == ["self"]:
+        return {**state["self"], "metadata": state.get("metadata", {})}
+    return state
 
+
+def keyed_layout(state: dict[str, Any]) -> dict[str, Any]:
+    """The in-memory layout of any saved state: a flat predictor state becomes ``{"self": ...}``."""
+    if "signature" in state and isinstance(state.get("signature"), dict) and "demos" in state:
+        entry = {k: v for k, v in state.items() if k != "metadata"}
+        return {"self": entry, "metadata": state.get("metadata") or {}}
+    return state
+
+
+def _load_predictor(
+    name: str, predictor: Predict, entry: Any, source: str, metadata: dict[str, Any], allow_unsafe_lm_state: bool
+) -> None:
     where = f"{source}: predictor {name!r}"
     if not isinstance(entry, dict) or "signature" not in entry:
         raise ProgramStateError(f"{where}: entry is not predictor state (no 'signature' key)")
@@ -106,18 +145,53 @@ def _load_predictor(name: str, predictor: Predict, entry: Any, source: str) -> N
     demos = entry.get("demos", [])
     if not isinstance(demos, list) or not all(isinstance(d, dict) for d in demos):
         raise ProgramStateError(f"{where}: 'demos' must be a list of objects")
+    lm_state = entry.get("lm")
+    lm = None
+    if isinstance(lm_state, dict) and lm_state.get("model"):
+        key_env = (metadata.get("lm_api_key_env") or {}).get(name)
+        lm = load_lm_state({**lm_state, "api_key_env": key_env} if key_env else lm_state, where, allow_unsafe_lm_state)
     predictor.signature = signature
     predictor.demos = [dict(d) for d in demos]
     predictor.config.update(entry.get("config") or {})
-    lm_state = entry.get("lm")
-    if isinstance(lm_state, dict) and lm_state.get("model"):
-        allowed = {"model", "api_base", "api_key_env", "temperature", "max_tokens"}
-        predictor.lm = LM(**{k: v for k, v in lm_state.items() if k in allowed and v is not None})
+    if lm is not None:
+        predictor.lm = lm
 
 
-def load_program_state(program: Module, state: dict[str, Any], source: str = "state") -> None:
+def load_lm_state(state: dict[str, Any], where: str = "state", allow_unsafe_lm_state: bool = False) -> Any:
+    """An LM from saved LM state: dsr's ``LM`` for an OpenAI-compatible one (dsr's or DSPy's ``dspy.LM``);
+    another ``BaseLM`` subclass named by its class path only with ``allow_unsafe_lm_state`` (importing a
+    class a file names runs its code), as DSPy does."""
+    from .base_lm import LM_CLASS_STATE_KEY, BaseLM
+    from .lm import LM
+
+    marker = state.get(LM_CLASS_STATE_KEY)
+    if marker in _BUILTIN_LM_CLASSES:
+        return LM.load_state(state)
+    if not allow_unsafe_lm_state:
+        raise ProgramStateError(
+            f"{where}: the saved LM is a custom class {marker!r}; refusing to import it. Pass "
+            "allow_unsafe_lm_state=True when loading a trusted file, or set the predictor's LM after loading"
+        )
+    from .imports import import_ref
+
+    module, _, name = str(marker).rpartition(".")
+    try:
+        cls = import_ref(f"{module}:{name}")
+    except Exception as exc:  # noqa: BLE001 - reported with the class path
+        raise ProgramStateError(f"{where}: cannot import LM class {marker!r}: {type(exc).__name__}: {exc}") from None
+    if not (isinstance(cls, type) and issubclass(cls, BaseLM)):
+        raise ProgramStateError(f"{where}: LM class {marker!r} is not a BaseLM subclass")
+    return cls.load_state(state)
+
+
+def load_program_state(
+    program: Module, state: dict[str, Any], source: str = "state", *, allow_unsafe_lm_state: bool = False
+) -> None:
+    """Load a state (keyed, or a bare Predict's flat file) into ``program``; nothing changes on an error."""
     if not isinstance(state, dict):
         raise ProgramStateError(f"{source}: program state must be a JSON object, got {type(state).__name__}")
+    state = keyed_layout(state)
+    metadata = state.get("metadata") if isinstance(state.get("metadata"), dict) else {}
     saved = {k: v for k, v in state.items() if k != "metadata"}
     predictors = dict(program.named_predictors())
     if set(saved) != set(predictors):
@@ -128,17 +202,40 @@ def load_program_state(program: Module, state: dict[str, Any], source: str = "st
             + (f"; missing from the file: {missing}" if missing else "")
             + (f"; not in the program: {extra}" if extra else "")
         )
+    import copy
+
+    trial = {name: copy.copy(p) for name, p in predictors.items()}  # a failed load leaves the program as it was
+    for name, predictor in trial.items():
+        predictor.config = dict(predictor.config)
+        _load_predictor(name, predictor, saved[name], source, metadata, allow_unsafe_lm_state)
     for name, predictor in predictors.items():
-        _load_predictor(name, predictor, saved[name], source)
+        loaded = trial[name]
+        predictor.signature, predictor.demos, predictor.config = loaded.signature, loaded.demos, loaded.config
+        predictor.lm = loaded.lm
 
 
-def save_program(program: Module, path: str | os.PathLike[str]) -> None:
-    """Write atomically (temporary file, then rename) so a crash never leaves half a program."""
+PICKLE_SUFFIXES = (".pkl", ".pickle")
+
+
+def save_program(program: Module, path: str | os.PathLike[str], *, whole_program: bool = False) -> None:
+    """Write atomically (temporary file, then rename) so a crash never leaves half a program.
+
+    ``whole_program`` is DSPy's ``save_program=True`` (the program pickled): refused with a pointer to JSON.
+    """
     target = Path(path)
-    if target.suffix.lower() in (".pkl", ".pickle"):
-        raise ProgramStateError(f"{target}: dsr saves programs as JSON only; use a .json path")
+    if whole_program:
+        raise ProgramStateError(
+            f"{target}: save_program=True (the whole program, pickled) is not supported: dsr never pickles. "
+            f"Save the state as JSON with program.save('{target.with_suffix('.json').name}') and rebuild the "
+            "program from its class, or with dsr.load_program(path) when the class takes no arguments"
+        )
+    if target.suffix.lower() in PICKLE_SUFFIXES:
+        raise ProgramStateError(
+            f"{target}: dsr saves programs as JSON only (a pickle runs code when loaded); "
+            f"use a .json path, e.g. {target.with_suffix('.json').name}"
+        )
     target.parent.mkdir(parents=True, exist_ok=True)
-    data = json.dumps(dump_program_state(program), indent=2, ensure_ascii=False)
+    data = json.dumps(file_layout(dump_program_state(program)), indent=2, ensure_ascii=False)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         handle.write(data)
@@ -207,13 +304,26 @@ def program_from_metadata(state: dict[str, Any], source: str) -> Module:
     return program
 
 
-def load_program(source: str | os.PathLike[str], program: Module | None = None) -> Module:
+def load_program(
+    source: str | os.PathLike[str],
+    program: Module | None = None,
+    *,
+    allow_pickle: bool = False,
+    allow_unsafe_lm_state: bool = False,
+) -> Module:
     """Load a program saved by dsr or by DSPy 3.x from a path, URL or ``models:/name@alias``.
 
     Without ``program``, the class named in the file's metadata is built (it must take no arguments).
+    Pickle files are refused whatever ``allow_pickle`` says (it is accepted for DSPy's signature).
     """
+    text = os.fspath(source)
+    if Path(text).suffix.lower() in PICKLE_SUFFIXES:
+        raise ProgramStateError(
+            f"{text}: dsr loads programs from JSON only (a pickle runs code when loaded); save the program "
+            "with program.save('program.json') where it was made and load that file"
+        )
     state = read_program_source(source)
     if program is None:
-        program = program_from_metadata(state, os.fspath(source))
-    load_program_state(program, state, source=os.fspath(source))
+        program = program_from_metadata(state, text)
+    load_program_state(program, state, source=text, allow_unsafe_lm_state=allow_unsafe_lm_state)
     return program

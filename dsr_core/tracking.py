@@ -1,7 +1,9 @@
-"""Per-example bookkeeping that flows through contextvars: usage of the LM calls made, and the trace.
+"""Per-example bookkeeping that flows through contextvars: usage of the LM calls made, the trace, and the
+modules a call is running inside.
 
 Evaluate gives each example its own Usage so the per-example table has tokens and cache hits; optimizers
-read the trace (which predictor saw which inputs and produced which outputs) to bootstrap demos.
+read the trace (which predictor saw which inputs and produced which outputs) to bootstrap demos. The trace
+is DSPy's ``settings.trace``: ``with dsr.context(trace=[])`` and ``with dsr.trace()`` set the same list.
 """
 
 from __future__ import annotations
@@ -14,12 +16,16 @@ from typing import TYPE_CHECKING, Any
 from .primitives import Usage
 
 if TYPE_CHECKING:
+    from .modules.module import Module
     from .modules.predict import Predict
 
 current_usage: contextvars.ContextVar[Usage | None] = contextvars.ContextVar("dsr_usage", default=None)
 current_trace: contextvars.ContextVar[list[tuple[Predict, dict[str, Any], Any]] | None] = contextvars.ContextVar(
     "dsr_trace", default=None
 )
+# the modules the current call runs inside, outermost first (DSPy's settings.caller_modules): LM calls made
+# inside are recorded in each one's history
+current_callers: contextvars.ContextVar[tuple[Module, ...]] = contextvars.ContextVar("dsr_callers", default=())
 
 
 @contextmanager
@@ -42,3 +48,19 @@ def trace() -> Iterator[list[tuple[Predict, dict[str, Any], Any]]]:
         yield calls
     finally:
         current_trace.reset(token)
+
+
+def record_trace(predictor: Predict, inputs: dict[str, Any], prediction: Any) -> None:
+    """Append one call to the active trace, if any, keeping at most ``settings.max_trace_size`` entries
+    (the oldest go first; 0 records nothing), as DSPy's Predict does."""
+    calls = current_trace.get()
+    if calls is None:
+        return
+    from . import settings as _settings
+
+    limit = _settings.get("max_trace_size")
+    if limit is not None and limit <= 0:
+        return
+    if limit is not None and len(calls) >= limit:
+        del calls[: len(calls) - limit + 1]
+    calls.append((predictor, inputs, prediction))

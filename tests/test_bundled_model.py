@@ -52,4 +52,4 @@ def test_optimized_program_beats_the_baseline_on_held_out_examples(prefect_harne
     assert "registered" in result.output and "mlflow ui --backend-store-uri" in result.output
 
     program = json.loads((workdir / "ckpt" / "bundled" / "program.json").read_text())
-    assert program["extract"]["lm"]["model"] == MODEL_NAME and len(program["extract"]["demos"]) >= 2
+    assert program["extract"]["lm"]["model"] == "openai/" + MODEL_NAME and len(program["extract"]["demos"]) >= 2

@@ -7,6 +7,7 @@ import time
 import pytest
 
 import dsr_core as dsr
+from dsr_core.base_lm import BaseLM
 from dsr_core.lm import PROBE_MESSAGES
 from dsr_core.testing.server import LMTestServer
 
@@ -151,7 +152,11 @@ async def test_api_key_from_environment_and_missing_key_error(server, monkeypatc
     monkeypatch.setenv("MY_KEY", "sk-from-env")
     lm = dsr.LM("m", api_base=server.url, api_key_env="MY_KEY")
     await lm.acall(MESSAGES)
-    assert lm.dump_state()["api_key_env"] == "MY_KEY"
+    assert "api_key_env" not in lm.dump_state()  # DSPy would send it as a request parameter
+    state = dsr.Predict("q -> a", lm=lm).dump_state()
+    assert state["metadata"]["lm_api_key_env"] == {"self": "MY_KEY"}
+    restored = dsr.Predict("q -> a").load_state(state)
+    assert restored.lm.api_key_env == "MY_KEY" and (await restored.lm.acall(MESSAGES)).texts
 
 
 def test_credentials_in_base_url_are_stripped_from_state():
@@ -374,3 +379,68 @@ async def test_probe_makes_one_attempt_and_a_429_or_5xx_counts_as_reachable(serv
     with pytest.raises(dsr.LMError, match="bad request") as caught:
         await lm2.aprobe()
     assert caught.value.status_code == 400
+
+
+class EchoLM(BaseLM):
+    """A custom LM with DSPy's contract: forward returns an OpenAI-style response."""
+
+    def __init__(self):
+        super().__init__("echo")
+        self.seen = []
+
+    def forward(self, prompt=None, messages=None, **kwargs):
+        self.seen.append((messages, kwargs))
+        return {
+            "model": "echo-1",
+            "choices": [{"message": {"content": "[[ ## answer ## ]]\necho\n\n[[ ## completed ## ]]"}}],
+            "usage": {"prompt_tokens": 3, "completion_tokens": 2},
+        }
+
+
+def test_a_custom_base_lm_runs_predict_and_keeps_history():
+    lm = EchoLM()
+    prediction = dsr.Predict("question -> answer", lm=lm)(question="q")
+    assert prediction.answer == "echo"
+    assert lm.seen[0][0][0]["role"] == "system" and "question" in lm.seen[0][0][-1]["content"]
+    assert lm("hi") == ["[[ ## answer ## ]]\necho\n\n[[ ## completed ## ]]"]
+    entry = lm.history[-1]
+    assert entry["prompt"] == "hi" and entry["response_model"] == "echo-1" and entry["usage"]["prompt_tokens"] == 3
+    assert lm.dump_state()["_dspy_lm_class"].endswith("EchoLM")
+
+
+def test_outputs_with_more_than_text_are_dicts():
+    class ReasoningLM(EchoLM):
+        def forward(self, prompt=None, messages=None, **kwargs):
+            response = super().forward(prompt, messages, **kwargs)
+            response["choices"][0]["message"]["reasoning_content"] = "thought"
+            return response
+
+    [output] = ReasoningLM()("hi")
+    assert output["reasoning_content"] == "thought" and output["text"].startswith("[[ ## answer")
+
+
+async def test_an_lm_subclass_forward_is_used_by_predict(server):
+    server.responder = lambda r: r.reply(answer="from server")
+
+    class CountingLM(dsr.LM):
+        calls = 0
+
+        def forward(self, prompt=None, messages=None, **kwargs):
+            type(self).calls += 1
+            return super().forward(prompt=prompt, messages=messages, **kwargs)
+
+    lm = CountingLM("m", api_base=server.url)
+    assert (await dsr.Predict("question -> answer", lm=lm).acall(question="q")).answer == "from server"
+    assert dsr.Predict("question -> answer", lm=lm)(question="q2").answer == "from server"
+    assert CountingLM.calls == 2 and server.stats.requests == 2 and len(lm.history) == 2
+
+
+async def test_plain_lm_response_is_dspy_list_of_outputs(server, lm):
+    server.responder = fixed("hi there")
+    response = await lm.acall(prompt="hello")
+    assert response == ["hi there"] and response[0] == "hi there" and len(response) == 1
+    assert response.texts == ["hi there"]
+    assert lm(messages=[{"role": "user", "content": "x"}]) == ["hi there"]
+    state = lm.dump_state()
+    assert state["model"] == "openai/test-model" and state["_dspy_lm_class"] == "dspy.clients.lm.LM"
+    assert dsr.LM.load_state(state).model == "test-model"

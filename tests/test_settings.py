@@ -63,3 +63,41 @@ def test_unknown_setting_is_rejected():
 
     with pytest.raises(TypeError, match="unknown setting"):
         dsr.configure(lmm=None)
+
+
+def test_dspy_settings_api_and_trace_is_the_tracking_list(server, lm):
+    server.responder = lambda r: r.reply(answer="ok")
+    assert dsr.settings.configure is dsr.configure and dsr.settings.trace is None
+    snapshot = dsr.settings.copy()
+    dsr.settings.configure(**snapshot)  # every setting DSPy's copy() returns is accepted back
+    predict = dsr.Predict("question -> answer", lm=lm)
+    calls = []
+    with dsr.settings.context(trace=calls):
+        assert dsr.settings.trace is calls
+        predict(question="q")
+        with dsr.trace() as inner:
+            predict(question="r")
+        assert dsr.settings.trace is calls
+    assert dsr.settings.trace is None
+    assert [c[1] for c in calls] == [{"question": "q"}] and inner[0][1] == {"question": "r"}
+
+
+def test_record_trace_honours_max_trace_size():
+    from dsr_core.tracking import record_trace
+
+    with dsr.context(trace=[], max_trace_size=2):
+        for i in range(5):
+            record_trace(None, {"i": i}, None)
+        assert [c[1]["i"] for c in dsr.settings.trace] == [3, 4]
+    with dsr.context(trace=[], max_trace_size=0):
+        record_trace(None, {}, None)
+        assert dsr.settings.trace == []
+
+
+def test_disable_history(server, lm):
+    server.responder = lambda r: r.reply(answer="ok")
+    with dsr.context(disable_history=True):
+        lm("one")
+    assert len(lm.history) == 0
+    lm("two")
+    assert len(lm.history) == 1
