@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -160,22 +160,115 @@ class Usage:
         return {**asdict(self), "total_tokens": self.total_tokens}
 
 
+class Completions:
+    """The n completions of one call (DSPy's ``Completions``).
+
+    ``completions[i]`` is the i-th as a Prediction, ``completions.answer`` (or ``completions["answer"]``) the
+    list of every completion's answer, ``len(completions)`` how many there are. Iterating yields Predictions.
+    """
+
+    __slots__ = ("_rows", "signature")
+
+    def __init__(self, list_or_dict: Any, signature: Any = None) -> None:
+        if isinstance(list_or_dict, Completions):
+            rows = [dict(r) for r in list_or_dict._rows]
+        elif isinstance(list_or_dict, Mapping):
+            columns = {k: list(v) for k, v in list_or_dict.items()}
+            lengths = {len(v) for v in columns.values()}
+            if len(lengths) > 1:
+                raise ValueError(f"every field needs the same number of completions, got lengths {sorted(lengths)}")
+            count = lengths.pop() if lengths else 0
+            rows = [{k: v[i] for k, v in columns.items()} for i in range(count)]
+        else:
+            rows = [dict(r) for r in list_or_dict]
+        object.__setattr__(self, "_rows", rows)
+        object.__setattr__(self, "signature", signature)
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def __iter__(self) -> Iterator[Prediction]:
+        return (Prediction(row) for row in self._rows)
+
+    def __getitem__(self, key: int | str) -> Any:
+        if isinstance(key, int):
+            if key < -len(self._rows) or key >= len(self._rows):
+                raise IndexError("Index out of range")
+            return Prediction(self._rows[key])
+        if not any(key in row for row in self._rows):
+            raise KeyError(key)
+        return [row.get(key) for row in self._rows]
+
+    def __getattr__(self, name: str) -> list[Any]:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(f"Completions has no field {name!r}") from None
+
+    def __contains__(self, key: object) -> bool:
+        return any(key in row for row in self._rows)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Completions):
+            return self._rows == other._rows
+        if isinstance(other, list):
+            return self._rows == [dict(o) for o in other]
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def items(self) -> Iterable[tuple[str, list[Any]]]:
+        keys = list(dict.fromkeys(k for row in self._rows for k in row))
+        return [(k, [row.get(k) for row in self._rows]) for k in keys]
+
+    def to_list(self) -> list[dict[str, Any]]:
+        return [dict(r) for r in self._rows]
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"rows": self._rows}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        object.__setattr__(self, "_rows", state["rows"])
+        object.__setattr__(self, "signature", None)
+
+    def __repr__(self) -> str:
+        return f"Completions({self._rows!r})"
+
+
 class Prediction(Example):
-    """A module's output: fields as attributes, ``completions`` when n > 1, and ``usage``."""
+    """A module's output: fields as attributes, ``completions`` (all n of them), and ``usage``.
+
+    As in DSPy, a prediction with a ``score`` works as a number: ``float(pred)``, ``pred + 1``, ``pred < 0.5``.
+    """
 
     __slots__ = ("completions", "usage")
 
     def __init__(self, base: dict[str, Any] | None = None, **fields: Any) -> None:
         super().__init__(base, **fields)
-        object.__setattr__(self, "completions", [dict(self._store)])
+        object.__setattr__(self, "completions", Completions([dict(self._store)]))
         object.__setattr__(self, "usage", Usage())
 
     @classmethod
-    def from_completions(cls, completions: list[dict[str, Any]], usage: Usage | None = None) -> Prediction:
-        pred = cls(completions[0] if completions else {})
+    def from_completions(cls, list_or_dict: Any, signature: Any = None, usage: Usage | None = None) -> Prediction:
+        """The first completion's fields, with every completion in ``completions``.
+
+        ``signature`` may be omitted; a ``Usage`` in its place is taken as the usage (dsr's older form).
+        """
+        if isinstance(signature, Usage) and usage is None:
+            signature, usage = None, signature
+        completions = Completions(list_or_dict, signature)
+        pred = cls(completions._rows[0] if len(completions) else {})
         object.__setattr__(pred, "completions", completions)
         object.__setattr__(pred, "usage", usage or Usage())
         return pred
+
+    def get_lm_usage(self) -> dict[str, int]:
+        return self.usage.to_dict()
+
+    def set_lm_usage(self, value: Usage) -> None:
+        object.__setattr__(self, "usage", value)
 
     def __setattr__(self, key: str, value: Any) -> None:
         if key in ("completions", "usage"):
@@ -185,17 +278,50 @@ class Prediction(Example):
 
     def copy(self, **updates: Any) -> Prediction:
         result = super().copy(**updates)
-        object.__setattr__(result, "completions", list(self.completions))
+        object.__setattr__(result, "completions", Completions(self.completions))
         object.__setattr__(result, "usage", Usage(**asdict(self.usage)))
         return result  # type: ignore[return-value]
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**super().__getstate__(), "completions": self.completions, "usage": asdict(self.usage)}
+        return {**super().__getstate__(), "completions": self.completions.to_list(), "usage": asdict(self.usage)}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)
-        object.__setattr__(self, "completions", state.get("completions", [dict(self._store)]))
+        object.__setattr__(self, "completions", Completions(state.get("completions", [dict(self._store)])))
         object.__setattr__(self, "usage", Usage(**state.get("usage", {})))
 
     def __repr__(self) -> str:
         return f"Prediction({self._store!r})"
+
+    # -- a prediction with a score is a number (DSPy's arithmetic on ``score``) --------------------------------
+    def _score(self) -> float:
+        if "score" not in self._store:
+            raise ValueError("Prediction object does not have a 'score' field to convert to float.")
+        return float(self._store["score"])
+
+    def __float__(self) -> float:
+        return self._score()
+
+    def __add__(self, other: Any) -> float:
+        return self._score() + float(other)
+
+    def __radd__(self, other: Any) -> float:
+        return float(other) + self._score()
+
+    def __truediv__(self, other: Any) -> float:
+        return self._score() / float(other)
+
+    def __rtruediv__(self, other: Any) -> float:
+        return float(other) / self._score()
+
+    def __lt__(self, other: Any) -> bool:
+        return self._score() < float(other)
+
+    def __le__(self, other: Any) -> bool:
+        return self._score() <= float(other)
+
+    def __gt__(self, other: Any) -> bool:
+        return self._score() > float(other)
+
+    def __ge__(self, other: Any) -> bool:
+        return self._score() >= float(other)

@@ -11,49 +11,144 @@ Signatures are immutable: every transform (``with_instructions``, ``prepend``, `
 from __future__ import annotations
 
 import ast
+import builtins
 import hashlib
+import importlib
 import inspect
 import json
 import re
+import sys
 import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar, Literal, Optional, Union, cast, get_args, get_origin
 
+from pydantic_core import PydanticUndefined
+
 from .errors import SignatureError
 
 FieldKind = Literal["input", "output"]
 
+# pydantic constraint keywords and how DSPy describes them to the LM, in DSPy's words
+CONSTRAINT_TEXT = {
+    "gt": "greater than: ",
+    "ge": "greater than or equal to: ",
+    "lt": "less than: ",
+    "le": "less than or equal to: ",
+    "min_length": "minimum length: ",
+    "max_length": "maximum length: ",
+    "multiple_of": "a multiple of the given number: ",
+    "allow_inf_nan": "allow 'inf', '-inf', 'nan' values: ",
+}
+
+
+class FieldDeclarationError(SignatureError, TypeError):
+    """A signature attribute is annotated but not declared with InputField/OutputField (a TypeError in DSPy)."""
+
 
 @dataclass(frozen=True)
 class Field:
-    """One field of a signature. ``name`` and ``annotation`` are filled in by the signature."""
+    """One field of a signature. ``name`` and ``annotation`` are filled in by the signature.
+
+    ``desc`` is empty when the field has no description (DSPy writes ``${name}`` there: see
+    ``json_schema_extra``). ``constraints`` holds pydantic constraint keywords (``ge=0``, ``max_length=5``):
+    they are described in the prompt and enforced when a reply is parsed. ``default`` is used for an input
+    the caller leaves out.
+    """
 
     kind: FieldKind
     desc: str = ""
     prefix: str | None = None
     annotation: Any = str
     name: str = ""
+    default: Any = PydanticUndefined
+    constraints: tuple[tuple[str, Any], ...] = ()
+    extra: tuple[tuple[str, Any], ...] = ()  # other keywords given (format=, parser=, ...), kept for DSPy code
+    type_undefined: bool = False  # declared without a type annotation (a str, not type-checked on input)
 
     def with_(self, **changes: Any) -> Field:
         return replace(self, **changes)
 
+    @property
+    def has_default(self) -> bool:
+        return self.default is not PydanticUndefined
 
-def InputField(*, desc: str = "", prefix: str | None = None) -> Any:  # noqa: N802 - DSPy's name
-    """Declare an input field: ``question: str = dsr.InputField(desc="...")``."""
-    return Field("input", desc=desc, prefix=prefix)
+    @property
+    def description(self) -> str:
+        return self.desc
+
+    @property
+    def constraint_text(self) -> str:
+        """``minimum length: 5, maximum length: 10``: the constraints as DSPy renders them in the prompt."""
+        return ", ".join(f"{CONSTRAINT_TEXT[k]}{v}" for k, v in self.constraints if k in CONSTRAINT_TEXT)
+
+    @property
+    def json_schema_extra(self) -> dict[str, Any]:
+        """DSPy's view of the field (``field.json_schema_extra["desc"]``, ``["prefix"]``, ``["constraints"]``)."""
+        extra: dict[str, Any] = dict(self.extra)
+        extra.update(
+            {
+                "__dspy_field_type": self.kind,
+                "prefix": self.prefix if self.prefix is not None else infer_prefix(self.name) + ":",
+                "desc": self.desc or f"${{{self.name}}}",
+            }
+        )
+        if self.constraint_text:
+            extra["constraints"] = self.constraint_text
+        return extra
+
+    def is_required(self) -> bool:
+        return not self.has_default
 
 
-def OutputField(*, desc: str = "", prefix: str | None = None) -> Any:  # noqa: N802 - DSPy's name
-    """Declare an output field: ``answer: str = dsr.OutputField(desc="...")``."""
-    return Field("output", desc=desc, prefix=prefix)
+def _make_field(kind: FieldKind, desc: str | None, prefix: str | None, default: Any, kwargs: dict[str, Any]) -> Field:
+    description = kwargs.pop("description", None)
+    constraints = tuple((k, kwargs.pop(k)) for k in list(kwargs) if k in CONSTRAINT_TEXT or k == "pattern")
+    return Field(
+        kind,
+        desc=desc if desc is not None else (description or ""),
+        prefix=prefix,
+        default=default,
+        constraints=constraints,
+        extra=tuple(kwargs.items()),
+    )
+
+
+def InputField(  # noqa: N802 - DSPy's name
+    *, desc: str | None = None, prefix: str | None = None, default: Any = PydanticUndefined, **kwargs: Any
+) -> Any:
+    """Declare an input field: ``question: str = dsr.InputField(desc="...")``.
+
+    Also takes pydantic's ``description=`` and constraint keywords (``ge``, ``le``, ``min_length``, ...).
+    """
+    return _make_field("input", desc, prefix, default, kwargs)
+
+
+def OutputField(  # noqa: N802 - DSPy's name
+    *, desc: str | None = None, prefix: str | None = None, default: Any = PydanticUndefined, **kwargs: Any
+) -> Any:
+    """Declare an output field: ``answer: int = dsr.OutputField(desc="...", ge=0)``.
+
+    Constraint keywords are described to the LM and enforced on the parsed reply.
+    """
+    return _make_field("output", desc, prefix, default, kwargs)
 
 
 def infer_prefix(name: str) -> str:
-    """``question`` -> ``Question:``, ``search_query`` -> ``Search Query:`` (DSPy's convention)."""
-    words = re.sub(r"([a-z0-9])([A-Z])", r"\1 \2", name).replace("_", " ").split()
-    return " ".join(w[:1].upper() + w[1:] for w in words) + ":"
+    """DSPy's prefix from a field name: ``search_query`` -> ``Search Query``, ``isHTTPSecure`` -> ``Is HTTP Secure``.
+
+    The signature adds the colon (``Search Query:``), as DSPy does.
+    """
+    spaced = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)
+    spaced = re.sub("([a-z0-9])([A-Z])", r"\1_\2", spaced)
+    spaced = re.sub(r"([a-zA-Z])(\d)", r"\1_\2", spaced)
+    spaced = re.sub(r"(\d)([a-zA-Z])", r"\1_\2", spaced)
+    return " ".join(w if w.isupper() else w.capitalize() for w in spaced.split("_"))
+
+
+def _prefix(name: str) -> str:
+    return infer_prefix(name) + ":"
 
 
 def type_name(annotation: Any) -> str:
@@ -74,25 +169,77 @@ def type_name(annotation: Any) -> str:
 # Parsing inline signatures
 
 
+def annotation_name(annotation: Any) -> str:
+    """A type as DSPy's adapters name it in prompts: ``list[str]``, ``Literal['a', 'b']``, ``UnionType[...]``.
+
+    Unlike ``type_name`` (dsr's stable name for saved state), a PEP 604 union from a class annotation keeps
+    its own origin name, as DSPy renders it, and str-like custom types (``Reasoning``) read as ``str``.
+    """
+    prompt_name = getattr(annotation, "prompt_type_name", None)
+    if isinstance(prompt_name, str):
+        return prompt_name
+    origin = get_origin(annotation)
+    if origin is None:
+        return getattr(annotation, "__name__", str(annotation))
+    args = get_args(annotation)
+    if origin is Literal:
+        inner = ", ".join(_quote_literal(a) if isinstance(a, str) else annotation_name(a) for a in args)
+    else:
+        inner = ", ".join(annotation_name(a) for a in args)
+    return f"{annotation_name(origin)}[{inner}]"
+
+
+def _quote_literal(text: str) -> str:
+    if "'" in text and '"' not in text:
+        return f'"{text}"'
+    return "'" + (text.replace("'", "\\'") if '"' in text else text) + "'"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Parsing inline signatures
+
+
+# names a string signature may use without custom_types: builtins and typing's names, as in DSPy
 _SAFE_NAMES: dict[str, Any] = {
-    "str": str,
-    "int": int,
-    "float": float,
-    "bool": bool,
-    "list": list,
-    "dict": dict,
-    "tuple": tuple,
-    "set": set,
-    "bytes": bytes,
+    **{name: getattr(typing, name) for name in typing.__all__ if not name.startswith("_")},
+    **{t.__name__: t for t in (int, str, float, bool, list, tuple, dict, set, frozenset, complex, bytes, bytearray)},
     "None": type(None),
-    "Any": Any,
+    "NoneType": type(None),
     "Optional": Optional,
     "Union": Union,
     "Literal": Literal,
+    "Any": Any,
     "List": list,
     "Dict": dict,
     "Tuple": tuple,
 }
+
+
+def _from_caller_frames(name: str) -> Any:
+    """The object ``name`` refers to in the code that built the signature (DSPy resolves names this way).
+
+    Frames of dsr itself are skipped; the first frame (locals, then globals) that knows the name wins.
+    """
+    frame = sys._getframe(1)
+    try:
+        for _ in range(100):
+            if frame is None:
+                break
+            module = frame.f_globals.get("__name__", "")
+            if not (module == "dsr_core" or module.startswith("dsr_core.")):
+                if name in frame.f_locals:
+                    return frame.f_locals[name]
+                if name in frame.f_globals:
+                    return frame.f_globals[name]
+            frame = frame.f_back
+    finally:
+        del frame
+    if name in vars(builtins) and isinstance(vars(builtins)[name], type):
+        return vars(builtins)[name]
+    try:
+        return importlib.import_module(name)  # ``datetime.date``, ``pathlib.Path`` (DSPy does the same)
+    except ImportError:
+        raise KeyError(name) from None
 
 
 class _TypeResolver:
@@ -119,7 +266,10 @@ class _TypeResolver:
             raise self.fail(node, "Literal[...] takes only constants")
         if isinstance(node, ast.Name):
             if node.id not in self.names:
-                raise self.fail(node, f"unknown type {node.id!r} (pass it in custom_types=...)")
+                try:
+                    self.names[node.id] = _from_caller_frames(node.id)
+                except KeyError:
+                    raise self.fail(node, f"unknown type {node.id!r} (pass it in custom_types=...)") from None
             return self.names[node.id]
         if isinstance(node, ast.Constant) and node.value is None:
             return type(None)
@@ -141,7 +291,7 @@ class _TypeResolver:
         raise self.fail(node, f"unsupported type expression {ast.unparse(node)!r}")
 
 
-def _parse_side(text: str, side: str, start: int, custom_types: dict[str, Any]) -> list[tuple[str, Any]]:
+def _parse_side(text: str, side: str, start: int, custom_types: dict[str, Any]) -> list[tuple[str, Any, bool]]:
     if not text.strip():
         raise SignatureError(f"signature {text!r} has no {side} fields; expected e.g. 'question -> answer'")
     try:
@@ -157,12 +307,12 @@ def _parse_side(text: str, side: str, start: int, custom_types: dict[str, Any]) 
     fields = []
     for arg in fn.args.args:
         annotation = str if arg.annotation is None else resolver.resolve(arg.annotation)
-        fields.append((arg.arg, annotation))
+        fields.append((arg.arg, annotation, arg.annotation is None))
     return fields
 
 
-def parse_signature(text: str, custom_types: dict[str, Any] | None = None) -> list[tuple[str, FieldKind, Any]]:
-    """Parse ``"a, b: int -> c: list[str]"`` into (name, kind, annotation) triples."""
+def parse_signature(text: str, custom_types: dict[str, Any] | None = None) -> list[tuple[str, FieldKind, Any, bool]]:
+    """Parse ``"a, b: int -> c: list[str]"`` into (name, kind, annotation, declared-without-type) tuples."""
     if not isinstance(text, str):
         raise SignatureError(f"a signature string was expected, got {type(text).__name__}")
     if text.count("->") != 1:
@@ -171,11 +321,24 @@ def parse_signature(text: str, custom_types: dict[str, Any] | None = None) -> li
     custom = custom_types or {}
     inputs = _parse_side(left, "input", 0, custom)
     outputs = _parse_side(right, "output", len(left) + 2, custom)
-    return [(n, "input", a) for n, a in inputs] + [(n, "output", a) for n, a in outputs]
+    duplicates = sorted({i[0] for i in inputs} & {o[0] for o in outputs})
+    if duplicates:
+        raise SignatureError(
+            f"Input and output fields must have distinct names, but found duplicates: '{', '.join(duplicates)}'."
+        )
+    return [(n, "input", a, u) for n, a, u in inputs] + [(n, "output", a, u) for n, a, u in outputs]
 
 
 # ---------------------------------------------------------------------------------------------------------
 # The Signature class
+
+
+def _inputs_first(fields: dict[str, Field]) -> dict[str, Field]:
+    """Inputs, then outputs, each in the order written (DSPy's ``fields`` order)."""
+    return {
+        **{n: f for n, f in fields.items() if f.kind == "input"},
+        **{n: f for n, f in fields.items() if f.kind == "output"},
+    }
 
 
 def _default_instructions(fields: dict[str, Field]) -> str:
@@ -208,7 +371,7 @@ class SignatureMeta(type):
             if attr.startswith("_") or attr in ("instructions", "fields"):
                 continue
             if not isinstance(namespace.get(attr), Field):
-                raise SignatureError(
+                raise FieldDeclarationError(
                     f"{name}.{attr}: declare it with dsr.InputField() or dsr.OutputField(), got {namespace.get(attr)!r}"
                 )
         # in the order they were written; a field without an annotation is a str, as in DSPy
@@ -218,7 +381,13 @@ class SignatureMeta(type):
             annotation = annotations.get(attr, str)
             if isinstance(annotation, str):
                 annotation = _resolve_annotation_string(annotation, module, name, attr)
-            fields[attr] = marker.with_(name=attr, annotation=annotation, prefix=marker.prefix or infer_prefix(attr))
+            fields[attr] = marker.with_(
+                name=attr,
+                annotation=annotation,
+                prefix=marker.prefix or _prefix(attr),
+                type_undefined=attr not in annotations,
+            )
+        fields = _inputs_first(fields)
         namespace["fields"] = fields
         doc = namespace.get("__doc__")
         if "instructions" not in namespace:
@@ -240,14 +409,20 @@ class SignatureMeta(type):
             raise SignatureError(f"signature {name} has no output field")
         return cls
 
-    def __call__(cls, spec: Any = None, instructions: str | None = None, *, custom_types: dict | None = None) -> Any:
-        """``Signature("question -> answer")`` builds a new signature class (instances are not used)."""
-        if isinstance(spec, str):
-            triples = parse_signature(spec, custom_types)
-            fields = {n: Field(k, annotation=a) for n, k, a in triples}
-            return make_signature(fields, instructions, base=cls)
-        if isinstance(spec, dict):
-            return make_signature(spec, instructions, base=cls)
+    def __call__(
+        cls,
+        spec: Any = None,
+        instructions: str | None = None,
+        signature_name: str | None = None,
+        *,
+        custom_types: dict | None = None,
+    ) -> Any:
+        """``Signature("question -> answer", "instructions")`` builds a new signature class (never an instance).
+
+        ``spec`` may also be a dict ``{name: (type, Field)}`` or ``{name: Field}``, as in DSPy.
+        """
+        if isinstance(spec, (str, Mapping)):
+            return make_signature(spec, instructions, signature_name, custom_types, base=cls)
         if isinstance(spec, SignatureMeta):
             return spec if instructions is None else spec.with_instructions(instructions)
         raise SignatureError(f"Signature(...) takes a string like 'question -> answer', got {spec!r}")
@@ -272,7 +447,14 @@ class SignatureMeta(type):
         return {
             "instructions": cls.instructions,
             "fields": [
-                {"name": f.name, "kind": f.kind, "type": type_name(f.annotation), "desc": f.desc, "prefix": f.prefix}
+                {
+                    "name": f.name,
+                    "kind": f.kind,
+                    "type": type_name(f.annotation),
+                    "desc": f.desc,
+                    "prefix": f.prefix,
+                    **({"constraints": f.constraint_text} if f.constraints else {}),
+                }
                 for f in cls.fields.values()
             ],
         }
@@ -312,16 +494,47 @@ class SignatureMeta(type):
     def with_instructions(cls, instructions: str) -> type[Signature]:
         return make_signature(cls.fields, instructions, base=cls)
 
+    def equals(cls, other: Any) -> bool:
+        """DSPy's comparison: the same instructions and, per field name, the same DSPy metadata."""
+        if not isinstance(other, SignatureMeta):
+            return False
+        if cls.instructions != other.instructions or cls.fields.keys() != other.fields.keys():
+            return False
+        return all(cls.fields[n].json_schema_extra == other.fields[n].json_schema_extra for n in cls.fields)
+
+    def dump_state(cls) -> dict[str, Any]:
+        """DSPy's signature state: the instructions and each field's prefix and description."""
+        return {
+            "instructions": cls.instructions,
+            "fields": [
+                {"prefix": f.json_schema_extra["prefix"], "description": f.json_schema_extra["desc"]}
+                for f in cls.fields.values()
+            ],
+        }
+
+    def load_state(cls, state: Mapping[str, Any]) -> type[Signature]:
+        """A new signature with ``dump_state``'s instructions, prefixes and descriptions (fields by position)."""
+        fields = dict(cls.fields)
+        for (name, field), saved in zip(list(fields.items()), state.get("fields", []), strict=False):
+            desc = saved.get("description", field.desc)
+            fields[name] = field.with_(
+                prefix=saved.get("prefix", field.prefix), desc="" if desc == f"${{{name}}}" else desc
+            )
+        return make_signature(fields, state.get("instructions", cls.instructions), base=cls)
+
     def with_updated_fields(cls, name: str, type_: Any = None, **changes: Any) -> type[Signature]:
         """Change one field's ``desc``, ``prefix`` or type: ``sig.with_updated_fields("answer", desc="...")``."""
         if name not in cls.fields:
             raise SignatureError(f"{cls.__name__} has no field {name!r}; fields: {list(cls.fields)}")
-        unknown = set(changes) - {"desc", "prefix"}
-        if unknown:
-            raise SignatureError(f"with_updated_fields accepts desc=, prefix=, type_=; not {sorted(unknown)}")
+        field = cls.fields[name]
+        updates: dict[str, Any] = {k: changes.pop(k) for k in ("desc", "prefix") if k in changes}
+        if "description" in changes:
+            updates.setdefault("desc", changes.pop("description"))
         if type_ is not None:
-            changes["annotation"] = type_
-        fields = {n: (f.with_(**changes) if n == name else f) for n, f in cls.fields.items()}
+            updates["annotation"] = type_
+        if changes:  # any other DSPy field metadata (format=, parser=, ...)
+            updates["extra"] = tuple({**dict(field.extra), **changes}.items())
+        fields = {n: (f.with_(**updates) if n == name else f) for n, f in cls.fields.items()}
         return make_signature(fields, cls.instructions, base=cls)
 
     def insert(cls, index: int, name: str, field: Field, type_: Any = None) -> type[Signature]:
@@ -332,7 +545,12 @@ class SignatureMeta(type):
         field = field.with_(name=name, annotation=type_ or field.annotation or str)
         same = [f for f in cls.fields.values() if f.kind == field.kind]
         pos = index if index >= 0 else len(same) + 1 + index
-        same.insert(max(0, min(pos, len(same))), field)
+        if pos < 0 or pos > len(same):
+            raise SignatureError(
+                f"Invalid index to insert: {index}, index must be in the range of [{len(same) - 1}, {len(same)}] "
+                f"for {field.kind} fields, but received: {index}."
+            )
+        same.insert(pos, field)
         inputs = same if field.kind == "input" else list(cls.input_fields.values())
         outputs = same if field.kind == "output" else list(cls.output_fields.values())
         return make_signature({f.name: f for f in inputs + outputs}, cls.instructions, base=cls)
@@ -344,8 +562,7 @@ class SignatureMeta(type):
         return cls.insert(-1, name, field, type_)
 
     def delete(cls, name: str) -> type[Signature]:
-        if name not in cls.fields:
-            raise SignatureError(f"{cls.__name__} has no field {name!r}")
+        """A new signature without ``name`` (a name it does not have is ignored, as in DSPy)."""
         return make_signature({n: f for n, f in cls.fields.items() if n != name}, cls.instructions, base=cls)
 
 
@@ -357,29 +574,47 @@ class Signature(metaclass=SignatureMeta):
 
 
 def make_signature(
-    fields: Mapping[str, Field | tuple[Any, Field]],
+    signature: str | Mapping[str, Any],
     instructions: str | None = None,
+    signature_name: str | None = None,
+    custom_types: Mapping[str, Any] | None = None,
     *,
     name: str | None = None,
     base: type = Signature,
 ) -> type[Signature]:
-    """Build a signature class from ``{name: Field}`` (or ``{name: (type, Field)}``)."""
+    """Build a signature class, as DSPy's ``make_signature``.
+
+    ``signature`` is a string (``"question, context: list[str] -> answer: int"``; names of types are looked up
+    in ``custom_types``, then in the calling code, as DSPy does) or a dict ``{name: Field}`` /
+    ``{name: (type, Field)}``. ``signature_name`` (or ``name``) names the class.
+    """
+    if isinstance(signature, str):
+        triples = parse_signature(signature, dict(custom_types or {}))
+        fields: Mapping[str, Any] = {n: Field(k, annotation=a, type_undefined=u) for n, k, a, u in triples}
+    elif isinstance(signature, Mapping):
+        fields = signature
+    else:
+        raise SignatureError(f"make_signature takes a string or a dict of fields, got {signature!r}")
     normalized: dict[str, Field] = {}
     for field_name, spec in fields.items():
+        if not isinstance(field_name, str):
+            raise SignatureError(f"Field names must be strings, but received: {field_name}.")
         _check_name(field_name)
         if isinstance(spec, tuple):
+            if len(spec) != 2:
+                raise SignatureError(f"field {field_name!r}: expected (type, Field), got {spec!r}")
             annotation, spec = spec
-            spec = spec.with_(annotation=annotation)
+            if isinstance(spec, Field):
+                spec = spec.with_(annotation=str if annotation is None else annotation)
         if not isinstance(spec, Field):
             raise SignatureError(f"field {field_name!r}: expected dsr.InputField()/OutputField(), got {spec!r}")
-        normalized[field_name] = spec.with_(name=field_name, prefix=spec.prefix or infer_prefix(field_name))
+        normalized[field_name] = spec.with_(name=field_name, prefix=spec.prefix or _prefix(field_name))
+    normalized = _inputs_first(normalized)
     if not any(f.kind == "output" for f in normalized.values()):
         raise SignatureError("a signature needs at least one output field")
-    if not any(f.kind == "input" for f in normalized.values()):
-        raise SignatureError("a signature needs at least one input field")
     root = base if isinstance(base, SignatureMeta) else Signature
     # a generic name for string signatures, the user's class name for derived ones
-    cls_name = name or (root.__name__ if root is not Signature else "StringSignature")
+    cls_name = signature_name or name or (root.__name__ if root is not Signature else "StringSignature")
     namespace = {
         "fields": normalized,
         "instructions": instructions if instructions is not None else _default_instructions(normalized),
@@ -390,6 +625,7 @@ def make_signature(
 
 
 def ensure_signature(spec: Any, instructions: str | None = None) -> type[Signature]:
+    """A signature class from a string or a signature class (DSPy's ``ensure_signature``)."""
     if isinstance(spec, SignatureMeta):
         return cast("type[Signature]", spec) if instructions is None else spec.with_instructions(instructions)
     return cast("type[Signature]", Signature(spec, instructions))  # type: ignore[call-arg]

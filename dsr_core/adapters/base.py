@@ -2,6 +2,11 @@
 
 Concrete adapters override the small ``format_*`` pieces and ``parse``; the call sequence lives here.
 The prompts follow DSPy 3.x's text exactly, so a program optimized with DSPy sends the same messages.
+
+Two ways to call an adapter. DSPy's: ``adapter(lm, lm_kwargs, signature, demos, inputs)`` (or ``await
+adapter.acall(...)`` with the same arguments) returns one dict of outputs per completion. dsr's:
+``await adapter.arun(lm, signature, demos, inputs, n=..., config=..., rollout_id=...)`` returns the
+completions and the usage behind them; ``acall`` with a signature as its second argument is that form too.
 """
 
 from __future__ import annotations
@@ -10,26 +15,55 @@ import textwrap
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from .._async import run_sync
+from ..callback import with_callbacks
 from ..errors import AdapterParseError
 from ..primitives import Usage
-from ..signatures import Field, Signature, type_name
+from ..signatures import Field, Signature, SignatureMeta, annotation_name
+from .custom_types import Type, split_message_content
+from .history import History, is_raw_message
 from .types import format_value
 
 if TYPE_CHECKING:
     from ..lm import LM
 
+Message = dict[str, Any]
+
 
 class Adapter:
     name = "Adapter"
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Every adapter's ``format`` and ``parse`` report to the callbacks (DSPy's mechanism)."""
+        super().__init_subclass__(**kwargs)
+        for name in ("format", "parse"):
+            if name in cls.__dict__:
+                setattr(cls, name, with_callbacks(cls.__dict__[name]))
+
+    def __init__(self, callbacks: list[Any] | None = None, use_native_function_calling: bool = False) -> None:
+        self.callbacks = list(callbacks or [])
+        self.use_native_function_calling = use_native_function_calling
+
     # -- formatting --------------------------------------------------------------------------------------------
     def format(
         self, signature: type[Signature], demos: list[Mapping[str, Any]], inputs: Mapping[str, Any]
-    ) -> list[dict[str, str]]:
-        messages = [{"role": "system", "content": self.format_system_message(signature)}]
+    ) -> list[Message]:
+        """The messages for one call: system, demo turns, history turns, then the request (DSPy's order)."""
+        inputs = dict(inputs)
+        history_field = self.history_field_name(signature)
+        request_signature = signature
+        history: list[Message] = []
+        if history_field is not None:
+            request_signature = signature.delete(history_field)
+            history = self.format_conversation_history(request_signature, history_field, inputs)
+            inputs.pop(history_field, None)
+        messages: list[Message] = [{"role": "system", "content": self.format_system_message(signature)}]
         messages.extend(self.format_demos(signature, demos))
-        messages.append({"role": "user", "content": self.format_user_message(signature, inputs, main_request=True)})
-        return messages
+        messages.extend(history)
+        content = self.format_user_message(request_signature, inputs, main_request=True)
+        if content:
+            messages.append({"role": "user", "content": content})
+        return split_message_content(messages)
 
     def format_system_message(self, signature: type[Signature]) -> str:
         return (
@@ -40,8 +74,8 @@ class Adapter:
 
     def format_field_description(self, signature: type[Signature]) -> str:
         return (
-            f"Your input fields are:\n{_describe_fields(signature.input_fields)}\n"
-            f"Your output fields are:\n{_describe_fields(signature.output_fields)}"
+            f"Your input fields are:\n{describe_fields(signature.input_fields)}\n"
+            f"Your output fields are:\n{describe_fields(signature.output_fields)}"
         )
 
     def format_field_structure(self, signature: type[Signature]) -> str:
@@ -53,7 +87,12 @@ class Adapter:
         return f"In adhering to this structure, your objective is: {objective}"
 
     def format_user_message(
-        self, signature: type[Signature], inputs: Mapping[str, Any], prefix: str = "", main_request: bool = False
+        self,
+        signature: type[Signature],
+        inputs: Mapping[str, Any],
+        prefix: str = "",
+        main_request: bool = False,
+        suffix: str = "",
     ) -> str:
         parts = [prefix]
         for name, field in signature.input_fields.items():
@@ -61,17 +100,39 @@ class Adapter:
                 parts.append(f"[[ ## {name} ## ]]\n{format_value(field, inputs[name])}")
         if main_request:
             parts.append(self.output_requirements(signature))
+        parts.append(suffix)
         return "\n\n".join(parts).strip()
+
+    def format_user_message_content(
+        self,
+        signature: type[Signature],
+        inputs: Mapping[str, Any],
+        prefix: str = "",
+        suffix: str = "",
+        main_request: bool = False,
+    ) -> str:
+        """DSPy's name (and argument order) for ``format_user_message``."""
+        return self.format_user_message(signature, inputs, prefix=prefix, main_request=main_request, suffix=suffix)
 
     def output_requirements(self, signature: type[Signature]) -> str:
         raise NotImplementedError
+
+    def user_message_output_requirements(self, signature: type[Signature]) -> str:
+        """DSPy's name for ``output_requirements``."""
+        return self.output_requirements(signature)
 
     def format_assistant_message(
         self, signature: type[Signature], outputs: Mapping[str, Any], missing: str | None = None
     ) -> str:
         raise NotImplementedError
 
-    def format_demos(self, signature: type[Signature], demos: list[Mapping[str, Any]]) -> list[dict[str, str]]:
+    def format_assistant_message_content(
+        self, signature: type[Signature], outputs: Mapping[str, Any], missing_field_message: str | None = None
+    ) -> str:
+        """DSPy's name for ``format_assistant_message``."""
+        return self.format_assistant_message(signature, outputs, missing=missing_field_message)
+
+    def format_demos(self, signature: type[Signature], demos: list[Mapping[str, Any]]) -> list[Message]:
         complete, partial = [], []
         for demo in demos:
             if all(demo.get(k) is not None for k in signature.fields):
@@ -95,8 +156,50 @@ class Adapter:
             messages.append({"role": "assistant", "content": self.format_assistant_message(signature, demo)})
         return messages
 
+    def history_field_name(self, signature: type[Signature]) -> str | None:
+        """The input field that carries a ``History``, if any."""
+        return next((n for n, f in signature.input_fields.items() if f.annotation is History), None)
+
+    _get_history_field_name = history_field_name  # DSPy's name
+
+    def format_conversation_history(
+        self, signature: type[Signature], history_field_name: str, inputs: Mapping[str, Any]
+    ) -> list[Message]:
+        """One user turn (input fields) and one assistant turn (output fields) per message of the history.
+
+        ``signature`` is the signature without the history field. A message given as ``{"role", "content"}``
+        is passed through unchanged.
+        """
+        history = inputs.get(history_field_name)
+        if history is None:
+            return []
+        if isinstance(history, Mapping):
+            history = History(**history)
+        messages: list[Message] = []
+        for message in history.messages:
+            if is_raw_message(message):
+                messages.append(dict(message))
+                continue
+            messages.append({"role": "user", "content": self.format_user_message(signature, message)})
+            messages.append({"role": "assistant", "content": self.format_assistant_message(signature, message)})
+        if isinstance(inputs, dict):
+            inputs.pop(history_field_name, None)  # DSPy removes it from the inputs it was given
+        return messages
+
+    def format_finetune_data(
+        self,
+        signature: type[Signature],
+        demos: list[Mapping[str, Any]],
+        inputs: Mapping[str, Any],
+        outputs: Mapping[str, Any],
+    ) -> dict[str, list[Message]]:
+        """The call as one OpenAI fine-tuning record: the messages plus the assistant's answer."""
+        messages = self.format(signature, demos, inputs)
+        messages.append({"role": "assistant", "content": self.format_assistant_message(signature, outputs)})
+        return {"messages": messages}
+
     # -- parsing -----------------------------------------------------------------------------------------------
-    def parse(self, signature: type[Signature], text: str) -> dict[str, Any]:
+    def parse(self, signature: type[Signature], completion: str) -> dict[str, Any]:
         raise NotImplementedError
 
     # -- calling -----------------------------------------------------------------------------------------------
@@ -104,7 +207,7 @@ class Adapter:
         """Extra request parameters this adapter needs (JSON mode)."""
         return {}
 
-    async def acall(
+    async def arun(
         self,
         lm: LM,
         signature: type[Signature],
@@ -131,13 +234,58 @@ class Adapter:
             raise first_error
         return completions, response.usage
 
+    async def acall(self, lm: LM, *args: Any, **kwargs: Any) -> Any:
+        """DSPy's ``await adapter.acall(lm, lm_kwargs, signature, demos, inputs)`` -> a list of output dicts.
 
-def _describe_fields(fields: dict[str, Field]) -> str:
+        With a signature as the second argument (``acall(lm, signature, demos, inputs, n=..., config=...)``)
+        it is ``arun`` and returns (completions, usage), the form dsr's own callers use.
+        """
+        if (args and isinstance(args[0], SignatureMeta)) or ("signature" in kwargs and "lm_kwargs" not in kwargs):
+            return await self.arun(lm, *args, **kwargs)
+        lm_kwargs, signature, demos, inputs = _dspy_arguments(args, kwargs)
+        options = dict(lm_kwargs or {})
+        n = int(options.pop("n", 1) or 1)
+        rollout_id = options.pop("rollout_id", None)
+        completions, _ = await self.arun(
+            lm, signature, list(demos or []), dict(inputs or {}), n=n, config=options, rollout_id=rollout_id
+        )
+        return completions
+
+    def __call__(self, lm: LM, *args: Any, **kwargs: Any) -> Any:
+        """DSPy's ``adapter(lm, lm_kwargs, signature, demos, inputs)``: a list of dicts, one per completion."""
+        return run_sync(self.acall(lm, *args, **kwargs))
+
+
+def _dspy_arguments(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, Any, Any, Any]:
+    names = ("lm_kwargs", "signature", "demos", "inputs")
+    values = dict(zip(names, args, strict=False))
+    for name in names:
+        if name in kwargs:
+            values[name] = kwargs.pop(name)
+    if kwargs:
+        raise TypeError(f"unexpected adapter argument(s) {sorted(kwargs)}")
+    missing = [n for n in ("signature", "inputs") if n not in values]
+    if missing:
+        raise TypeError(f"adapter call is missing {missing}: use adapter(lm, lm_kwargs, signature, demos, inputs)")
+    return values.get("lm_kwargs"), values["signature"], values.get("demos"), values["inputs"]
+
+
+def describe_fields(fields: dict[str, Field]) -> str:
+    """DSPy's numbered field list: type, description, custom-type descriptions and constraints."""
     lines = []
     for i, (name, field) in enumerate(fields.items()):
         desc = "" if field.desc == f"${{{name}}}" else field.desc
-        lines.append(f"{i + 1}. `{name}` ({type_name(field.annotation)}): {desc}")
+        for custom in Type.extract_custom_type_from_annotation(field.annotation):
+            if custom.description():
+                desc += f"\n    Type description of {annotation_name(custom)}: {custom.description()}"
+        line = f"{i + 1}. `{name}` ({annotation_name(field.annotation)}): {desc}"
+        if field.constraint_text:
+            line += f"\nConstraints: {field.constraint_text}"
+        lines.append(line)
     return "\n".join(lines).strip()
+
+
+_describe_fields = describe_fields
 
 
 def missing_fields_error(

@@ -44,11 +44,15 @@ def parse_fields(adapter: str, signature: type[Signature], values: Mapping[str, 
         if field is None or name in parsed:
             continue
         try:
-            parsed[name] = parse_value(value, field.annotation)
+            parsed[name] = parse_value(value, field.annotation, field.constraints)
         except (ValueError, pydantic.ValidationError) as exc:
-            first_line = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
+            if isinstance(exc, pydantic.ValidationError) and exc.errors():
+                first_line = str(exc.errors()[0].get("msg", exc.title))  # "Input should be less than ..."
+            else:
+                first_line = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
             raise AdapterParseError(
-                f"{adapter}: field {name!r} expects {type_name(field.annotation)}, got {str(value)[:100]!r} "
+                f"{adapter}: field {name!r} expects {type_name(field.annotation)}"
+                f"{' (' + field.constraint_text + ')' if field.constraints else ''}, got {str(value)[:100]!r} "
                 f"({first_line})",
                 raw=text,
                 field=name,
@@ -65,11 +69,28 @@ class ChatAdapter(Adapter):
 
     name = "ChatAdapter"
 
-    def __init__(self, use_json_fallback: bool = True) -> None:
-        self.use_json_fallback = use_json_fallback
+    def __init__(
+        self,
+        use_json_fallback: bool = True,
+        *,
+        use_json_adapter_fallback: bool | None = None,
+        callbacks: list[Any] | None = None,
+        use_native_function_calling: bool = False,
+    ) -> None:
+        super().__init__(callbacks=callbacks, use_native_function_calling=use_native_function_calling)
+        # ``use_json_adapter_fallback`` is DSPy's name for the same switch
+        self.use_json_fallback = use_json_fallback if use_json_adapter_fallback is None else use_json_adapter_fallback
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
+
+    def format_field_with_value(self, fields_with_values: Mapping[Any, Any]) -> str:
+        """DSPy's ``[[ ## name ## ]]`` sections for ``{(name, field) or name-with-info: value}``."""
+        parts = []
+        for key, value in fields_with_values.items():
+            name, field = (key.name, getattr(key, "info", None)) if hasattr(key, "name") else (key, None)
+            parts.append(f"[[ ## {name} ## ]]\n{format_value(field or Field('output'), value)}")
+        return "\n\n".join(parts).strip()
 
     def format_field_structure(self, signature: type[Signature]) -> str:
         def placeholders(fields: dict[str, Field]) -> str:
@@ -115,7 +136,7 @@ class ChatAdapter(Adapter):
                 values[name] = "\n".join(lines).strip()
         return parse_fields(self.name, signature, values, text)
 
-    async def acall(
+    async def arun(
         self,
         lm: LM,
         signature: type[Signature],
@@ -124,7 +145,7 @@ class ChatAdapter(Adapter):
         **kwargs: Any,
     ) -> tuple[list[dict[str, Any]], Usage]:
         try:
-            return await super().acall(lm, signature, demos, inputs, **kwargs)
+            return await super().arun(lm, signature, demos, inputs, **kwargs)
         except AdapterParseError as exc:
             if not self.use_json_fallback:
                 raise
@@ -132,7 +153,7 @@ class ChatAdapter(Adapter):
             from .json_adapter import JSONAdapter
 
             try:
-                completions, usage = await JSONAdapter().acall(lm, signature, demos, inputs, **kwargs)
+                completions, usage = await JSONAdapter().arun(lm, signature, demos, inputs, **kwargs)
             except AdapterParseError as json_exc:
                 error = AdapterParseError(
                     f"{exc} (the JSONAdapter fallback failed too: {json_exc})",

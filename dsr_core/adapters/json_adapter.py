@@ -101,7 +101,7 @@ class JSONAdapter(Adapter):
             }
         }
 
-    async def acall(
+    async def arun(
         self,
         lm: LM,
         signature: type[Signature],
@@ -110,7 +110,7 @@ class JSONAdapter(Adapter):
         **kwargs: Any,
     ) -> tuple[list[dict[str, Any]], Usage]:
         try:
-            return await super().acall(lm, signature, demos, inputs, **kwargs)
+            return await super().arun(lm, signature, demos, inputs, **kwargs)
         except LMError as exc:
             if (
                 exc.status_code != 400
@@ -120,7 +120,7 @@ class JSONAdapter(Adapter):
                 raise
             # The endpoint does not take json_schema; remember that and use plain JSON mode.
             object.__setattr__(lm, _NO_SCHEMA_ATTR, True)
-            return await super().acall(lm, signature, demos, inputs, **kwargs)
+            return await super().arun(lm, signature, demos, inputs, **kwargs)
 
 
 def _output_schema(signature: type[Signature]) -> dict[str, Any]:

@@ -9,11 +9,29 @@ import inspect
 import json
 import types
 from collections.abc import Mapping
-from typing import Any, Literal, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import pydantic
 
-from ..signatures import Field, type_name
+from ..signatures import Field, annotation_name
+from .code import Code
+from .custom_types import Type
+from .history import History
+from .image import Image
+from .reasoning import Reasoning
+
+__all__ = [
+    "Code",
+    "History",
+    "Image",
+    "Reasoning",
+    "Type",
+    "format_value",
+    "jsonable",
+    "output_type_note",
+    "parse_value",
+    "python_type_reminder",
+]
 
 
 @functools.lru_cache(maxsize=1024)
@@ -64,7 +82,7 @@ def format_value(field: Field, value: Any) -> str:
     return str(plain)
 
 
-def _is_subclass(annotation: Any, base: type) -> bool:
+def _is_subclass(annotation: Any, base: type | tuple[type, ...]) -> bool:
     return inspect.isclass(annotation) and issubclass(annotation, base)
 
 
@@ -82,8 +100,8 @@ def json_schema(annotation: Any) -> dict[str, Any]:
 def output_type_note(field: Field) -> str:
     """The ``# note: ...`` hint that follows an output placeholder in the structure section."""
     annotation = field.annotation
-    if field.kind == "input" or annotation is str:
-        return ""
+    if field.kind == "input" or annotation is str or _is_subclass(annotation, (Reasoning, Code)):
+        return ""  # Reasoning reads as a str; Code's type description already says what to write
     if annotation is bool:
         desc = "must be True or False"
     elif annotation in (int, float):
@@ -99,7 +117,16 @@ def output_type_note(field: Field) -> str:
 
 def python_type_reminder(field: Field) -> str:
     """The `` (must be formatted as a valid Python int)`` reminder after an output in the request."""
-    return "" if field.annotation is str else f" (must be formatted as a valid Python {type_name(field.annotation)})"
+    if field.annotation is str:
+        return ""
+    return f" (must be formatted as a valid Python {annotation_name(field.annotation)})"
+
+
+def constrained(field: Field) -> Any:
+    """The field's type with its pydantic constraints attached (``Annotated[int, Field(ge=0)]``)."""
+    if not field.constraints:
+        return field.annotation
+    return Annotated[field.annotation, pydantic.Field(**dict(field.constraints))]
 
 
 def _strip_quotes(text: str) -> str:
@@ -108,8 +135,15 @@ def _strip_quotes(text: str) -> str:
     return text
 
 
-def parse_value(value: Any, annotation: Any) -> Any:
-    """Validate a reply value into ``annotation``. Raises ValueError (pydantic's) when it cannot."""
+def parse_value(value: Any, annotation: Any, constraints: tuple[tuple[str, Any], ...] = ()) -> Any:
+    """Validate a reply value into ``annotation`` (and its pydantic ``constraints``, e.g. ``(("ge", 0),)``).
+
+    Raises ValueError (pydantic's ValidationError is one) when it cannot.
+    """
+    if constraints:
+        parsed = parse_value(value, annotation)
+        checked = type_adapter(Annotated[annotation, pydantic.Field(**dict(constraints))])
+        return checked.validate_python(parsed)
     if annotation is str:
         return value if isinstance(value, str) else json.dumps(jsonable(value), ensure_ascii=False)
     if _is_subclass(annotation, enum.Enum) and isinstance(value, str):
@@ -132,6 +166,11 @@ def parse_value(value: Any, annotation: Any) -> Any:
         return adapter.validate_python(value)
     if origin in (Union, types.UnionType) and str in get_args(annotation):
         return adapter.validate_python(value)
+    if _is_subclass(annotation, Type):
+        try:  # a custom type reads its own text first (Code takes the fenced block as written)
+            return adapter.validate_python(value)
+        except pydantic.ValidationError:
+            pass
     text = value.strip()
     if text.startswith("```"):
         text = text.strip("`").removeprefix("json").strip()

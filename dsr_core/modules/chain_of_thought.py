@@ -17,7 +17,7 @@ class ChainOfThought(Module):
         self, signature: Any, *, rationale_field: Any = None, rationale_type: type = str, **config: Any
     ) -> None:
         signature = ensure_signature(signature)
-        field = rationale_field or OutputField(desc="", prefix="Reasoning: Let's think step by step in order to")
+        field = rationale_field or OutputField(desc="", prefix="Reasoning:")
         self.predict = Predict(signature.prepend("reasoning", field, rationale_type), **config)
 
     @property

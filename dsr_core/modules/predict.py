@@ -6,27 +6,36 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+import pydantic
+
 from .. import settings as _settings
 from .._async import run_sync
 from ..adapters import Adapter, ChatAdapter
+from ..adapters.chat import allows_none
+from ..adapters.types import type_adapter
 from ..errors import DsrError
 from ..lm import LM
 from ..primitives import Example, Prediction
-from ..signatures import Signature, ensure_signature
-from ..tracking import current_trace, current_usage
+from ..signatures import Signature, ensure_signature, type_name
+from ..tracking import current_usage, record_trace
 from .module import Module
 
 log = logging.getLogger(__name__)
 
 _DEFAULT_ADAPTER = ChatAdapter()  # stateless; used when neither the call, predictor nor settings give one
-_CALL_OPTIONS = {"lm", "demos", "config", "adapter", "rollout_id"}
+_CALL_OPTIONS = {"lm", "demos", "config", "adapter", "rollout_id", "signature"}
 
 
 class Predict(Module):
     """``Predict("question -> answer")``; call it with the input fields as keywords.
 
     Per-call overrides: ``lm=``, ``demos=``, ``config={"n": 3, "temperature": 0.7, ...}``, ``adapter=``,
-    ``rollout_id=``. Construction-time ``config`` keywords apply to every call.
+    ``rollout_id=``, ``signature=``. Construction-time ``config`` keywords apply to every call.
+
+    Inputs are checked as DSPy checks them: a missing input with a default takes it, an extra keyword or a
+    value of the wrong type is logged as a warning, an Optional input may be left out (logged, as DSPy
+    does). A missing input that is neither Optional nor defaulted is an error here (DSPy only warns and
+    sends a prompt without it).
     """
 
     def __init__(
@@ -42,6 +51,7 @@ class Predict(Module):
         self.lm = lm
         self.demos: list[Any] = list(demos or [])
         self.adapter = adapter
+        self.callbacks: list[Any] = list(config.pop("callbacks", None) or [])  # never sent with the request
         self.config: dict[str, Any] = dict(config)
 
     def __repr__(self) -> str:
@@ -50,22 +60,31 @@ class Predict(Module):
     def forward(self, **kwargs: Any) -> Prediction:  # type: ignore[override]
         return run_sync(self.aforward(**kwargs))
 
+    def __call__(self, *args: Any, **kwargs: Any) -> Prediction:
+        return super().__call__(**_keyword_inputs(self, args, kwargs))
+
+    async def acall(self, *args: Any, **kwargs: Any) -> Prediction:
+        return await super().acall(**_keyword_inputs(self, args, kwargs))
+
     async def aforward(self, **kwargs: Any) -> Prediction:  # type: ignore[override]
         options = {k: kwargs.pop(k) for k in list(kwargs) if k in _CALL_OPTIONS}
         lm = options.get("lm") or self.lm or _settings.get("lm")
         if lm is None:
             raise DsrError("no LM: pass lm=..., set predictor.lm, or call dsr.configure(lm=dsr.LM(...))")
-        signature = self.signature
-        inputs = {k: v for k, v in kwargs.items() if k in signature.input_fields}
-        missing = [k for k in signature.input_fields if k not in inputs]
-        if missing:
-            raise DsrError(f"Predict({signature.signature}): missing input field(s) {missing}; got {sorted(kwargs)}")
+        if isinstance(lm, str):
+            raise DsrError(f"lm must be a dsr.LM, not a string: use dsr.configure(lm=dsr.LM({lm!r}))")
+        signature = ensure_signature(options["signature"]) if "signature" in options else self.signature
+        inputs = check_inputs(signature, kwargs)
         demos = options.get("demos", self.demos)
         config = {**self.config, **(options.get("config") or {})}
-        n = int(config.pop("n", 1))
+        n = int(config.pop("n", 1) or 1)
+        if n > 1:
+            temperature = config.get("temperature", getattr(lm, "temperature", None))
+            if temperature is None or temperature <= 0.15:
+                config["temperature"] = 0.7  # n identical samples are no use: DSPy raises it the same way
         rollout_id = options.get("rollout_id", config.pop("rollout_id", None))
         adapter = options.get("adapter") or self.adapter or _settings.get("adapter") or _DEFAULT_ADAPTER
-        completions, usage = await adapter.acall(
+        completions, usage = await adapter.arun(
             lm,
             signature,
             [_as_mapping(d) for d in demos],
@@ -74,18 +93,86 @@ class Predict(Module):
             config=config,
             rollout_id=rollout_id,
         )
-        prediction = Prediction.from_completions(completions, usage)
+        prediction = Prediction.from_completions(completions, signature, usage)
         tracked = current_usage.get()
         if tracked is not None:
             tracked.add(usage)
-        trace = current_trace.get()
-        if trace is not None:
-            trace.append((self, inputs, prediction))
+        record_trace(self, inputs, prediction)
         return prediction
+
+    def update_config(self, **kwargs: Any) -> None:
+        self.config = {**self.config, **kwargs}
+
+    def get_config(self) -> dict[str, Any]:
+        return self.config
 
     # -- state -------------------------------------------------------------------------------------------------
     def reset(self) -> None:
         self.demos = []
+
+
+def _keyword_inputs(predict: Predict, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+    """DSPy also takes one positional object whose attributes are the inputs."""
+    if not args:
+        return kwargs
+    if len(args) > 1 or kwargs or not hasattr(args[0], "__dict__"):
+        first = next(iter(predict.signature.input_fields), "input")
+        raise DsrError(
+            "You may use either positional or keyword arguments when calling `Predict`, not both: "
+            f"pass one object with the inputs as attributes, or keywords: `predict({first}=input_value, ...)`"
+        )
+    return dict(vars(args[0]))
+
+
+def check_inputs(signature: type[Signature], given: Mapping[str, Any]) -> dict[str, Any]:
+    """The inputs to send: defaults filled in, extras and type mismatches logged (DSPy's warnings)."""
+    values = dict(given)
+    for name, field in signature.input_fields.items():
+        if name not in values and field.has_default:
+            values[name] = field.default
+    extra = [k for k in values if k not in signature.input_fields]
+    if extra:
+        log.warning(
+            "Input contains fields not in signature. These fields will be ignored: %s. Expected fields: %s.",
+            extra,
+            list(signature.input_fields),
+        )
+    for name, field in signature.input_fields.items():
+        value = values.get(name)
+        if value is None or field.type_undefined or name not in values:
+            continue
+        if not value_matches_type(value, field.annotation):
+            log.warning(
+                "Type mismatch for field '%s': expected %s based on given Signature, "
+                "but the provided value is incompatible: %s.",
+                name,
+                type_name(field.annotation),
+                value,
+            )
+    missing = [k for k in signature.input_fields if k not in values]
+    if missing:
+        present = [k for k in signature.input_fields if k in values]
+        log.warning("Not all input fields were provided to module. Present: %s. Missing: %s.", present, missing)
+        required = [k for k in missing if not allows_none(signature.input_fields[k].annotation)]
+        if required:
+            raise DsrError(
+                f"Predict({signature.signature}): missing input field(s) {required}; got {sorted(given)} "
+                "(declare the field Optional[...] or give it a default to make it optional)"
+            )
+    return {k: v for k, v in values.items() if k in signature.input_fields}
+
+
+def value_matches_type(value: Any, annotation: Any) -> bool:
+    """Whether ``value`` is of the declared type (strictly: no coercion), for the mismatch warning."""
+    if annotation is Any or annotation is str and isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return True  # a list of passages for a str field is rendered as a numbered list, as DSPy allows
+    try:
+        type_adapter(annotation).validate_python(value, strict=True)
+    except pydantic.ValidationError:
+        return False
+    except Exception:  # noqa: BLE001 - a type pydantic cannot check is not second-guessed
+        return True
+    return True
 
 
 def _as_mapping(demo: Any) -> Mapping[str, Any]:
