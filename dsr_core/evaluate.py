@@ -9,18 +9,24 @@ even then the rows finished so far travel with the exception.
 from __future__ import annotations
 
 import asyncio
+import csv
 import inspect
 import json
 import logging
 import math
 import sys
 import time
+import traceback
+import types
+import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ._async import run_sync
+from .callback import with_callbacks
 from .errors import ContextWindowExceededError, DsrError, LMError
+from .modules.module import Module
 from .primitives import Example, Prediction, Usage
 from .tracking import current_usage
 
@@ -111,10 +117,52 @@ def _percentile(values: list[float], q: float) -> float:
 
 @dataclass
 class EvaluationResult:
-    """Aggregate score (a percentage, as DSPy reports it) and the per-example table."""
+    """Aggregate score (a percentage, as DSPy reports it) and the per-example table.
+
+    As DSPy's result: ``.score`` and ``.results``, a list of (example, prediction, score) triples in devset
+    order (a failed example has an empty Prediction and the failure score), ``result["score"]``, and
+    ``float(result)`` and comparisons by score.
+    """
 
     rows: list[EvaluationRow]
     wall_time: float = 0.0
+    _results: list[tuple[Any, Any, Any]] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def results(self) -> list[tuple[Any, Any, Any]]:
+        """(example, prediction, score) per row: the objects of this run, or rebuilt from the rows (rows that
+        came from records, as in the flows) with the row's score."""
+        if self._results is not None and len(self._results) == len(self.rows):
+            return list(self._results)
+        triples = []
+        for row in self.rows:
+            example = Example({**row.inputs, **row.gold}).with_inputs(*row.inputs)
+            prediction = Prediction(row.outputs) if row.outputs is not None and row.error_type is None else Prediction()
+            triples.append((example, prediction, row.score))
+        return triples
+
+    def __getitem__(self, key: str) -> Any:
+        if key in ("score", "results"):
+            return getattr(self, key)
+        raise KeyError(key)
+
+    def keys(self) -> list[str]:
+        return ["score", "results"]
+
+    def __float__(self) -> float:
+        return float(self.score)
+
+    def __lt__(self, other: Any) -> bool:
+        return self.score < float(other)
+
+    def __le__(self, other: Any) -> bool:
+        return self.score <= float(other)
+
+    def __gt__(self, other: Any) -> bool:
+        return self.score > float(other)
+
+    def __ge__(self, other: Any) -> bool:
+        return self.score >= float(other)
 
     @property
     def n(self) -> int:
@@ -234,6 +282,21 @@ def _metric_arity(metric: Metric) -> int:
         return 2
 
 
+async def call_metric(
+    metric: Metric, example: Any, prediction: Any, trace: Any = None, *, arity: int | None = None
+) -> Any:
+    """The metric's value for one example: ``metric(example, prediction[, trace])``, awaited if it is async;
+    a metric that is a Module (an LM judge such as SemanticF1) runs on the caller's event loop."""
+    if isinstance(metric, Module):
+        value = await (metric.acall(example, prediction) if trace is None else metric.acall(example, prediction, trace))
+    else:
+        arity = _metric_arity(metric) if arity is None else arity
+        value = metric(example, prediction, trace) if arity >= 3 else metric(example, prediction)
+    if inspect.isawaitable(value):
+        value = await value
+    return value
+
+
 def _as_score(value: Any) -> float:
     if isinstance(value, bool):
         return 1.0 if value else 0.0
@@ -245,62 +308,161 @@ def _as_score(value: Any) -> float:
     raise TypeError(f"a metric must return a number or bool, got {type(value).__name__}")
 
 
+_DSPY_TIMEOUT, _DSPY_STRAGGLER_LIMIT = 120, 3  # DSPy's defaults for its thread pool's straggler resubmission
+
+
+def _setting(name: str, default: Any) -> Any:
+    """A setting from dsr's settings, or ``default`` when this version of the settings does not have it."""
+    from .settings import get
+
+    try:
+        value = get(name)
+    except KeyError:
+        return default
+    return default if value is None else value
+
+
+def metric_name(metric: Metric) -> str:
+    """The metric's name as DSPy writes it in tables and saved files: a function's name, else its class name."""
+    return metric.__name__ if isinstance(metric, types.FunctionType) else type(metric).__name__
+
+
 class Evaluate:
-    """``Evaluate(devset=..., metric=..., concurrency=64)(program)`` or ``await evaluate.acall(program)``."""
+    """``Evaluate(devset=..., metric=..., num_threads=16)(program)`` or ``await evaluate.acall(program)``.
+
+    DSPy's constructor and call: ``num_threads`` is dsr's ``concurrency`` (asyncio workers, not threads),
+    ``display_progress`` its ``progress``; ``display_table``, ``save_as_csv`` and ``save_as_json`` print and
+    write what DSPy prints and writes; ``max_errors`` (default: the ``max_errors`` setting, as in DSPy)
+    stops the run once that many examples failed. ``timeout`` and ``straggler_limit`` are
+    accepted and have no effect: no example is resubmitted, each LM request has the LM's own timeout.
+    """
 
     def __init__(
         self,
         devset: Sequence[Example] | None = None,
         metric: Metric | None = None,
         *,
-        concurrency: int = 64,
+        num_threads: int | None = None,
+        display_progress: bool | None = None,
+        display_table: bool | int = False,
         max_errors: int | None = None,
+        provide_traceback: bool | None = None,
         failure_score: float = 0.0,
+        save_as_csv: str | None = None,
+        save_as_json: str | None = None,
+        timeout: float | None = _DSPY_TIMEOUT,
+        straggler_limit: int = _DSPY_STRAGGLER_LIMIT,
+        concurrency: int = 64,
         progress: bool | None = None,
         on_row: Callable[[EvaluationRow], None] | None = None,
-        num_threads: int | None = None,  # DSPy's name for concurrency
+        **kwargs: Any,
     ) -> None:
+        if "return_outputs" in kwargs:
+            raise ValueError(
+                "`return_outputs` is no longer supported. Results are always returned inside the `results` field "
+                "of the `EvaluationResult` object."
+            )
+        for name in kwargs:
+            why = "scores are in `result.results`" if name == "return_all_scores" else "not a parameter of Evaluate"
+            warnings.warn(f"Evaluate: {name}= is ignored ({why})", stacklevel=2)
+        _warn_straggler_options(timeout, straggler_limit)
         self.devset = list(devset) if devset is not None else None
         self.metric = metric
+        self.num_threads = num_threads
         self.concurrency = num_threads or concurrency
+        self.display_progress = display_progress if display_progress is not None else progress
+        self.progress = self.display_progress
+        self.display_table = display_table
         self.max_errors = max_errors
+        self.provide_traceback = provide_traceback
         self.failure_score = failure_score
-        self.progress = progress
+        self.save_as_csv = save_as_csv
+        self.save_as_json = save_as_json
+        self.timeout = timeout
+        self.straggler_limit = straggler_limit
         self.on_row = on_row
 
     def __call__(
-        self, program: Any, *, devset: Sequence[Example] | None = None, metric: Metric | None = None
+        self,
+        program: Any,
+        metric: Metric | None = None,
+        devset: Sequence[Example] | None = None,
+        num_threads: int | None = None,
+        display_progress: bool | None = None,
+        display_table: bool | int | None = None,
+        callback_metadata: dict[str, Any] | None = None,
+        save_as_csv: str | None = None,
+        save_as_json: str | None = None,
+        timeout: float | None = _DSPY_TIMEOUT,
+        straggler_limit: int | None = None,
     ) -> EvaluationResult:
-        return run_sync(self.acall(program, devset=devset, metric=metric))
+        """DSPy's call: every argument but ``program`` overrides the constructor's value for this call."""
+        return run_sync(
+            self.acall(
+                program,
+                metric=metric,
+                devset=devset,
+                num_threads=num_threads,
+                display_progress=display_progress,
+                display_table=display_table,
+                callback_metadata=callback_metadata,
+                save_as_csv=save_as_csv,
+                save_as_json=save_as_json,
+                timeout=timeout,
+                straggler_limit=straggler_limit,
+            )
+        )
 
+    @with_callbacks  # DSPy's on_evaluate_start/end (the sync call goes through here too)
     async def acall(
         self,
         program: Any,
-        *,
-        devset: Sequence[Example] | None = None,
         metric: Metric | None = None,
+        devset: Sequence[Example] | None = None,
+        num_threads: int | None = None,
+        display_progress: bool | None = None,
+        display_table: bool | int | None = None,
+        callback_metadata: dict[str, Any] | None = None,
+        save_as_csv: str | None = None,
+        save_as_json: str | None = None,
+        timeout: float | None = _DSPY_TIMEOUT,
+        straggler_limit: int | None = None,
+        *,
         indices: Sequence[int] | None = None,
     ) -> EvaluationResult:
+        """Evaluate ``program``; ``indices`` numbers the rows (a shard of a larger set keeps its positions).
+
+        A shard is stopped only by an explicit ``max_errors``: the ``max_errors`` setting is a limit for a
+        whole evaluation, which one shard cannot see."""
         examples = list(devset) if devset is not None else self.devset
-        metric = metric or self.metric
+        metric = metric if metric is not None else self.metric
         if examples is None or metric is None:
             raise DsrError("Evaluate needs a devset and a metric (pass them to Evaluate(...) or to the call)")
+        if callback_metadata:
+            log.debug("Evaluate is called with callback metadata: %s", callback_metadata)
+        _warn_straggler_options(timeout, straggler_limit if straggler_limit is not None else _DSPY_STRAGGLER_LIMIT)
+        concurrency = num_threads or self.concurrency
+        show_progress = display_progress if display_progress is not None else self.display_progress
+        table = display_table if display_table is not None else self.display_table
+        csv_path = save_as_csv if save_as_csv is not None else self.save_as_csv
+        json_path = save_as_json if save_as_json is not None else self.save_as_json
+        max_errors = self.max_errors
+        if max_errors is None and indices is None:  # a shard (indices given) leaves the run's limit to its caller
+            max_errors = _setting("max_errors", None)
+        traceback_wanted = (
+            self.provide_traceback if self.provide_traceback is not None else _setting("provide_traceback", False)
+        )
         positions = list(indices) if indices is not None else list(range(len(examples)))
         if len(positions) != len(examples):
             raise ValueError("indices must give one position per example")
         arity = _metric_arity(metric)
         rows: list[EvaluationRow | None] = [None] * len(examples)
+        triples: list[tuple[Example, Any, Any] | None] = [None] * len(examples)
         cursor = iter(range(len(examples)))
         failures = 0
         stop = asyncio.Event()
-        reporter = _Progress.start(len(examples), self.progress)
+        reporter = _Progress.start(len(examples), show_progress)
         started = time.perf_counter()
-
-        async def score(example: Example, prediction: Prediction) -> float:
-            value = metric(example, prediction, None) if arity >= 3 else metric(example, prediction)
-            if inspect.isawaitable(value):
-                value = await value
-            return _as_score(value)
 
         async def run_one(i: int) -> EvaluationRow:
             example = examples[i]
@@ -314,14 +476,21 @@ class Evaluate:
                 prediction = await program.acall(**inputs)
                 outputs = prediction.to_dict()
                 stage = "metric"
-                value = await score(example, prediction)
+                raw = await call_metric(metric, example, prediction, arity=arity)
+                value = _as_score(raw)
                 error_type = error = stage_out = None
+                triples[i] = (example, prediction, raw)
             except Exception as exc:  # noqa: BLE001 - one failing example never sinks the evaluation
                 value, error_type, error, stage_out = self.failure_score, type(exc).__name__, str(exc), stage
                 transient = is_transient(exc)
                 exc_usage = getattr(exc, "usage", None)
                 if isinstance(exc_usage, Usage) and usage.lm_calls == 0:
                     usage.add(exc_usage)
+                triples[i] = (example, Prediction(), self.failure_score)  # DSPy keeps no prediction for it
+                if traceback_wanted:
+                    log.error("Error for %s: %s\n%s", example, exc, traceback.format_exc())
+                else:
+                    log.error("Error for %s: %s. Set `provide_traceback=True` for traceback.", example, exc)
             finally:
                 current_usage.reset(token)
             return EvaluationRow(
@@ -350,27 +519,136 @@ class Evaluate:
                 rows[i] = row
                 if row.error_type is not None:
                     failures += 1
-                    if self.max_errors is not None and failures > self.max_errors:
+                    if max_errors is not None and failures >= max_errors:  # DSPy stops at max_errors errors
                         stop.set()
                 if self.on_row is not None:
                     self.on_row(row)
                 reporter.advance(row)
 
-        workers = min(self.concurrency, len(examples)) or 1
+        workers = min(concurrency, len(examples)) or 1
         try:
             await asyncio.gather(*(worker() for _ in range(workers)))
         finally:
             reporter.close()
         done = [r for r in rows if r is not None]
-        result = EvaluationResult(rows=done, wall_time=time.perf_counter() - started)
+        finished = [t for t, r in zip(triples, rows, strict=True) if r is not None and t is not None]
+        result = EvaluationResult(rows=done, wall_time=time.perf_counter() - started, _results=finished)
         if stop.is_set():
             first = next(r for r in done if r.error_type is not None)
             raise EvaluationAborted(
-                f"evaluation stopped: {failures} examples failed (max_errors={self.max_errors}); "
+                f"evaluation stopped: {failures} examples failed (max_errors={max_errors}); "
                 f"first failure at example {first.index}: {first.error_type}: {first.error}",
                 result,
             )
+        if result.rows:
+            total = sum(r.score for r in result.rows)
+            log.info("Average Metric: %s / %s (%s%%)", total, result.n, round(100 * total / result.n, 1))
+        if table or csv_path or json_path:
+            records = results_output(result.results, metric_name(metric))
+            if table:
+                display_result_table(records, table, metric_name(metric))
+            if csv_path:
+                write_csv(records, csv_path)
+            if json_path:
+                write_json(records, json_path)
         return result
+
+
+def _warn_straggler_options(timeout: float | None, straggler_limit: int) -> None:
+    if timeout != _DSPY_TIMEOUT or straggler_limit != _DSPY_STRAGGLER_LIMIT:
+        warnings.warn(
+            "Evaluate: timeout= and straggler_limit= have no effect in dsr (no example is resubmitted; every LM "
+            "request has the LM's own timeout)",
+            stacklevel=3,
+        )
+
+
+# -- DSPy's table and saved files -----------------------------------------------------------------------------------
+
+
+def merge_dicts(example: Any, prediction: Any) -> dict[str, Any]:
+    """DSPy's merge of an example and its prediction: a key in both becomes ``example_k`` and ``pred_k``."""
+    first = example.to_dict() if hasattr(example, "to_dict") else dict(example)
+    second = prediction.to_dict() if hasattr(prediction, "to_dict") else dict(prediction)
+    merged: dict[str, Any] = {}
+    for key, value in first.items():
+        merged[f"example_{key}" if key in second else key] = value
+    for key, value in second.items():
+        merged[f"pred_{key}" if key in first else key] = value
+    return merged
+
+
+def results_output(results: Sequence[tuple[Any, Any, Any]], name: str) -> list[dict[str, Any]]:
+    """One record per example as DSPy saves and displays it: example and prediction fields, then the score
+    under the metric's name."""
+    records = []
+    for example, prediction, score in results:
+        if hasattr(prediction, "items") and callable(prediction.items):
+            records.append(merge_dicts(example, prediction) | {name: score})
+        else:
+            records.append(example.to_dict() | {"prediction": prediction, name: score})
+    return records
+
+
+def write_csv(records: list[dict[str, Any]], path: str) -> None:
+    """``save_as_csv``: a header of every column (in order of first appearance), one row per example."""
+    fieldnames = list(dict.fromkeys(key for record in records for key in record))
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=fieldnames)
+        writer.writeheader()
+        for record in records:
+            writer.writerow(record)
+
+
+def write_json(records: list[dict[str, Any]], path: str) -> None:
+    """``save_as_json``: a JSON list of the records (values that are not JSON, such as pydantic models, as
+    their JSON form)."""
+    from .adapters.types import jsonable
+
+    with open(path, "w") as handle:
+        json.dump([{key: jsonable(value) for key, value in record.items()} for record in records], handle)
+
+
+def _truncate_cell(content: Any) -> Any:
+    """DSPy truncates every table cell to 25 words."""
+    words = str(content).split()
+    return " ".join(words[:25]) + "..." if len(words) > 25 else content
+
+
+def _format_metric(value: Any) -> str:
+    if isinstance(value, float):
+        return f"✔️ [{value:.3f}]"
+    return f"✔️ [{value}]" if value is not None else ""
+
+
+def display_result_table(records: list[dict[str, Any]], display_table: bool | int, name: str) -> None:
+    """``display_table``: print the records as DSPy does (a pandas DataFrame, cells cut to 25 words, the score
+    column as ``✔️ [score]``); a number shows that many rows and says how many were left out."""
+    shown = records if isinstance(display_table, bool) else records[: int(display_table)]
+    truncated = len(records) - len(shown)
+    cells = [{key: _truncate_cell(value) for key, value in record.items()} for record in shown]
+    for record in cells:
+        record[name] = _format_metric(record.get(name))
+    try:
+        import pandas as pd
+    except ImportError:
+        _print_rich_table(cells)
+    else:
+        with pd.option_context("display.max_rows", None, "display.max_columns", None):
+            print(pd.DataFrame(cells))
+    if truncated > 0:
+        print(f"... {truncated} more rows not displayed ...")
+
+
+def _print_rich_table(cells: list[dict[str, Any]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    columns = list(dict.fromkeys(key for record in cells for key in record))
+    table = Table(*columns)
+    for record in cells:
+        table.add_row(*(str(record.get(column, "")) for column in columns))
+    Console().print(table)
 
 
 class _Progress:
@@ -417,4 +695,24 @@ class _Progress:
 
 
 # DSPy's module path for its metrics (``from dspy.evaluate import answer_exact_match``); they live in metrics.py
-from .metrics import answer_exact_match as answer_exact_match  # noqa: E402 - a re-export, after the engine
+from .metrics import (  # noqa: E402 - re-exports, after the engine
+    EM,
+    CompleteAndGrounded,
+    SemanticF1,
+    answer_exact_match,
+    answer_passage_match,
+    normalize_text,
+)
+
+__all__ = [
+    "EM",
+    "CompleteAndGrounded",
+    "EvaluationAborted",
+    "EvaluationResult",
+    "EvaluationRow",
+    "Evaluate",
+    "SemanticF1",
+    "answer_exact_match",
+    "answer_passage_match",
+    "normalize_text",
+]

@@ -1,18 +1,25 @@
-"""Metrics: normalized exact match, token F1 (SQuAD's normalization), and an LLM judge.
+"""Metrics: normalized exact match, token F1 (SQuAD's normalization), DSPy's metrics, and LLM judges.
 
 A metric is ``metric(example, prediction, trace=None) -> float | bool`` (DSPy's convention); async
 metrics work too. ``exact_match`` and ``f1`` compare the ``answer`` field; ``ExactMatch("label")`` and
 ``F1("summary")`` compare another one. A gold value may be a list of acceptable answers.
+
+DSPy's own metrics keep their signatures and results: ``answer_exact_match(example, pred, trace=None,
+frac=1.0)`` and ``answer_passage_match`` (booleans), and the LM-judged modules ``SemanticF1`` and
+``CompleteAndGrounded`` (``Prediction(score=...)``; with a trace, the score is ``score >= threshold``).
 """
 
 from __future__ import annotations
 
 import re
 import string
+import unicodedata
 from collections import Counter
 from typing import Any
 
 from .errors import DsrError
+from .modules.module import Module
+from .primitives import Prediction
 from .signatures import InputField, OutputField, Signature, ensure_signature
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
@@ -20,8 +27,8 @@ _PUNCT = str.maketrans("", "", string.punctuation)
 
 
 def normalize_text(text: Any) -> str:
-    """Lowercase, drop punctuation and articles, collapse whitespace."""
-    text = str(text).lower().translate(_PUNCT)
+    """DSPy's normalization: Unicode NFD, lowercase, drop punctuation and articles, collapse whitespace."""
+    text = unicodedata.normalize("NFD", str(text)).lower().translate(_PUNCT)
     return " ".join(_ARTICLES.sub(" ", text).split())
 
 
@@ -90,7 +97,193 @@ class F1(_FieldMetric):
 
 exact_match = ExactMatch("answer")
 f1 = F1("answer")
-answer_exact_match = exact_match  # DSPy's name
+
+
+# -- DSPy's metrics ---------------------------------------------------------------------------------------------
+
+
+def em_score(prediction: str, ground_truth: str) -> bool:
+    """DSPy's exact match of two strings after ``normalize_text``."""
+    return normalize_text(prediction) == normalize_text(ground_truth)
+
+
+def _dspy_f1(prediction: str, ground_truth: str) -> float:
+    """DSPy's token F1: 0 without a common token (two empty strings included)."""
+    pred_tokens, gold_tokens = normalize_text(prediction).split(), normalize_text(ground_truth).split()
+    common = sum((Counter(pred_tokens) & Counter(gold_tokens)).values())
+    if common == 0:
+        return 0.0
+    precision, recall = common / len(pred_tokens), common / len(gold_tokens)
+    return 2 * precision * recall / (precision + recall)
+
+
+def EM(prediction: str, answers_list: list[str]) -> bool:  # noqa: N802 - DSPy's name
+    """True if any reference equals the prediction after normalization."""
+    assert isinstance(answers_list, list)
+    return max(em_score(prediction, answer) for answer in answers_list)
+
+
+def _answers(example: Any) -> list[str]:
+    answer = example.answer
+    if isinstance(answer, str):
+        return [answer]
+    if isinstance(answer, list):
+        return answer
+    raise ValueError(f"Invalid answer type: {type(answer)}")
+
+
+def answer_exact_match(example: Any, pred: Any, trace: Any = None, frac: float = 1.0) -> bool:
+    """DSPy's metric: ``pred.answer`` against ``example.answer`` (a string or a list of them); exact match
+    when ``frac >= 1.0``, else whether the best token F1 reaches ``frac``."""
+    answers = _answers(example)
+    if frac >= 1.0:
+        return EM(pred.answer, answers)
+    return max(_dspy_f1(pred.answer, answer) for answer in answers) >= frac
+
+
+def answer_passage_match(example: Any, pred: Any, trace: Any = None) -> bool:
+    """DSPy's metric: does any passage of ``pred.context`` contain one of the answers (as a run of DPR tokens)?"""
+    answers = [dpr_tokens(normalize_text(answer)) for answer in _answers(example)]
+    return any(_has_answer(answers, normalize_text(passage)) for passage in pred.context)
+
+
+def dpr_tokens(text: str) -> list[str]:
+    """DPR's tokens (as DSPy's ``DPR_normalize``): after NFD, each run of letters, digits and marks, and
+    every other character that is neither a separator nor a control character, lowercased."""
+    tokens: list[str] = []
+    word: list[str] = []
+    for char in unicodedata.normalize("NFD", text):
+        kind = unicodedata.category(char)[0]
+        if kind in "LNM":
+            word.append(char)
+            continue
+        if word:
+            tokens.append("".join(word).lower())
+            word = []
+        if kind not in "ZC":
+            tokens.append(char.lower())
+    if word:
+        tokens.append("".join(word).lower())
+    return tokens
+
+
+def _has_answer(tokenized_answers: list[list[str]], text: str) -> bool:
+    words = dpr_tokens(text)
+    for answer in tokenized_answers:
+        for i in range(len(words) - len(answer) + 1):
+            if answer == words[i : i + len(answer)]:
+                return True
+    return False
+
+
+def _clamped_f1(precision: float, recall: float) -> float:
+    """F1 of a precision and a recall, each clamped to [0, 1] (DSPy's auto-evaluation)."""
+    precision, recall = max(0.0, min(1.0, precision)), max(0.0, min(1.0, recall))
+    return 0.0 if precision + recall == 0 else 2 * (precision * recall) / (precision + recall)
+
+
+class SemanticRecallPrecision(Signature):
+    """
+    Compare a system's response to the ground truth to compute its recall and precision.
+    If asked to reason, enumerate key ideas in each response, and whether they are present in the other response.
+    """
+
+    question: str = InputField()
+    ground_truth: str = InputField()
+    system_response: str = InputField()
+    recall: float = OutputField(desc="fraction (out of 1.0) of ground truth covered by the system response")
+    precision: float = OutputField(desc="fraction (out of 1.0) of system response covered by the ground truth")
+
+
+class DecompositionalSemanticRecallPrecision(Signature):
+    """
+    Compare a system's response to the ground truth to compute recall and precision of key ideas.
+    You will first enumerate key ideas in each response, discuss their overlap, and then report recall and precision.
+    """
+
+    question: str = InputField()
+    ground_truth: str = InputField()
+    system_response: str = InputField()
+    ground_truth_key_ideas: str = OutputField(desc="enumeration of key ideas in the ground truth")
+    system_response_key_ideas: str = OutputField(desc="enumeration of key ideas in the system response")
+    discussion: str = OutputField(desc="discussion of the overlap between ground truth and system response")
+    recall: float = OutputField(desc="fraction (out of 1.0) of ground truth covered by the system response")
+    precision: float = OutputField(desc="fraction (out of 1.0) of system response covered by the ground truth")
+
+
+class AnswerCompleteness(Signature):
+    """
+    Estimate the completeness of a system's responses, against the ground truth.
+    You will first enumerate key ideas in each response, discuss their overlap, and then report completeness.
+    """
+
+    question: str = InputField()
+    ground_truth: str = InputField()
+    system_response: str = InputField()
+    ground_truth_key_ideas: str = OutputField(desc="enumeration of key ideas in the ground truth")
+    system_response_key_ideas: str = OutputField(desc="enumeration of key ideas in the system response")
+    discussion: str = OutputField(desc="discussion of the overlap between ground truth and system response")
+    completeness: float = OutputField(desc="fraction (out of 1.0) of ground truth covered by the system response")
+
+
+class AnswerGroundedness(Signature):
+    """
+    Estimate the groundedness of a system's responses, against real retrieved documents written by people.
+    You will first enumerate whatever non-trivial or check-worthy claims are made in the system response, and then
+    discuss the extent to which some or all of them can be deduced from the retrieved context and basic commonsense.
+    """
+
+    question: str = InputField()
+    retrieved_context: str = InputField()
+    system_response: str = InputField()
+    system_response_claims: str = OutputField(
+        desc="enumeration of non-trivial or check-worthy claims in the system response"
+    )
+    discussion: str = OutputField(desc="discussion of how supported the claims are by the retrieved context")
+    groundedness: float = OutputField(
+        desc="fraction (out of 1.0) of system response supported by the retrieved context"
+    )
+
+
+class SemanticF1(Module):
+    """DSPy's LM-judged semantic F1 of ``pred.response`` against ``example.response`` (the judge is the
+    configured LM unless ``set_lm`` gives it one). ``threshold`` turns the score into a pass when traced."""
+
+    def __init__(self, threshold: float = 0.66, decompositional: bool = False) -> None:
+        from .modules.chain_of_thought import ChainOfThought
+
+        self.threshold = threshold
+        signature = DecompositionalSemanticRecallPrecision if decompositional else SemanticRecallPrecision
+        self.module = ChainOfThought(signature)
+
+    async def aforward(self, example: Any, pred: Any, trace: Any = None) -> Prediction:  # type: ignore[override]
+        scores = await self.module.acall(
+            question=example.question, ground_truth=example.response, system_response=pred.response
+        )
+        score = _clamped_f1(scores.precision, scores.recall)
+        return Prediction(score=score if trace is None else score >= self.threshold)
+
+
+class CompleteAndGrounded(Module):
+    """DSPy's LM-judged F1 of completeness (against ``example.response``) and groundedness (in
+    ``pred.context``) of ``pred.response``."""
+
+    def __init__(self, threshold: float = 0.66) -> None:
+        from .modules.chain_of_thought import ChainOfThought
+
+        self.threshold = threshold
+        self.completeness_module = ChainOfThought(AnswerCompleteness)
+        self.groundedness_module = ChainOfThought(AnswerGroundedness)
+
+    async def aforward(self, example: Any, pred: Any, trace: Any = None) -> Prediction:  # type: ignore[override]
+        completeness = await self.completeness_module.acall(
+            question=example.question, ground_truth=example.response, system_response=pred.response
+        )
+        groundedness = await self.groundedness_module.acall(
+            question=example.question, retrieved_context=pred.context, system_response=pred.response
+        )
+        score = _clamped_f1(groundedness.groundedness, completeness.completeness)
+        return Prediction(score=score if trace is None else score >= self.threshold)
 
 
 class JudgeSignature(Signature):

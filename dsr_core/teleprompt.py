@@ -1,6 +1,15 @@
 """DSPy's module path for the optimizers (``from dspy.teleprompt import MIPROv2`` becomes ``from
-dsr_core.teleprompt import MIPROv2``); they live in ``dsr_core.optimizers``."""
+dsr_core.teleprompt import MIPROv2``); they live in ``dsr_core.optimizers``. ``Teleprompter`` is DSPy's
+name for their base class."""
 
 from .optimizers import COPRO, BootstrapFewShot, BootstrapFewShotWithRandomSearch, LabeledFewShot, MIPROv2
+from .optimizers.bootstrap import Optimizer as Teleprompter
 
-__all__ = ["COPRO", "BootstrapFewShot", "BootstrapFewShotWithRandomSearch", "LabeledFewShot", "MIPROv2"]
+__all__ = [
+    "COPRO",
+    "BootstrapFewShot",
+    "BootstrapFewShotWithRandomSearch",
+    "LabeledFewShot",
+    "MIPROv2",
+    "Teleprompter",
+]

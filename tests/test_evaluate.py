@@ -67,7 +67,7 @@ async def test_max_errors_stops_and_keeps_finished_rows(server, lm):
             dsr.Predict("question -> answer", lm=lm)
         )
     partial = info.value.result
-    assert partial.errors == 3 and 27 < partial.n < 100
+    assert partial.errors == 2 and partial.n == 18  # DSPy stops at the max_errors-th error (q7, q17)
     assert "max_errors=2" in str(info.value)
 
 

@@ -155,8 +155,11 @@ def test_auto_settings_follow_dspy():
     assert not small_val.minibatch and len(small_val.val_indices) == 30  # DSPy: minibatches only above 50
     with pytest.raises(ValueError, match="auto"):
         MIPROv2(metric, num_candidates=3)
-    with pytest.raises(ValueError, match="num_trials"):
-        MIPROv2(metric, auto=None, num_candidates=3)
+    with pytest.raises(ValueError, match="num_candidates"):
+        MIPROv2(metric, auto=None)
+    # as in DSPy, num_trials may come with compile: without it, the run says what to set it to
+    with pytest.raises(ValueError, match=r"num_trials must also be provided.*recommend setting num_trials to ~"):
+        MIPROv2(metric, auto=None, num_candidates=3).init_state(one, train, val)
 
 
 def test_full_evaluations_every_five_trials_and_at_the_end(program):

@@ -129,7 +129,7 @@ def test_copro_finds_the_instruction_that_works(server, lm):
     server.responder = responder
     student = dsr.Predict("word -> code", lm=lm)
     prompt_lm = dsr.LM("prompt-model", api_base=server.url)
-    optimizer = COPRO(metric, prompt_model=prompt_lm, breadth=3, depth=2)
+    optimizer = COPRO(prompt_lm, metric, breadth=3, depth=2)  # DSPy's order: prompt_model first
     train, dev = dataset(6), dataset(6, offset=30)
     assert score(student, dev) == 0.0
     runner = LocalRunner(student, train, None, metric, prompt_lm=prompt_lm)

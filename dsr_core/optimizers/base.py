@@ -10,13 +10,16 @@ dicts (``Module.dump_state()``), never objects.
 
 from __future__ import annotations
 
+import json
+import logging
 import random
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 
-from ..evaluate import Evaluate, _as_score, _metric_arity, is_transient
+from ..evaluate import Evaluate, _as_score, _setting, call_metric, is_transient
 from ..modules.module import Module
 from ..primitives import Example
 from ..tracking import trace
@@ -30,6 +33,9 @@ class BootstrapWork(BaseModel):
     indices: list[int]
     round: int = 0
     metric_threshold: float | None = None
+
+
+log = logging.getLogger(__name__)
 
 
 class EvaluateWork(BaseModel):
@@ -147,7 +153,13 @@ def rng_for(seed: int, *labels: Any) -> random.Random:
 
 
 class LocalRunner:
-    """Computes work items in this process with dsr_core's async engine."""
+    """Computes work items in this process with dsr_core's async engine.
+
+    ``teacher`` is the program bootstrap work runs (its state comes with the work; without one, the
+    student's); ``teacher_settings`` are settings (``dsr.context``) it runs under, as DSPy's
+    ``teacher_settings``. ``max_errors`` and ``provide_traceback`` go to every evaluation, as DSPy's
+    optimizers pass them to Evaluate.
+    """
 
     def __init__(
         self,
@@ -158,17 +170,42 @@ class LocalRunner:
         *,
         concurrency: int = 32,
         prompt_lm: Any = None,
+        teacher: Module | None = None,
+        teacher_settings: dict[str, Any] | None = None,
+        max_errors: int | None = None,
+        provide_traceback: bool | None = None,
     ) -> None:
         self.prompt_lm = prompt_lm
         self.student = student
+        self.teacher = teacher
+        from ..settings import _KNOWN
+
+        settings = {k: v for k, v in (teacher_settings or {}).items() if k in _KNOWN}
+        if "lm" in settings:
+            settings["lm"] = teacher_lm(settings)
+        self.teacher_settings = settings
         self.trainset = list(trainset)
         self.valset = list(valset) if valset is not None else []
         self.metric = metric
         self.concurrency = concurrency
+        self.max_errors = max_errors
+        self.provide_traceback = provide_traceback
 
-    def program(self, state: dict[str, Any]) -> Module:
-        program = self.student.deepcopy()
+    def program(self, state: dict[str, Any], base: Module | None = None) -> Module:
+        """``base`` (the student by default) with ``state`` loaded. A predictor whose saved LM is one of the
+        live LMs of the student or the teacher gets that LM back (its key, retries, limits and connections)."""
+        program = (base or self.student).deepcopy()
         program.load_state(state)
+        live: dict[str, Any] = {}
+        if self.teacher_settings.get("lm") is not None:
+            live[_lm_key(self.teacher_settings["lm"])] = self.teacher_settings["lm"]
+        for module in (self.student, self.teacher):
+            for predictor in module.predictors() if module is not None else []:
+                if predictor.lm is not None:
+                    live.setdefault(_lm_key(predictor.lm), predictor.lm)
+        for predictor in program.predictors():
+            if predictor.lm is not None:
+                predictor.lm = live.get(_lm_key(predictor.lm), predictor.lm)
         return program
 
     async def run(self, work: Sequence[BootstrapWork | EvaluateWork | ProposeWork | GenerateWork]) -> list[Any]:
@@ -227,9 +264,14 @@ class LocalRunner:
     async def evaluate(self, work: EvaluateWork) -> EvaluateOutcome:
         examples = self.trainset if work.split == "train" else self.valset
         subset = [examples[i] for i in work.indices]
-        result = await Evaluate(subset, self.metric, concurrency=self.concurrency).acall(
-            self.program(work.program), indices=work.indices
+        evaluate = Evaluate(
+            subset,
+            self.metric,
+            concurrency=self.concurrency,
+            max_errors=self.max_errors,
+            provide_traceback=self.provide_traceback,
         )
+        result = await evaluate.acall(self.program(work.program), indices=work.indices)
         return EvaluateOutcome(
             candidate=work.candidate,
             split=work.split,
@@ -239,40 +281,88 @@ class LocalRunner:
         )
 
     async def bootstrap(self, work: BootstrapWork) -> list[BootstrapOutcome]:
+        """Run the teacher on each example, without the example itself among its demos (as DSPy), under the
+        teacher settings; keep the first call of each predictor when the metric (given the trace) accepts."""
         import asyncio
 
-        teacher = self.program(work.teacher)
-        names = {id(p): name for name, p in teacher.named_predictors()}
+        from ..settings import context
+
+        teacher = self.program(work.teacher, base=self.teacher)
         if work.round > 0:  # later rounds sample fresh traces at temperature 1.0, as DSPy does
             for predictor in teacher.predictors():
                 predictor.config = {**predictor.config, "temperature": 1.0, "rollout_id": work.round}
-        arity = _metric_arity(self.metric)
         semaphore = asyncio.Semaphore(self.concurrency)
+
+        def without(example: Example) -> Module:
+            record = example.to_dict()
+            if not any(_as_mapping_demo(d) == record for p in teacher.predictors() for d in p.demos):
+                return teacher
+            local = teacher.deepcopy()
+            for predictor in local.predictors():
+                predictor.demos = [d for d in predictor.demos if _as_mapping_demo(d) != record]
+            return local
 
         async def one(index: int) -> BootstrapOutcome:
             example = self.trainset[index]
+            runner = without(example)
+            names = {id(p): name for name, p in runner.named_predictors()}
             async with semaphore:
                 try:
-                    with trace() as calls:
-                        prediction = await teacher.acall(**example.inputs().to_dict())
-                    value = self.metric(example, prediction, calls) if arity >= 3 else self.metric(example, prediction)
-                    if asyncio.iscoroutine(value):
-                        value = await value
-                    score = _as_score(value)
+                    with context(**self.teacher_settings), trace() as calls:
+                        prediction = await runner.acall(**example.inputs().to_dict())
+                    score = _as_score(await call_metric(self.metric, example, prediction, calls))
                 except Exception as exc:  # noqa: BLE001 - a failed bootstrap attempt is just not a demo
                     error = f"{type(exc).__name__}: {exc}"
+                    log.error("Failed to run or to evaluate example %s with %s due to %s.", example, self.metric, exc)
                     return BootstrapOutcome(index=index, success=False, error=error, transient=is_transient(exc))
             threshold = work.metric_threshold
-            success = score >= threshold if threshold is not None else score > 0
+            success = score >= threshold if threshold else bool(score)  # DSPy: a threshold of 0 is no threshold
             demos = {}
             if success:
                 for predictor, inputs, output in calls:
                     name = names.get(id(predictor))
                     if name is not None and name not in demos:  # first call of each predictor, as DSPy keeps
-                        demos[name] = {**inputs, **output.to_dict()}
+                        demos[name] = {"augmented": True, **inputs, **output.to_dict()}
             return BootstrapOutcome(index=index, success=success, demos=demos)
 
         return list(await asyncio.gather(*(one(i) for i in work.indices)))
+
+
+def teacher_lm(teacher_settings: dict[str, Any]) -> Any:
+    """The LM of DSPy's ``teacher_settings`` (an LM, or the keyword arguments of one), or None."""
+    lm = teacher_settings.get("lm")
+    if isinstance(lm, dict):
+        from ..lm import LM
+
+        return LM(**lm)
+    return lm
+
+
+def check_teacher_settings(optimizer: str, teacher_settings: dict[str, Any]) -> None:
+    """Warn about teacher settings dsr's settings do not have (DSPy's ``trace`` and such)."""
+    from ..settings import _KNOWN
+
+    for key in teacher_settings:
+        if key not in _KNOWN:
+            ignored(optimizer, f"teacher_settings[{key!r}]", f"dsr's settings are {', '.join(sorted(_KNOWN))}")
+
+
+def _as_mapping_demo(demo: Any) -> dict[str, Any]:
+    return demo.to_dict() if isinstance(demo, Example) else dict(demo)
+
+
+def _lm_key(lm: Any) -> str:
+    return json.dumps(lm.dump_state(), sort_keys=True, default=str)
+
+
+def effective_max_errors(max_errors: int | None) -> int | None:
+    """DSPy's rule: the optimizer's ``max_errors``, else the ``max_errors`` setting (none: no limit)."""
+    return max_errors if max_errors is not None else _setting("max_errors", None)
+
+
+def ignored(optimizer: str, parameter: str, why: str) -> None:
+    """Warn once per call site that a DSPy parameter is accepted and has no effect here, and why."""
+    warnings.warn(f"{optimizer}: {parameter} has no effect in dsr ({why})", stacklevel=3)
 
 
 # -- parameters ----------------------------------------------------------------------------------------------------

@@ -5,10 +5,16 @@ examples in order and keeps, for every predictor, the inputs/outputs of runs the
 become the student's demos, topped up with labeled examples. Unlike DSPy, which bootstraps one example at a
 time, it asks for a batch of examples at once (``bootstrap_batch_size``) and takes successes in training
 order, so the result is the same as a sequential run; the cost is at most one batch of extra LM calls.
+
+DSPy's constructors and ``compile`` keywords are accepted (``teacher``, ``teacher_settings``, ``max_errors``,
+``sample``...); a keyword with no meaning here is accepted with a warning that says why.
 """
 
 from __future__ import annotations
 
+import copy
+import logging
+import random
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -23,9 +29,14 @@ from .base import (
     EvaluateWork,
     LocalRunner,
     OptimizerState,
+    check_teacher_settings,
     checking_parameters,
+    effective_max_errors,
     rng_for,
+    teacher_lm,
 )
+
+log = logging.getLogger(__name__)
 
 
 class Optimizer:
@@ -54,25 +65,68 @@ class Optimizer:
 
     def compile(
         self,
-        program: Module,
-        trainset: Sequence[Example],
+        student: Module,
+        trainset: Sequence[Example] | None = None,
         valset: Sequence[Example] | None = None,
         *,
+        teacher: Module | None = None,
         metric: Callable[..., Any] | None = None,
-        concurrency: int = 32,
+        concurrency: int | None = None,
+        **options: Any,
     ) -> Module:
-        metric = metric or getattr(self, "metric", None)
+        """Drive the machine in process and return the compiled program. DSPy's ``compile(student,
+        trainset=..., teacher=..., valset=...)`` and its other keywords (see ``configured``) work too."""
+        if trainset is None:
+            raise TypeError(f"{self.name}.compile() needs a trainset")
+        optimizer = self.configured(**options)
+        if teacher is not None:
+            optimizer.teacher = teacher
+        metric = metric or getattr(optimizer, "metric", None)
         if metric is None:
             raise ValueError(f"{self.name}.compile needs a metric")
-        state = self.init_state(program, trainset, valset)
+        state = optimizer.init_state(student, trainset, valset)
         runner = LocalRunner(
-            program, trainset, valset, metric, concurrency=concurrency, prompt_lm=getattr(self, "prompt_model", None)
+            student,
+            trainset,
+            valset,
+            metric,
+            concurrency=concurrency or getattr(optimizer, "num_threads", None) or 32,
+            prompt_lm=getattr(optimizer, "prompt_model", None),
+            teacher=getattr(optimizer, "teacher", None),
+            teacher_settings=getattr(optimizer, "teacher_settings", None),
+            max_errors=effective_max_errors(getattr(optimizer, "max_errors", None)),
+            provide_traceback=getattr(optimizer, "provide_traceback", None),
         )
         while not state.done:
-            state = self.tell(state, run_sync(runner.run(self.ask(state))))
-        compiled = program.deepcopy()
+            state = optimizer.tell(state, run_sync(runner.run(optimizer.ask(state))))
+        return optimizer.finish(student, state)
+
+    def finish(self, student: Module, state: Any) -> Module:
+        """The program of a finished state, marked compiled as DSPy marks it (a compiled teacher keeps its demos)."""
+        compiled = student.deepcopy()
         compiled.load_state(state.result)
+        compiled._compiled = True
         return compiled
+
+    def configured(self, **options: Any) -> Optimizer:
+        """A copy of this optimizer with DSPy's ``compile`` keywords applied (none by default)."""
+        if options:
+            raise TypeError(f"{self.name}.compile() got unexpected keyword(s): {', '.join(sorted(options))}")
+        return copy.copy(self)
+
+
+def labeled_demos(
+    trainset: Sequence[Example], k: int, names: Sequence[str], *, sample: bool = True, seed: int = 0
+) -> dict[str, list[dict[str, Any]]]:
+    """DSPy's LabeledFewShot: per predictor in order, ``k`` training examples drawn by one
+    ``random.Random(seed)`` (DSPy's seed is 0), or the first ``k`` when not sampling."""
+    rng = random.Random(seed)
+    k = min(k, len(trainset))
+    demos = {}
+    for name in names:
+        chosen = rng.sample(range(len(trainset)), k) if sample else range(k)
+        demos[name] = [trainset[i].to_dict() for i in chosen]
+    return demos
 
 
 def _base_fields(optimizer: str, seed: int, program: Module, trainset: Sequence[Any], valset: Any) -> dict[str, Any]:
@@ -98,7 +152,8 @@ class LabeledFewShotState(OptimizerState):
 
 
 class LabeledFewShot(Optimizer):
-    """Every predictor gets ``k`` labeled training examples as demos (a seeded sample, or the first k)."""
+    """Every predictor gets ``k`` labeled training examples as demos: DSPy's draws (``random.Random(seed)``,
+    seed 0 as in DSPy, one sample per predictor in order), or the first k with ``sample=False``."""
 
     name = "LabeledFewShot"
 
@@ -107,16 +162,14 @@ class LabeledFewShot(Optimizer):
         self.sample = sample
         self.seed = seed
 
-    def demos_for(self, trainset: Sequence[Example], seed: int, label: str = "labeled") -> list[dict[str, Any]]:
-        k = min(self.k, len(trainset))
-        chosen = rng_for(seed, label).sample(list(trainset), k) if self.sample else list(trainset)[:k]
-        return [e.to_dict() for e in chosen]
+    def demos_for(self, trainset: Sequence[Example], names: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+        return labeled_demos(trainset, self.k, names, sample=self.sample, seed=self.seed)
 
     def init_state(
         self, program: Module, trainset: Sequence[Example], valset: Sequence[Example] | None
     ) -> LabeledFewShotState:
-        demos = self.demos_for(trainset, self.seed)
-        result = with_demos(program.dump_state(), {name: demos for name, _ in program.named_predictors()})
+        names = [name for name, _ in program.named_predictors()]
+        result = with_demos(program.reset_copy().dump_state(), self.demos_for(trainset, names))
         return LabeledFewShotState(
             **_base_fields(self.name, self.seed, program, trainset, valset), done=True, result=result
         )
@@ -127,11 +180,23 @@ class LabeledFewShot(Optimizer):
     def tell(self, state: LabeledFewShotState, results: list[Any]) -> LabeledFewShotState:
         return state
 
-    def compile(
-        self, program: Module, trainset: Sequence[Example], valset: Sequence[Example] | None = None, **kwargs: Any
+    def compile(  # type: ignore[override]
+        self,
+        student: Module,
+        trainset: Sequence[Example] | None = None,
+        valset: Sequence[Example] | None = None,
+        *,
+        sample: bool | None = None,
+        **kwargs: Any,
     ) -> Module:
-        compiled = program.deepcopy()
-        compiled.load_state(self.init_state(program, trainset, valset).result or {})
+        """DSPy's ``compile(student, trainset=..., sample=True)``; no LM call is made."""
+        if trainset is None:
+            raise TypeError("LabeledFewShot.compile() needs a trainset")
+        optimizer = copy.copy(self)
+        if sample is not None:
+            optimizer.sample = sample
+        compiled = student.reset_copy()
+        compiled.load_state(optimizer.init_state(student, trainset, valset).result or {})
         return compiled
 
 
@@ -145,33 +210,72 @@ class BootstrapState(OptimizerState):
     bootstrapped: list[int] = []
     attempts: int = 0
     failures: int = 0
+    errors: int = 0  # attempts that raised (the program or the metric), counted against max_errors
     # per predictor, labeled examples in a seeded order (enough to top up after removing bootstrapped ones)
     labeled_pool: dict[str, list[tuple[int, dict[str, Any]]]] = {}
 
 
 class BootstrapFewShot(Optimizer):
+    """DSPy's BootstrapFewShot: ``BootstrapFewShot(metric, metric_threshold, teacher_settings,
+    max_bootstrapped_demos, max_labeled_demos, max_rounds, max_errors)`` and ``compile(student,
+    teacher=..., trainset=...)``.
+
+    The teacher (``compile(teacher=...)``, or ``teacher=`` here; the student by default) runs the training
+    examples and its traces become the demos; unless it was compiled, it first gets ``max_labeled_demos``
+    labeled demos, as in DSPy. ``teacher_settings`` (``{"lm": ...}`` and other dsr settings) are the settings
+    it runs under; its ``lm`` is saved with the teacher's state, so it holds in the flows too. Once
+    ``max_errors`` attempts raised (default: the ``max_errors`` setting, none: no limit), ``tell`` raises.
+    """
+
     name = "BootstrapFewShot"
 
     def __init__(
         self,
         metric: Callable[..., Any] | None = None,
-        *,
         metric_threshold: float | None = None,
-        teacher: Module | None = None,
+        teacher_settings: dict[str, Any] | None = None,
         max_bootstrapped_demos: NonNegativeInt = 4,
         max_labeled_demos: NonNegativeInt = 16,
         max_rounds: PositiveInt = 1,
+        max_errors: NonNegativeInt | None = None,
+        *,
+        teacher: Module | None = None,
         bootstrap_batch_size: PositiveInt | None = None,
         seed: int = 0,
     ) -> None:
         self.metric = metric
         self.metric_threshold = metric_threshold
+        self.teacher_settings = dict(teacher_settings or {})
         self.teacher = teacher
         self.max_bootstrapped_demos = max_bootstrapped_demos
         self.max_labeled_demos = max_labeled_demos
         self.max_rounds = max_rounds
+        self.max_errors = max_errors
         self.batch_size = bootstrap_batch_size or max(2 * max_bootstrapped_demos, 8)
         self.seed = seed
+        check_teacher_settings(self.name, self.teacher_settings)
+
+    def prepare_teacher(self, program: Module, trainset: Sequence[Example]) -> Module:
+        """DSPy's teacher: a copy of the given teacher (else of the student) with the same predictors; unless
+        it was compiled, reset and given labeled demos (DSPy's LabeledFewShot draws). Predictors without an
+        LM of their own get ``teacher_settings["lm"]``."""
+        teacher = (self.teacher or program).deepcopy()
+        names = [name for name, _ in program.named_predictors()]
+        if [name for name, _ in teacher.named_predictors()] != names:
+            raise ValueError(
+                f"{self.name}: student and teacher must have the same program structure (predictors {names} and "
+                f"{[name for name, _ in teacher.named_predictors()]})"
+            )
+        if self.max_labeled_demos and not getattr(teacher, "_compiled", False):
+            teacher = teacher.reset_copy()
+            labeled = labeled_demos(trainset, self.max_labeled_demos, names)
+            for name, predictor in teacher.named_predictors():
+                predictor.demos = labeled[name]
+        lm = teacher_lm(self.teacher_settings)
+        if lm is not None:
+            for predictor in teacher.predictors():
+                predictor.lm = predictor.lm or lm
+        return teacher
 
     def init_state(
         self,
@@ -182,11 +286,7 @@ class BootstrapFewShot(Optimizer):
         order: list[int] | None = None,
     ) -> BootstrapState:
         student = program.reset_copy()
-        teacher = (self.teacher or program).deepcopy()
-        if not any(p.demos for p in teacher.predictors()):  # DSPy: a teacher without demos gets labeled ones
-            labeled = LabeledFewShot(self.max_labeled_demos, seed=self.seed).demos_for(trainset, self.seed)
-            for predictor in teacher.predictors():
-                predictor.demos = list(labeled)
+        teacher = self.prepare_teacher(program, trainset)
         names = [name for name, _ in program.named_predictors()]
         pool_size = self.max_labeled_demos + self.max_bootstrapped_demos
         pools = {}
@@ -221,12 +321,20 @@ class BootstrapFewShot(Optimizer):
         outcomes = sorted(
             (r for r in results if isinstance(r, BootstrapOutcome)), key=lambda r: state.order.index(r.index)
         )
+        limit = effective_max_errors(self.max_errors)
         for outcome in outcomes:
+            if self._enough(state):  # DSPy stops trying once it has enough: later attempts do not count
+                break
             state.attempts += 1
+            if outcome.error is not None:
+                state.errors += 1
+                if limit is not None and state.errors >= limit:
+                    raise RuntimeError(
+                        f"{self.name}: {state.errors} bootstrap attempts failed (max_errors={limit}); "
+                        f"the last, on training example {outcome.index}: {outcome.error}"
+                    )
             if not outcome.success:
                 state.failures += 1
-                continue
-            if self._enough(state):
                 continue
             state.bootstrapped.append(outcome.index)
             for name, demo in outcome.demos.items():
@@ -249,6 +357,13 @@ class BootstrapFewShot(Optimizer):
             demos[name] = augmented + raw[: max(0, self.max_labeled_demos - len(augmented))]
         state.result = with_demos(state.student, demos)
         state.done = True
+        log.info(
+            "Bootstrapped %d full traces after %d examples for up to %d rounds, amounting to %d attempts.",
+            len(state.bootstrapped),
+            state.position,
+            self.max_rounds,
+            state.attempts,
+        )
 
 
 __all__ = ["BootstrapFewShot", "BootstrapState", "LabeledFewShot", "Optimizer"]

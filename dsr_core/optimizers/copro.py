@@ -6,6 +6,11 @@ for each predictor in turn evaluate its candidates on the training set with the 
 best so far, keep the best, and, unless this was the last depth, propose again from the top attempts.
 Difference from DSPy: with several predictors, DSPy re-scores every earlier candidate at each depth; here
 only the newest ones are scored (earlier scores are kept), which saves depth x breadth evaluations.
+
+DSPy's constructor (``COPRO(prompt_model, metric, breadth, depth, init_temperature, track_stats)``) and
+``compile(student, trainset=..., eval_kwargs=...)``: of ``eval_kwargs``, ``num_threads`` sets the
+concurrency and ``max_errors``/``provide_traceback`` go to every evaluation; the others are display options
+with no effect here.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from pydantic import BaseModel, Field, NonNegativeFloat, PositiveInt
 
 from ..modules.module import Module
 from ..primitives import Example
-from .base import EvaluateOutcome, EvaluateWork, OptimizerState, ProposeOutcome, ProposeWork
+from .base import EvaluateOutcome, EvaluateWork, OptimizerState, ProposeOutcome, ProposeWork, ignored
 from .bootstrap import Optimizer, _base_fields
 
 
@@ -55,22 +60,44 @@ class COPRO(Optimizer):
 
     def __init__(
         self,
-        metric: Callable[..., Any] | None = None,
-        *,
         prompt_model: Any = None,
+        metric: Callable[..., Any] | None = None,
         breadth: Annotated[int, Field(gt=1, description="COPRO needs breadth > 1")] = 10,
         depth: PositiveInt = 3,
         init_temperature: NonNegativeFloat = 1.4,
+        track_stats: bool = False,
+        verbose: bool = False,
+        *,
         seed: int = 0,
     ) -> None:
         if breadth <= 1:
             raise ValueError("COPRO needs breadth > 1")
+        if track_stats:
+            ignored(self.name, "track_stats=True", "every candidate and its score are in the state, `evaluated`")
+        if verbose:
+            ignored(self.name, "verbose=True", "the steps are logged with logging")
         self.metric = metric
         self.prompt_model = prompt_model
         self.breadth = breadth
         self.depth = depth
         self.init_temperature = init_temperature
+        self.track_stats = track_stats
+        self.verbose = verbose
         self.seed = seed
+        self.num_threads: int | None = None
+        self.max_errors: int | None = None
+        self.provide_traceback: bool | None = None
+
+    def configured(self, **options: Any) -> COPRO:
+        """DSPy's ``compile(..., eval_kwargs={...})``: the Evaluate keywords every candidate is scored with."""
+        eval_kwargs = dict(options.pop("eval_kwargs", None) or {})
+        optimizer = super().configured(**options)
+        for name in ("num_threads", "max_errors", "provide_traceback"):
+            if name in eval_kwargs:
+                setattr(optimizer, name, eval_kwargs.pop(name))
+        for name in eval_kwargs:
+            ignored(self.name, f"eval_kwargs[{name!r}]", "candidates are scored without display or saved files")
+        return optimizer
 
     def init_state(self, program: Module, trainset: Sequence[Example], valset: Sequence[Example] | None) -> CoproState:
         return CoproState(**_base_fields(self.name, self.seed, program, trainset, valset), program=program.dump_state())

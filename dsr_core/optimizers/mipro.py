@@ -50,7 +50,12 @@ Where this differs from DSPy:
   (DSPy evaluates one of them again).
 - A failed dataset summary or program/module description falls back as in DSPy; a failed instruction
   proposal raises from ``tell`` (as it raises in DSPy); resuming from the last checkpoint asks again.
-- No teacher, teacher_settings, max_errors, log_dir or track_stats.
+- DSPy's constructor and ``compile`` keywords are all accepted: ``compile(student, trainset=...,
+  teacher=..., valset=..., num_trials=..., minibatch=..., ...)`` applies the compile-time ones to a copy
+  of the optimizer; ``teacher`` and ``teacher_settings`` run the bootstraps, ``num_threads`` is the
+  concurrency, ``max_errors`` and ``provide_traceback`` go to every evaluation. ``log_dir``,
+  ``track_stats=False``, ``verbose`` and ``requires_permission_to_run`` have no effect (the state, the
+  checkpoints and the flows' MLflow runs keep every trial; nothing asks for permission) and say so.
 """
 
 from __future__ import annotations
@@ -77,10 +82,12 @@ from .base import (
     GenerateOutcome,
     GenerateWork,
     OptimizerState,
+    check_teacher_settings,
+    ignored,
     merge_evaluations,
     rng_for,
 )
-from .bootstrap import BootstrapFewShot, BootstrapState, LabeledFewShot, Optimizer, _base_fields
+from .bootstrap import BootstrapFewShot, BootstrapState, Optimizer, _base_fields, labeled_demos
 from .proposals import TIPS, instruction_signature_key, strip_prefix
 
 AUTO_RUN_SETTINGS = {
@@ -226,16 +233,24 @@ class MIPROv2(Optimizer):
     def __init__(
         self,
         metric: Callable[..., Any] | None = None,
-        *,
         prompt_model: Any = None,
         task_model: Any = None,
-        auto: Literal["light", "medium", "heavy"] | None = "light",
-        num_candidates: PositiveInt | None = None,
-        num_trials: PositiveInt | None = None,
+        teacher_settings: dict[str, Any] | None = None,
         max_bootstrapped_demos: NonNegativeInt = 4,
         max_labeled_demos: NonNegativeInt = 4,
-        metric_threshold: float | None = None,
+        auto: Literal["light", "medium", "heavy"] | None = "light",
+        num_candidates: PositiveInt | None = None,
+        num_threads: PositiveInt | None = None,
+        max_errors: NonNegativeInt | None = None,
+        seed: int = 9,
         init_temperature: NonNegativeFloat = 1.0,
+        verbose: bool = False,
+        track_stats: bool = True,
+        log_dir: str | None = None,
+        metric_threshold: float | None = None,
+        *,
+        teacher: Module | None = None,
+        num_trials: PositiveInt | None = None,
         minibatch: bool = True,
         minibatch_size: PositiveInt = 35,
         minibatch_full_eval_steps: PositiveInt = 5,
@@ -245,7 +260,7 @@ class MIPROv2(Optimizer):
         fewshot_aware_proposer: bool = True,
         view_data_batch_size: PositiveInt = 10,
         parallel_trials: PositiveInt = 1,
-        seed: int = 9,
+        provide_traceback: bool | None = None,
     ) -> None:
         if auto not in (None, "light", "medium", "heavy"):
             raise ValueError(f"auto must be 'light', 'medium', 'heavy' or None, not {auto!r}")
@@ -253,28 +268,39 @@ class MIPROv2(Optimizer):
             raise ValueError(
                 "with auto set, num_candidates and num_trials come from the auto settings; set auto=None to choose them"
             )
-        if auto is None and (num_candidates is None or num_trials is None):
-            raise ValueError(
-                "with auto=None, give num_candidates and num_trials (DSPy suggests num_trials = "
-                "max(2 * variables * log2(num_candidates), 1.5 * num_candidates), two variables per predictor)"
-            )
-        if max_bootstrapped_demos == 0 and max_labeled_demos > 0:
-            raise ValueError(
-                "max_bootstrapped_demos=0 needs max_labeled_demos=0 too (zero-shot optimization): "
-                "DSPy draws 1..max_bootstrapped_demos demos for each bootstrapped set"
-            )
+        if auto is None and num_candidates is None:
+            raise ValueError("with auto=None, give num_candidates (and num_trials, here or to compile)")
         if parallel_trials < 1 or minibatch_full_eval_steps < 1 or minibatch_size < 1:
             raise ValueError("parallel_trials, minibatch_full_eval_steps and minibatch_size must be at least 1")
+        for flag, value, default, why in (
+            ("verbose", verbose, False, "the steps are logged with logging"),
+            (
+                "track_stats",
+                track_stats,
+                True,
+                "every trial and its score stay in the state (and the flows' MLflow runs)",
+            ),
+            ("log_dir", log_dir, None, "the flows checkpoint every step and log the trials to MLflow"),
+        ):
+            if value != default:
+                ignored(self.name, f"{flag}={value!r}", why)
         self.metric = metric
         self.prompt_model = prompt_model
         self.task_model = task_model
+        self.teacher_settings = dict(teacher_settings or {})
+        self.teacher = teacher
         self.auto = auto
         self.num_candidates = num_candidates
         self.num_trials = num_trials
         self.max_bootstrapped_demos = max_bootstrapped_demos
         self.max_labeled_demos = max_labeled_demos
+        self.num_threads = num_threads
+        self.max_errors = max_errors
         self.metric_threshold = metric_threshold
         self.init_temperature = init_temperature
+        self.verbose = verbose
+        self.track_stats = track_stats
+        self.log_dir = log_dir
         self.minibatch = minibatch
         self.minibatch_size = minibatch_size
         self.minibatch_full_eval_steps = minibatch_full_eval_steps
@@ -284,13 +310,66 @@ class MIPROv2(Optimizer):
         self.fewshot_aware_proposer = fewshot_aware_proposer
         self.view_data_batch_size = view_data_batch_size
         self.parallel_trials = parallel_trials
+        self.provide_traceback = provide_traceback
         self.seed = seed
-        self.zeroshot = max_bootstrapped_demos == 0 and max_labeled_demos == 0
+        check_teacher_settings(self.name, self.teacher_settings)
+        self._check_demos()
+
+    @property
+    def zeroshot(self) -> bool:
+        return self.max_bootstrapped_demos == 0 and self.max_labeled_demos == 0
+
+    def _check_demos(self) -> None:
+        if self.max_bootstrapped_demos == 0 and self.max_labeled_demos > 0:
+            raise ValueError(
+                "max_bootstrapped_demos=0 needs max_labeled_demos=0 too (zero-shot optimization): "
+                "DSPy draws 1..max_bootstrapped_demos demos for each bootstrapped set"
+            )
+
+    def configured(self, **options: Any) -> MIPROv2:
+        """DSPy's ``compile`` keywords, applied to a copy: ``num_trials``, ``max_bootstrapped_demos``,
+        ``max_labeled_demos``, ``seed``, ``minibatch``, ``minibatch_size``, ``minibatch_full_eval_steps``, the
+        proposer flags, ``view_data_batch_size``, ``provide_traceback`` and ``requires_permission_to_run``
+        (ignored, as DSPy ignores it)."""
+        from .base import parameter_problems
+
+        if options.pop("requires_permission_to_run", None) is not None:
+            ignored(self.name, "requires_permission_to_run", "nothing asks for permission; DSPy ignores it too")
+        compile_time = {
+            "num_trials", "max_bootstrapped_demos", "max_labeled_demos", "seed", "minibatch", "minibatch_size",
+            "minibatch_full_eval_steps", "program_aware_proposer", "data_aware_proposer", "view_data_batch_size",
+            "tip_aware_proposer", "fewshot_aware_proposer", "provide_traceback",
+        }  # fmt: skip
+        unknown = set(options) - compile_time
+        if unknown:
+            raise TypeError(f"{self.name}.compile() got unexpected keyword(s): {', '.join(sorted(unknown))}")
+        given = {name: value for name, value in options.items() if value is not None}
+        checked, problems = parameter_problems(inspect.unwrap(MIPROv2.__init__), given)
+        if problems:
+            details = "; ".join(f"{name}: {message}" for name, message in problems)
+            raise ValueError(f"{self.name}.compile: invalid parameter(s): {details}")
+        if self.auto is not None and checked.get("num_trials") is not None:
+            raise ValueError(
+                "If auto is not None, num_candidates and num_trials cannot be set, since they would be overrided by "
+                "the auto settings. Please either set auto to None, or do not specify num_candidates and num_trials."
+            )
+        optimizer = copy.copy(self)
+        for name, value in checked.items():
+            setattr(optimizer, name, value)
+        optimizer._check_demos()
+        return optimizer
 
     # -- init ------------------------------------------------------------------------------------------------
     def init_state(self, program: Module, trainset: Sequence[Example], valset: Sequence[Example] | None) -> MiproState:
         if not trainset:
             raise ValueError("MIPROv2 needs a non-empty trainset")
+        if self.auto is None and self.num_trials is None:
+            assert self.num_candidates is not None
+            suggested = num_trials_for(len(program.predictors()), self.num_candidates, zeroshot=self.zeroshot)
+            raise ValueError(
+                f"If auto is None, num_trials must also be provided. Given num_candidates={self.num_candidates}, "
+                f"we'd recommend setting num_trials to ~{suggested}."
+            )
         program = program.deepcopy()
         if self.task_model is not None:  # DSPy runs the task under the task model: predictors without their own LM
             for predictor in program.predictors():
@@ -354,8 +433,11 @@ class MIPROv2(Optimizer):
     def _bootstrapper(self, max_bootstrapped_demos: int) -> BootstrapFewShot:
         return BootstrapFewShot(
             metric_threshold=self.metric_threshold,
+            teacher_settings=self.teacher_settings,
+            teacher=self.teacher,
             max_bootstrapped_demos=max_bootstrapped_demos,
             max_labeled_demos=self.max_labeled_demos,
+            max_errors=self.max_errors,
             seed=self.seed,
         )
 
@@ -368,8 +450,8 @@ class MIPROv2(Optimizer):
             if seed == -3:
                 sets.append(DemoSet(seed=seed, kind="zero-shot", demos={name: [] for name in names}))
             elif seed == -2 and self.max_labeled_demos > 0:
-                labeled = LabeledFewShot(self.max_labeled_demos, seed=self.seed).demos_for(train, self.seed)
-                sets.append(DemoSet(seed=seed, kind="labeled", demos={name: list(labeled) for name in names}))
+                labeled = labeled_demos(train, self.max_labeled_demos, names)  # DSPy's LabeledFewShot draws
+                sets.append(DemoSet(seed=seed, kind="labeled", demos=labeled))
             else:  # DSPy: -1 bootstraps in training order, the others (and -2 without labeled demos) shuffled
                 order, size = list(range(len(train))), max_bootstrapped
                 if seed != -1:

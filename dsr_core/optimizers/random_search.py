@@ -3,6 +3,9 @@
 Candidates, in DSPy's order: zero-shot, labeled demos only, an unshuffled bootstrap, then
 ``num_candidate_programs`` bootstraps over a seeded shuffle of the training set with a seeded number of
 demos (1..max_bootstrapped_demos). The best validation score wins; ties keep the earlier candidate.
+
+DSPy's constructor and ``compile(student, teacher=..., trainset=..., valset=..., restrict=...,
+labeled_sample=...)``; the compiled program carries DSPy's ``candidate_programs`` (best first).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ class Candidate(BaseModel):
     bootstrap: BootstrapState | None = None
     program: dict[str, Any] | None = None
     score: float | None = None
+    subscores: list[float] = []  # per validation example, as DSPy's candidate_programs list them
 
 
 class RandomSearchState(OptimizerState):
@@ -41,41 +45,65 @@ class BootstrapFewShotWithRandomSearch(Optimizer):
     def __init__(
         self,
         metric: Callable[..., Any] | None = None,
-        *,
-        metric_threshold: float | None = None,
-        teacher: Module | None = None,
+        teacher_settings: dict[str, Any] | None = None,
         max_bootstrapped_demos: NonNegativeInt = 4,
         max_labeled_demos: NonNegativeInt = 16,
         max_rounds: PositiveInt = 1,
         num_candidate_programs: PositiveInt = 16,
+        num_threads: PositiveInt | None = None,
+        max_errors: NonNegativeInt | None = None,
         stop_at_score: float | None = None,
+        metric_threshold: float | None = None,
+        *,
+        teacher: Module | None = None,
+        restrict: list[int] | None = None,
+        labeled_sample: bool = True,
         seed: int = 0,
     ) -> None:
         self.metric = metric
+        self.teacher_settings = dict(teacher_settings or {})
         self.metric_threshold = metric_threshold
         self.teacher = teacher
         self.max_bootstrapped_demos = max_bootstrapped_demos
         self.max_labeled_demos = max_labeled_demos
         self.max_rounds = max_rounds
         self.num_candidate_programs = num_candidate_programs
+        self.num_threads = num_threads
+        self.max_errors = max_errors
         self.stop_at_score = stop_at_score
+        self.restrict = restrict
+        self.labeled_sample = labeled_sample
         self.seed = seed
+
+    def configured(self, **options: Any) -> BootstrapFewShotWithRandomSearch:
+        """DSPy's ``compile`` keywords ``restrict`` (the candidate seeds to try) and ``labeled_sample``."""
+        unknown = set(options) - {"restrict", "labeled_sample"}
+        if unknown:
+            raise TypeError(f"{self.name}.compile() got unexpected keyword(s): {', '.join(sorted(unknown))}")
+        optimizer = super().configured()
+        for name, value in options.items():
+            setattr(optimizer, name, value)
+        return optimizer
 
     def _bootstrapper(self, max_bootstrapped_demos: int) -> BootstrapFewShot:
         return BootstrapFewShot(
             self.metric,
             metric_threshold=self.metric_threshold,
+            teacher_settings=self.teacher_settings,
             teacher=self.teacher,
             max_bootstrapped_demos=max_bootstrapped_demos,
             max_labeled_demos=self.max_labeled_demos,
             max_rounds=self.max_rounds,
+            max_errors=self.max_errors,
             seed=self.seed,
         )
 
     def init_state(
         self, program: Module, trainset: Sequence[Example], valset: Sequence[Example] | None
     ) -> RandomSearchState:
-        labeled = LabeledFewShot(self.max_labeled_demos, seed=self.seed).init_state(program, trainset, valset)
+        labeled = LabeledFewShot(self.max_labeled_demos, sample=self.labeled_sample).init_state(
+            program, trainset, valset
+        )
         candidates = [
             Candidate(seed=-3, kind="zero-shot", program=program.reset_copy().dump_state()),
             Candidate(seed=-2, kind="labeled", program=labeled.result),
@@ -90,6 +118,10 @@ class BootstrapFewShotWithRandomSearch(Optimizer):
         for seed, order, size in plans:
             bootstrap = self._bootstrapper(size).init_state(program, trainset, valset, order=order)
             candidates.append(Candidate(seed=seed, kind="bootstrap", max_bootstrapped_demos=size, bootstrap=bootstrap))
+        if self.restrict is not None:  # DSPy's restrict: only the candidates of these seeds
+            candidates = [candidate for candidate in candidates if candidate.seed in self.restrict]
+            if not candidates:
+                raise ValueError(f"{self.name}: restrict={self.restrict} keeps none of the seeds -3..")
         return RandomSearchState(
             **_base_fields(self.name, self.seed, program, trainset, valset),
             candidates=candidates,
@@ -128,6 +160,7 @@ class BootstrapFewShotWithRandomSearch(Optimizer):
             return state
         outcome = next(r for r in results if isinstance(r, EvaluateOutcome) and r.candidate == state.current)
         candidate.score = round(100.0 * outcome.mean, 4)
+        candidate.subscores = list(outcome.scores)
         if state.best is None or candidate.score > (state.best_score or 0.0):
             state.best, state.best_score = state.current, candidate.score
         state.current += 1
@@ -136,3 +169,36 @@ class BootstrapFewShotWithRandomSearch(Optimizer):
             state.done = True
             state.result = state.candidates[state.best or 0].program
         return state
+
+    def finish(self, student: Module, state: RandomSearchState) -> Module:
+        """The best program with DSPy's ``candidate_programs``: every scored candidate (score, subscores, seed,
+        program), best first."""
+        compiled = super().finish(student, state)
+        scored = []
+        for candidate in state.candidates:
+            if candidate.score is None or candidate.program is None:
+                continue
+            program = student.deepcopy()
+            program.load_state(candidate.program)
+            scored.append(
+                {"score": candidate.score, "subscores": candidate.subscores, "seed": candidate.seed, "program": program}
+            )
+        compiled.candidate_programs = CandidatePrograms(sorted(scored, key=lambda entry: entry["score"], reverse=True))
+        return compiled
+
+
+class CandidatePrograms(Sequence[dict[str, Any]]):
+    """DSPy's ``candidate_programs`` list. Not a list, so that the programs in it are not taken for
+    sub-modules of the program that carries it (their predictors are not its predictors)."""
+
+    def __init__(self, entries: list[dict[str, Any]]) -> None:
+        self._entries = entries
+
+    def __getitem__(self, index: Any) -> Any:
+        return self._entries[index]
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __repr__(self) -> str:
+        return f"CandidatePrograms({[(e['seed'], e['score']) for e in self._entries]})"
