@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from .adapters import Adapter, ChatAdapter, JSONAdapter
+from .adapters import Adapter, ChatAdapter, Code, History, Image, JSONAdapter, Reasoning, Tool, ToolCalls, Type
+from .base_lm import BaseLM
 from .cache import Cache
+from .callback import BaseCallback, with_callbacks
 from .errors import (
     AdapterParseError,
     ContextWindowExceededError,
@@ -26,11 +28,34 @@ from .errors import (
 )
 from .evaluate import Evaluate, EvaluationAborted, EvaluationResult, EvaluationRow
 from .lm import LM, inspect_history
-from .metrics import F1, ExactMatch, LLMJudge, answer_exact_match, exact_match, f1, normalize_text
-from .modules import ChainOfThought, Module, Predict
-from .primitives import Example, Prediction, Usage
+from .metrics import (
+    EM,
+    F1,
+    CompleteAndGrounded,
+    ExactMatch,
+    LLMJudge,
+    SemanticF1,
+    answer_exact_match,
+    answer_passage_match,
+    exact_match,
+    f1,
+    normalize_text,
+)
+from .modules import (
+    BestOfN,
+    ChainOfThought,
+    Module,
+    MultiChainComparison,
+    Parallel,
+    Parameter,
+    Predict,
+    ReAct,
+    Refine,
+    majority,
+)
+from .primitives import Completions, Example, Prediction, Usage
 from .settings import configure, context, settings
-from .signatures import InputField, OutputField, Signature, make_signature
+from .signatures import InputField, OutputField, Signature, ensure_signature, infer_prefix, make_signature
 from .tracking import trace, track_usage
 
 __version__ = "0.1.0"
@@ -46,11 +71,17 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
+# DSPy's subpackages that programs reach as attributes (``dspy.teleprompt.MIPROv2``, ``dspy.predict.ReAct``)
+_SUBMODULES = {"adapters", "evaluate", "predict", "primitives", "signatures", "teleprompt", "utils"}
 
+
+def __getattr__(name: str) -> Any:
+    import importlib
+
+    if name in _LAZY:
         return getattr(importlib.import_module(_LAZY[name], __name__), name)
+    if name in _SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module 'dsr_core' has no attribute {name!r}")
 
 
@@ -65,21 +96,25 @@ def load_program(source: str, program: Module | None = None) -> Module:
 
 
 __all__ = [
-    "COPRO",
-    "LM",
     "Adapter",
     "AdapterParseError",
+    "BaseCallback",
+    "BaseLM",
+    "BestOfN",
     "BootstrapFewShot",
     "BootstrapFewShotWithRandomSearch",
-    "LabeledFewShot",
-    "MIPROv2",
+    "COPRO",
     "Cache",
     "ChainOfThought",
     "ChatAdapter",
+    "Code",
+    "CompleteAndGrounded",
+    "Completions",
     "ContextWindowExceededError",
     "DataError",
     "DataLoader",
     "DsrError",
+    "EM",
     "Evaluate",
     "EvaluationAborted",
     "EvaluationResult",
@@ -87,34 +122,54 @@ __all__ = [
     "ExactMatch",
     "Example",
     "F1",
+    "History",
+    "Image",
     "InputField",
     "JSONAdapter",
     "LLMJudge",
+    "LM",
     "LMAuthenticationError",
     "LMConnectionError",
     "LMError",
     "LMNotFoundError",
     "LMRateLimitError",
     "LMTimeoutError",
+    "LabeledFewShot",
+    "MIPROv2",
     "Module",
+    "MultiChainComparison",
     "OutputField",
+    "Parallel",
+    "Parameter",
     "Predict",
     "Prediction",
     "ProgramStateError",
+    "ReAct",
+    "Reasoning",
+    "Refine",
+    "SemanticF1",
     "Signature",
     "SignatureError",
+    "Tool",
+    "ToolCalls",
+    "Type",
     "Usage",
     "answer_exact_match",
+    "answer_passage_match",
     "configure",
     "context",
+    "ensure_signature",
     "exact_match",
     "f1",
+    "infer_prefix",
     "inspect_history",
     "load_examples",
     "load_program",
+    "majority",
     "make_signature",
     "normalize_text",
     "settings",
     "trace",
     "track_usage",
+    "with_callbacks",
 ]

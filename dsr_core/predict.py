@@ -1,5 +1,14 @@
 """DSPy's module path for the predictors (``from dspy.predict import Predict``); they live in ``dsr_core.modules``."""
 
-from .modules import ChainOfThought, Predict
+from .modules import (
+    BestOfN,
+    ChainOfThought,
+    MultiChainComparison,
+    Parallel,
+    Predict,
+    ReAct,
+    Refine,
+    majority,
+)
 
-__all__ = ["ChainOfThought", "Predict"]
+__all__ = ["BestOfN", "ChainOfThought", "MultiChainComparison", "Parallel", "Predict", "ReAct", "Refine", "majority"]

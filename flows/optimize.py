@@ -46,7 +46,7 @@ from tasks.program import get_lm, instantiate
 from .artifacts import open_file, result_storage_for
 from .checkpoint import CheckpointError, CheckpointStore
 from .config import RunConfig, optimizer_class, resolve_config
-from .evaluate import check_not_all_failed, code_version, task_runner_for
+from .evaluate import EvaluationFailed, check_not_all_failed, code_version, task_runner_for
 from .preflight import preflight
 from .shards import ShardBatch, auto_shard_size, replays_allowed
 
@@ -241,17 +241,30 @@ class StepRunner:
             outcomes.append(outcome)
             summaries.append({"work": item, "outcome": outcome, "records": records})
         check_step_not_all_failed([r for summary in summaries for r in summary["records"]])
+        worked: list[Any] = []
         for kind, result in zip(kinds, others.results() if kinds else [], strict=True):
             usage.add(dsr.Usage(**{k: v for k, v in result["usage"].items() if k != "total_tokens"}))
-            outcomes.extend(OUTCOMES[kind].model_validate(o) for o in result["outcomes"])
-        return outcomes, summaries, usage
+            worked.extend(OUTCOMES[kind].model_validate(o) for o in result["outcomes"])
+        check_work_not_all_failed(worked)
+        return outcomes + worked, summaries, usage
 
 
 def check_step_not_all_failed(records: list[dict[str, Any]]) -> None:
     """A step whose every evaluated example failed for one infrastructure reason (the endpoint went down)
     would score every candidate 0: stop before ``tell``, so the checkpoint keeps the last good step and a
     resume, once the endpoint is back, computes this step again (transient rows are never replayed)."""
-    check_not_all_failed(EvaluationResult(rows=[row_from_record(r) for r in records]), "this step's evaluations")
+    check_not_all_failed(records_result(records), "this step's evaluations")
+
+
+def check_work_not_all_failed(outcomes: list[Any]) -> None:
+    """The same rule for a step's bootstraps and generations: when every one of them failed for an
+    infrastructure reason, nothing was learned about the program, so the step stops before ``tell``."""
+    failed = [o for o in outcomes if getattr(o, "transient", False)]
+    if failed and len(failed) == len(outcomes) and len({(o.error or "").split(":")[0] for o in failed}) == 1:
+        raise EvaluationFailed(
+            f"every one of the {len(failed)} optimizer calls of this step failed: {failed[0].error} "
+            "(nothing was learned; the checkpoint keeps the last good step)"
+        )
 
 
 # -- trial records ---------------------------------------------------------------------------------------------
@@ -440,7 +453,8 @@ def optimize_flow(
     while not run.state.done:
         mark = time.perf_counter()
         outcomes, summaries, step_usage = runner.run(optimizer.ask(run.state))
-        run.state = optimizer.tell(run.state, outcomes)
+        with dsr.context(max_errors=None):  # a failed attempt is not a demo; only [optimizer] max_errors stops a run
+            run.state = optimizer.tell(run.state, outcomes)
         run.step += 1
         run.usage.add(step_usage)
         new = trial_records(summaries, run.state, len(run.trials), run.step, time.perf_counter() - mark)
@@ -486,6 +500,8 @@ def _finish(
         "baseline": runner.evaluate(student.dump_state(), split, indices),
         "optimized": runner.evaluate(optimized.dump_state(), split, indices),
     }
+    for name, batch in batches.items():  # a dead endpoint is an error, not a score of 0
+        check_not_all_failed(records_result(batch.records()), f"the final evaluation of the {name} program")
     scores = {name: _mean_score(batch) for name, batch in batches.items()}
     for batch in batches.values():  # the report's LM totals include these two evaluations
         run.usage.add(records_usage(batch.records()))
@@ -527,6 +543,11 @@ def _finish(
             )
         )
     return report, program_state
+
+
+def records_result(records: list[dict[str, Any]]) -> EvaluationResult:
+    """Evaluation records (as evaluate_shard returns them) as an EvaluationResult."""
+    return EvaluationResult(rows=[row_from_record(r) for r in records])
 
 
 def records_usage(records: list[dict[str, Any]]) -> dsr.Usage:

@@ -90,3 +90,15 @@ def write_words(path, n, offset=0):
         for i in range(offset, offset + n):
             handle.write(json.dumps({"word": f"w{i}x", "code": code(f"w{i}x")}) + "\n")
     return str(path)
+
+
+class CapitalAgent(dsr.Module):
+    """A ReAct agent over two lookup tools (tests/test_react.py's): a program with a loop and Python tools."""
+
+    def __init__(self) -> None:
+        from tests.test_react import capital_of, city_population
+
+        self.agent = dsr.ReAct("question -> answer", tools=[capital_of, city_population], max_iters=5)
+
+    async def aforward(self, question: str) -> dsr.Prediction:
+        return await self.agent.acall(question=question)

@@ -409,3 +409,25 @@ def test_the_api_key_reaches_nothing_the_run_writes(prefect_harness, server, wor
     assert len(written) > 10  # checkpoints, results, program.json, mlflow.db, artifacts
     leaks = [str(p) for p in written if secret.encode() in p.read_bytes()]
     assert leaks == []
+
+
+@pytest.mark.parametrize(
+    ("optimizer", "where"),
+    [
+        ({"name": "BootstrapFewShot", "max_bootstrapped_demos": 2}, "optimizer calls of this step"),
+        ({"name": "LabeledFewShot", "k": 2}, "final evaluation of the baseline program"),  # no LM call before it
+    ],
+)
+def test_an_endpoint_that_is_down_fails_the_run_instead_of_scoring_zero(
+    prefect_harness, server, workdir, optimizer, where
+):
+    from flows.evaluate import EvaluationFailed
+    from flows.optimize import run_optimization
+
+    server.responder = learns_from_demos
+    server.inject("500", 10_000)  # every request, the probe's included (a 5xx is reachable: warned, not refused)
+    config = validate_config(make_config(workdir, server, optimizer=optimizer, name="down"))
+    with pytest.raises(EvaluationFailed, match=where):
+        run_optimization(config)
+    latest = CheckpointStore(config.run.checkpoint_url, "down").read_latest()
+    assert latest is None or latest["status"] != "finished"  # nothing was registered as a result

@@ -450,3 +450,20 @@ def test_an_oversized_header_is_a_431(wordcode):
         assert answer.startswith(b"HTTP/1.1 431 Request Header Fields Too Large\r\n"), answer[:200]
         with httpx.Client(base_url=base, timeout=10) as http:
             assert http.get("/health").status_code == 200
+
+
+def test_a_react_agent_is_served_like_any_program(server, tmp_path):
+    """ReAct's two predictors save under DSPy's names, load back into the agent, and answer over HTTP with
+    the tools running inside the service."""
+    from flows.serving import create_app
+    from tests.programs import CapitalAgent
+    from tests.test_react import agent
+
+    server.responder = agent()
+    service = saved(CapitalAgent(), server, tmp_path / "agent.json")
+    assert set(json.loads((tmp_path / "agent.json").read_text())) >= {"agent.react", "agent.extract.predict"}
+    with Uvicorn(create_app(service)) as base, httpx.Client(base_url=base, timeout=20) as http:
+        response = http.post("/predict", json={"question": "How many people live in the capital of Peru?"})
+    assert response.status_code == 200, response.text
+    assert response.json()["outputs"]["answer"] == "10092000"
+    assert server.stats.requests == 4  # three react steps and the extract step
