@@ -18,6 +18,8 @@ import json
 import os
 import platform
 import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -79,7 +81,7 @@ def dump_program_state(program: Module) -> dict[str, Any]:
     from .lm import DEFAULT_API_KEY_ENV
 
     predictors = program.named_predictors()
-    state: dict[str, Any] = {name: dump_predictor_state(p) for name, p in predictors}
+    entries = {name: dump_predictor_state(p) for name, p in predictors}
     key_envs = {
         name: p.lm.api_key_env
         for name, p in predictors
@@ -94,23 +96,68 @@ def dump_program_state(program: Module) -> dict[str, Any]:
     }
     if key_envs:
         metadata["lm_api_key_env"] = key_envs  # DSPy's LM has no such setting: kept out of the lm entries
-    state["metadata"] = metadata
-    return state
+    return ProgramState(entries, metadata).to_json()
+
+
+METADATA = "metadata"  # the key of a program state's metadata, next to its predictors' entries
+
+
+@dataclass(frozen=True)
+class ProgramState:
+    """A program state with its predictors' entries and its metadata apart.
+
+    ``from_json`` reads the dict that program files, ``Module.dump_state()``, optimizer states and
+    checkpoints hold (keyed by predictor name, or a bare Predict's flat file); ``to_json`` writes it back
+    keyed, the same dict in the same order, and ``to_file`` in the layout DSPy writes.
+    """
+
+    entries: dict[str, Any]  # predictor name -> its entry (``signature``, ``demos``, ``lm``, ...)
+    metadata: dict[str, Any] | None = None  # None: the state has none
+
+    @classmethod
+    def from_json(cls, state: Mapping[str, Any]) -> ProgramState:
+        """Either layout; a ``metadata`` that is not an object is left out (as loading ignores it)."""
+        state = keyed_layout(dict(state))
+        metadata = state.get(METADATA)
+        entries = {name: entry for name, entry in state.items() if name != METADATA}
+        return cls(entries, metadata if isinstance(metadata, dict) else None)
+
+    def predictors(self) -> dict[str, Any]:
+        """Each predictor's entry by name, in the program's order."""
+        return dict(self.entries)
+
+    @property
+    def program_ref(self) -> str | None:
+        """The program class the state names (``module:Class``), if it names one."""
+        ref = (self.metadata or {}).get("program")
+        return ref if isinstance(ref, str) else None
+
+    def with_entries(self, entries: Mapping[str, Any]) -> ProgramState:
+        """The same metadata with other predictor entries."""
+        return ProgramState(dict(entries), self.metadata)
+
+    def to_json(self) -> dict[str, Any]:
+        """The keyed layout: the predictors' entries, then ``metadata`` when there is one."""
+        return {**self.entries, METADATA: self.metadata} if self.metadata is not None else dict(self.entries)
+
+    def to_file(self) -> dict[str, Any]:
+        """The layout DSPy writes (see ``file_layout``)."""
+        return file_layout(self.to_json())
 
 
 def file_layout(state: dict[str, Any]) -> dict[str, Any]:
     """The layout DSPy writes: a bare Predict's state (one entry, ``"self"``) flat, with ``metadata``."""
-    entries = [k for k in state if k != "metadata"]
+    entries = [k for k in state if k != METADATA]
     if entries == ["self"]:
-        return {**state["self"], "metadata": state.get("metadata", {})}
+        return {**state["self"], METADATA: state.get(METADATA, {})}
     return state
 
 
 def keyed_layout(state: dict[str, Any]) -> dict[str, Any]:
     """The in-memory layout of any saved state: a flat predictor state becomes ``{"self": ...}``."""
     if "signature" in state and isinstance(state.get("signature"), dict) and "demos" in state:
-        entry = {k: v for k, v in state.items() if k != "metadata"}
-        return {"self": entry, "metadata": state.get("metadata") or {}}
+        entry = {k: v for k, v in state.items() if k != METADATA}
+        return {"self": entry, METADATA: state.get(METADATA) or {}}
     return state
 
 
@@ -190,9 +237,9 @@ def load_program_state(
     """Load a state (keyed, or a bare Predict's flat file) into ``program``; nothing changes on an error."""
     if not isinstance(state, dict):
         raise ProgramStateError(f"{source}: program state must be a JSON object, got {type(state).__name__}")
-    state = keyed_layout(state)
-    metadata = state.get("metadata") if isinstance(state.get("metadata"), dict) else {}
-    saved = {k: v for k, v in state.items() if k != "metadata"}
+    program_state = ProgramState.from_json(state)
+    metadata = program_state.metadata or {}
+    saved = program_state.predictors()
     predictors = dict(program.named_predictors())
     if set(saved) != set(predictors):
         missing = sorted(set(predictors) - set(saved))
@@ -235,7 +282,7 @@ def save_program(program: Module, path: str | os.PathLike[str], *, whole_program
             f"use a .json path, e.g. {target.with_suffix('.json').name}"
         )
     target.parent.mkdir(parents=True, exist_ok=True)
-    data = json.dumps(file_layout(dump_program_state(program)), indent=2, ensure_ascii=False)
+    data = json.dumps(ProgramState.from_json(dump_program_state(program)).to_file(), indent=2, ensure_ascii=False)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         handle.write(data)
@@ -292,7 +339,7 @@ def program_from_metadata(state: dict[str, Any], source: str) -> Module:
     from .imports import import_ref
     from .modules.module import Module
 
-    ref = (state.get("metadata") or {}).get("program")
+    ref = ProgramState.from_json(state).program_ref
     if not ref or ":" not in ref:
         raise ProgramStateError(f"{source}: the file does not name its program class; pass program=... to load it")
     try:

@@ -3,7 +3,7 @@ dsr_core.teleprompt import MIPROv2``); they live in ``dsr_core.optimizers``. ``T
 name for their base class."""
 
 from .optimizers import COPRO, BootstrapFewShot, BootstrapFewShotWithRandomSearch, LabeledFewShot, MIPROv2
-from .optimizers.bootstrap import Optimizer as Teleprompter
+from .optimizers.base import Optimizer as Teleprompter
 
 __all__ = [
     "COPRO",

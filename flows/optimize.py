@@ -35,9 +35,11 @@ from dsr_core.optimizers.base import (
     EvaluateOutcome,
     EvaluateWork,
     GenerateOutcome,
-    ProposeOutcome,
+    GenerateWork,
+    Optimizer,
+    OptimizerState,
 )
-from dsr_core.state import dump_program_state
+from dsr_core.state import ProgramState, dump_program_state
 from tasks import progress
 from tasks.evaluate import evaluate_shard
 from tasks.optimize import optimizer_work
@@ -53,7 +55,6 @@ from .shards import ShardBatch, auto_shard_size, replays_allowed
 # the outcome model of each work kind that optimizer_work computes
 OUTCOMES: dict[str, type[BaseModel]] = {
     "bootstrap": BootstrapOutcome,
-    "propose": ProposeOutcome,
     "generate": GenerateOutcome,
 }
 
@@ -111,7 +112,7 @@ def fingerprint(
         "program": config.program.ref,
         "program_shape": _digest({name: p.signature.shape_hash for name, p in student.named_predictors()}),
         # without the metadata: it names the dsr and Python versions, which may differ on the resuming machine
-        "program_state": _digest({k: v for k, v in student.dump_state().items() if k != "metadata"}),
+        "program_state": _digest(ProgramState.from_json(student.dump_state()).predictors()),
         "data": _digest([[e.to_dict() for e in trainset], [e.to_dict() for e in valset or []]]),
         "metric": _digest(config.metric.model_dump()),
         "lms": _digest(lms),
@@ -133,16 +134,17 @@ def check_compatible(checkpoint: dict[str, Any], expected: dict[str, str], where
         )
 
 
-def build_optimizer(config: RunConfig) -> Any:
+def build_optimizer(config: RunConfig) -> Optimizer:
     return optimizer_class(config.optimizer.name)(seed=config.optimizer.seed, **config.optimizer.params)
 
 
 def _without_lm(program_state: dict[str, Any]) -> dict[str, Any]:
     """Program state for a task: the task attaches the run's LM, shared per process (no per-shard client)."""
-    return {
-        name: {**entry, "lm": None} if isinstance(entry, dict) and name != "metadata" else entry
-        for name, entry in program_state.items()
+    state = ProgramState.from_json(program_state)
+    entries = {
+        name: {**entry, "lm": None} if isinstance(entry, dict) else entry for name, entry in state.predictors().items()
     }
+    return state.with_entries(entries).to_json()
 
 
 # -- running work ----------------------------------------------------------------------------------------------
@@ -210,7 +212,7 @@ class StepRunner:
             for n, shard in enumerate(shards):
                 part = {**payload, "indices": shard} if hasattr(item, "indices") else payload
                 examples = [(i, self.splits["train"][i].to_dict()) for i in shard]
-                label = f"{item.kind}[{getattr(item, 'predictor', '') or getattr(item, 'key', '') or n}]"
+                label = f"{item.kind}[{item.key if isinstance(item, GenerateWork) else n}]"
                 others.submit(
                     self.config.program.ref,
                     self.lm,
@@ -274,52 +276,40 @@ def describe_program(program_state: dict[str, Any]) -> dict[str, Any]:
     """Per predictor: number of demos and the instruction (what a candidate changed)."""
     return {
         name: {"demos": len(entry.get("demos", [])), "instructions": entry["signature"]["instructions"]}
-        for name, entry in program_state.items()
-        if name != "metadata" and isinstance(entry, dict)
+        for name, entry in ProgramState.from_json(program_state).predictors().items()
+        if isinstance(entry, dict)
     }
 
 
 def trial_records(
-    summaries: list[dict[str, Any]], state: Any, start: int, step: int, seconds: float
+    summaries: list[dict[str, Any]], state: OptimizerState, start: int, step: int, seconds: float
 ) -> list[dict[str, Any]]:
     records = []
     for offset, summary in enumerate(summaries):
         work, outcome, rows = summary["work"], summary["outcome"], summary["records"]
-        own = _optimizer_trial(state, work.candidate)
+        own = state.trial(work.candidate)  # the optimizer's own record of the trial, when it keeps one
         full = len(work.indices) >= (state.n_val if work.split == "val" else state.n_train)
+        choice = own.params if own is not None and own.params else describe_program(work.program)
         records.append(
             {
                 "trial": start + offset + 1,
                 "step": step,
                 "candidate": work.candidate,
-                "kind": own.get("kind") or ("full" if full else "minibatch"),
+                "kind": own.kind if own is not None else ("full" if full else "minibatch"),
                 "split": work.split,
                 "examples": len(outcome.scores),
                 "score": round(100.0 * outcome.mean, 4),
                 "errors": outcome.errors,
-                "best_so_far": getattr(state, "best_score", None),
+                "best_so_far": state.best_score,
                 "lm_calls": sum(r["lm_calls"] for r in rows),
                 "cached_calls": sum(r["cached_calls"] for r in rows),
                 "prompt_tokens": sum(r["prompt_tokens"] for r in rows),
                 "completion_tokens": sum(r["completion_tokens"] for r in rows),
                 "seconds": round(seconds, 3),
-                "choice": json.dumps(own.get("params") or describe_program(work.program), sort_keys=True),
+                "choice": json.dumps(choice, sort_keys=True),
             }
         )
     return records
-
-
-def _optimizer_trial(state: Any, candidate: int) -> dict[str, Any]:
-    """The optimizer's own record of a trial, when it keeps one (MIPROv2: its kind and parameter choice)."""
-    for trial in getattr(state, "trials", None) or []:
-        if getattr(trial, "number", None) == candidate:
-            return dict(trial.model_dump())
-    return {}
-
-
-def planned_trials(optimizer: Any, state: Any) -> int | None:
-    planned = getattr(optimizer, "planned_trials", None)
-    return planned(state) if callable(planned) else None
 
 
 # -- the flow ----------------------------------------------------------------------------------------------------
@@ -354,7 +344,7 @@ class Run:
     name: str
     store: CheckpointStore
     fingerprint: dict[str, str]
-    state: Any
+    state: OptimizerState
     mlflow_run_id: str
     step: int = 0
     trials: list[dict[str, Any]] = field(default_factory=list)
@@ -380,17 +370,19 @@ class Run:
 
     def progress(self, planned: int | None, phase: str | None = None) -> dict[str, Any]:
         return {
-            "phase": phase or _phase(self.state),
+            "phase": phase or self.state.current_phase,
             "trials": len(self.trials),
             "planned_trials": planned,
-            "best_score": getattr(self.state, "best_score", None),
+            "best_score": self.state.best_score,
             "lm_calls": self.usage.lm_calls,
             "cached_calls": self.usage.cached_calls,
             "tokens": self.usage.total_tokens,
         }
 
 
-def _open_run(config: RunConfig, name: str, fresh: Any, expected: dict[str, str]) -> Run | OptimizationReport:
+def _open_run(
+    config: RunConfig, name: str, fresh: OptimizerState, expected: dict[str, str]
+) -> Run | OptimizationReport:
     """A new run (checkpointed at step 0), the unfinished run of that name, or the report of a finished one."""
     from . import tracking
 
@@ -448,7 +440,7 @@ def optimize_flow(
 
     runner = StepRunner(config, trainset, valset, progress_key)
     trial_log = tracking.TrialLog(config, run.mlflow_run_id)
-    planned = planned_trials(optimizer, run.state)
+    planned = optimizer.planned_trials(run.state)
     progress.notify_step(progress_key, run.progress(planned))
     while not run.state.done:
         mark = time.perf_counter()
@@ -462,8 +454,8 @@ def optimize_flow(
         run.save("running")
         trial_log.submit(new)
         progress.notify_step(progress_key, run.progress(planned))
-        best = getattr(run.state, "best_score", None)
-        logger.info("step %d: %s; %d trials, best %s", run.step, _phase(run.state), len(run.trials), best)
+        state = run.state
+        logger.info("step %d: %s; %d trials, best %s", run.step, state.current_phase, len(run.trials), state.best_score)
 
     trial_log.close()
     tracking.log_missing_trials(config, run.mlflow_run_id, run.trials)
@@ -518,7 +510,7 @@ def _finish(
         "resumed": run.resumed,
         "steps": run.step,
         "trials": len(run.trials),
-        "best_score": getattr(run.state, "best_score", None),
+        "best_score": run.state.best_score,
         "eval_split": split,
         "eval_examples": len(examples),
         "baseline_score": scores["baseline"],
@@ -561,10 +553,6 @@ def records_usage(records: list[dict[str, Any]]) -> dsr.Usage:
 def _mean_score(batch: ShardBatch) -> float:
     scores = [r["score"] for r in batch.records()]
     return round(100.0 * sum(scores) / len(scores), 4) if scores else 0.0
-
-
-def _phase(state: Any) -> str:
-    return "done" if state.done else str(getattr(state, "phase", None) or "searching")
 
 
 def run_optimization(config: RunConfig, progress_key: str | None = None) -> OptimizationReport:

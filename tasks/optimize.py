@@ -1,4 +1,4 @@
-"""The optimizer_work task: one bootstrap, proposal or generation work item (or a shard of one).
+"""The optimizer_work task: one bootstrap or generation work item (or a shard of one).
 
 Evaluation work goes through ``evaluate_shard`` (the evaluate flow's task); everything else an optimizer
 asks for runs here through dsr_core's ``LocalRunner``. Like evaluate_shard, results are persisted as JSON

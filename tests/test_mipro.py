@@ -26,6 +26,7 @@ from dsr_core.optimizers import (
     LocalRunner,
     MiproState,
     MIPROv2,
+    WorkKey,
 )
 from dsr_core.optimizers.mipro import AUTO_RUN_SETTINGS, num_trials_for
 from dsr_core.testing.server import ChatRequest
@@ -407,4 +408,42 @@ def test_describer_failures_fall_back_and_instruction_failures_raise(server, pro
         while not state.done:
             work = optimizer.ask(state)
             state = optimizer.tell(state, run_sync(runner.run(work)))
-    assert any(isinstance(w, GenerateWork) and w.key.startswith("instruction:") for w in work)
+    assert any(isinstance(w, GenerateWork) and w.key.step == "instruction" and w.key.number is not None for w in work)
+
+
+def test_state_answers_what_a_flow_reads_and_keys_are_typed(program):
+    train, val = dataset(12), dataset(10, offset=50)
+    optimizer = small()
+    states = run(optimizer, program, train, val)
+    assert [s.current_phase for s in states] == [s.phase for s in states]
+    final = states[-1]
+    assert list(final.recorded_trials) == final.trials and final.trial(3) == final.trials[3]
+    assert final.trial(len(final.trials)) is None
+    proposing = next(s for s in states if s.phase == "propose")
+    keys = [w.key for w in optimizer.ask(proposing) if isinstance(w, GenerateWork)]
+    assert keys and all(isinstance(key, WorkKey) for key in keys)
+    numbers = [key.number for key in keys if key.step != "describe_data"]
+    assert numbers == sorted(numbers) and set(numbers) <= set(range(len(proposing.proposals)))
+
+
+def test_optuna_logging_is_set_at_construction_and_ask_starts_no_thread(program):
+    import threading
+
+    import optuna
+
+    small()
+    assert optuna.logging.get_verbosity() == optuna.logging.WARNING
+    optuna.logging.set_verbosity(optuna.logging.INFO)  # the caller's choice, after construction
+    try:
+        optimizer = small()
+        train, val = dataset(12), dataset(10, offset=50)
+        runner = LocalRunner(program, train, val, metric)
+        state = optimizer.init_state(program, train, val)
+        while not state.done:
+            threads = set(threading.enumerate())
+            work = optimizer.ask(state)
+            assert set(threading.enumerate()) <= threads  # ask only says what to compute
+            state = optimizer.tell(state, run_sync(runner.run(work)))
+        assert optuna.logging.get_verbosity() == optuna.logging.INFO  # the search did not reset it
+    finally:
+        optuna.logging.set_verbosity(optuna.logging.WARNING)

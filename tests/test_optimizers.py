@@ -111,22 +111,25 @@ def test_random_search_picks_the_best_candidate_and_resumes(program, server):
     assert score(compiled, val) == 100.0
 
 
+COPRO_PROPOSALS = ["Echo the word back.", "Reverse the word, then uppercase it.", "Say something."]
+
+
+def copro_responder(request):
+    """The prompt model proposes the three instructions in turn; the task model follows only the second."""
+    if request.model == "prompt-model":
+        n = request.body.get("n", 1)
+        return [
+            request.reply(proposed_instruction=COPRO_PROPOSALS[i % 3], proposed_prefix_for_output_field="Code:")
+            for i in range(n)
+        ]
+    word = request.inputs.get("word", "")
+    return request.reply(code=code(word) if "Reverse the word" in request.instructions else word)
+
+
 def test_copro_finds_the_instruction_that_works(server, lm):
     from dsr_core.optimizers import COPRO, CoproState
 
-    proposals = ["Echo the word back.", "Reverse the word, then uppercase it.", "Say something."]
-
-    def responder(request):
-        if request.model == "prompt-model":
-            n = request.body.get("n", 1)
-            return [
-                request.reply(proposed_instruction=proposals[i % 3], proposed_prefix_for_output_field="Code:")
-                for i in range(n)
-            ]
-        word = request.inputs.get("word", "")
-        return request.reply(code=code(word) if "Reverse the word" in request.instructions else word)
-
-    server.responder = responder
+    server.responder = copro_responder
     student = dsr.Predict("word -> code", lm=lm)
     prompt_lm = dsr.LM("prompt-model", api_base=server.url)
     optimizer = COPRO(prompt_lm, metric, breadth=3, depth=2)  # DSPy's order: prompt_model first
@@ -146,3 +149,68 @@ def test_copro_finds_the_instruction_that_works(server, lm):
     assert len(attempts_prompts) == 2  # depth 0 (basic) and depth 1 (from attempts)
     assert "Resulting Score" in attempts_prompts[1]["messages"][-1]["content"]
     assert optimizer.compile(student, train).signature.instructions == compiled.signature.instructions
+
+
+# A COPRO checkpoint written before proposals and generations became one work kind (GenerateWork): the
+# state after depth 0, about to propose from the scored attempts.
+COPRO_CHECKPOINT_BEFORE_GENERATE_WORK = (
+    '{"optimizer":"COPRO","seed":0,"predictor_names":["self"],"n_train":6,"n_val":0,"done":false,"result":null,"b'
+    'est_score":100.0,"phase":"propose","depth":1,"predictor_index":1,"program":{"self":{"traces":[],"train":[],"'
+    'demos":[],"signature":{"instructions":"Reverse the word, then uppercase it.","fields":[{"name":"word","kind"'
+    ':"input","type":"str","prefix":"Word:","description":""},{"name":"code","kind":"output","type":"str","prefix'
+    '":"Code:","description":""}]},"lm":null,"config":{}},"metadata":{"format":"dsr-program/1","dsr_version":"0.1'
+    '.0","program":"dsr_core.modules.predict:Predict","signature_hashes":{"self":"003097560b84d493"},"dependency_'
+    'versions":{"python":"3.11"}}},"candidates":{"self":[{"instruction":"Echo the word '
+    'back.","prefix":"Code:","score":0.0,"depth":0},{"instruction":"Reverse the word, then uppercase '
+    'it.","prefix":"Code:","score":100.0,"depth":0},{"instruction":"Given the fields `word`, produce the fields '
+    '`code`.","prefix":"Code:","score":0.0,"depth":0}]},"evaluated":{"self":[{"instruction":"Echo the word '
+    'back.","prefix":"Code:","score":0.0,"depth":0},{"instruction":"Reverse the word, then uppercase '
+    'it.","prefix":"Code:","score":100.0,"depth":0},{"instruction":"Given the fields `word`, produce the fields '
+    '`code`.","prefix":"Code:","score":0.0,"depth":0}]}}'
+)
+
+
+def test_a_copro_checkpoint_from_before_generate_work_resumes(server, lm):
+    from dsr_core.optimizers import COPRO, CoproState, GenerateWork, WorkKey
+    from dsr_core.state import ProgramState
+
+    server.responder = copro_responder
+    prompt_lm = dsr.LM("prompt-model", api_base=server.url)
+    optimizer = COPRO(prompt_lm, metric, breadth=3, depth=2)
+    train = dataset(6)
+    runner = LocalRunner(dsr.Predict("word -> code", lm=lm), train, None, metric, prompt_lm=prompt_lm)
+
+    def finish(state):
+        while not state.done:
+            state = optimizer.tell(state, run_sync(runner.run(optimizer.ask(state))))
+            state = CoproState.model_validate_json(state.model_dump_json())
+        return state
+
+    checkpoint = CoproState.model_validate_json(COPRO_CHECKPOINT_BEFORE_GENERATE_WORK)
+    assert checkpoint.model_dump_json() == COPRO_CHECKPOINT_BEFORE_GENERATE_WORK  # the shape is unchanged
+    (work,) = optimizer.ask(checkpoint)
+    assert isinstance(work, GenerateWork) and work.signature == "attempts"
+    assert work.key == WorkKey(step="propose", number=0)  # the first predictor's proposals
+    resumed = finish(checkpoint)
+    assert "Resulting Score #" in server.requests[0]["messages"][-1]["content"]
+    uninterrupted = finish(optimizer.init_state(dsr.Predict("word -> code"), train, None))
+    without_programs = {"program", "result"}
+    assert resumed.model_dump(exclude=without_programs) == uninterrupted.model_dump(exclude=without_programs)
+    for name in ("program", "result"):  # the same predictors; the metadata is the checkpoint's own
+        programs = [ProgramState.from_json(getattr(s, name)).predictors() for s in (resumed, uninterrupted)]
+        assert programs[0] == programs[1]
+    assert resumed.result["self"]["signature"]["instructions"] == "Reverse the word, then uppercase it."
+    assert resumed.current_phase == "done" and resumed.best_score == 100.0
+    assert resumed.recorded_trials == () and resumed.trial(0) is None  # COPRO keeps no trial records
+
+
+def test_every_state_answers_what_a_flow_reads(program):
+    from dsr_core.teleprompt import Teleprompter
+
+    assert Teleprompter is dsr.optimizers.Optimizer
+    train = dataset(6)
+    optimizer = BootstrapFewShot(metric, max_bootstrapped_demos=2, max_labeled_demos=2)
+    state = optimizer.init_state(program, train, None)
+    assert (state.current_phase, state.best_score, list(state.recorded_trials)) == ("searching", None, [])
+    done = LabeledFewShot(k=2).init_state(program, train, None)
+    assert done.done and done.current_phase == "done" and done.trial(0) is None

@@ -93,3 +93,28 @@ def test_state_has_no_secrets_even_in_lm_kwargs():
     predict = dsr.Predict("q -> a", lm=dsr.LM("m", api_key="sk-ZZZ", api_base="http://u:p@h/v1"))
     text = json.dumps(predict.dump_state())
     assert "sk-ZZZ" not in text and "u:p@" not in text
+
+
+def test_program_state_keeps_predictors_and_metadata_apart(tmp_path):
+    from dsr_core.state import ProgramState
+
+    program = optimized_program()
+    dumped = program.dump_state()
+    state = ProgramState.from_json(dumped)
+    assert list(state.predictors()) == ["rewrite", "answer.predict"] and "metadata" not in state.predictors()
+    assert state.metadata == dumped["metadata"] and state.program_ref == "tests.programs:RewriteThenAnswer"
+    assert json.dumps(state.to_json()) == json.dumps(dumped)  # the same dict, in the same order
+    path = tmp_path / "program.json"
+    program.save(path)
+    assert json.dumps(state.to_file(), indent=2, ensure_ascii=False) == path.read_text()  # the file, byte for byte
+    assert ProgramState.from_json({"rewrite": dumped["rewrite"]}).to_json() == {"rewrite": dumped["rewrite"]}
+
+    predict = dsr.Predict("q -> a")
+    predict.save(tmp_path / "predict.json")
+    text = (tmp_path / "predict.json").read_text()
+    flat = ProgramState.from_json(json.loads(text))  # a bare Predict's file is flat
+    assert list(flat.predictors()) == ["self"] and flat.predictors()["self"] == predict.dump_state()["self"]
+    assert json.dumps(flat.to_file(), indent=2, ensure_ascii=False) == text
+    assert flat.with_entries({"self": {**flat.predictors()["self"], "demos": [{"q": "1", "a": "2"}]}}).metadata == (
+        flat.metadata
+    )

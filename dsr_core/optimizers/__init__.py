@@ -7,10 +7,13 @@ from .base import (
     GenerateOutcome,
     GenerateWork,
     LocalRunner,
+    Optimizer,
     OptimizerState,
+    TrialRecord,
+    WorkKey,
     merge_evaluations,
 )
-from .bootstrap import BootstrapFewShot, BootstrapState, LabeledFewShot, Optimizer
+from .bootstrap import BootstrapFewShot, BootstrapState, LabeledFewShot
 from .copro import COPRO, CoproState
 from .mipro import MiproState, MIPROv2
 from .random_search import BootstrapFewShotWithRandomSearch, RandomSearchState
@@ -33,5 +36,7 @@ __all__ = [
     "Optimizer",
     "OptimizerState",
     "RandomSearchState",
+    "TrialRecord",
+    "WorkKey",
     "merge_evaluations",
 ]

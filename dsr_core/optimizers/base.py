@@ -10,6 +10,7 @@ dicts (``Module.dump_state()``), never objects.
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import random
@@ -17,8 +18,9 @@ import warnings
 from collections.abc import Callable, Iterable, Sequence
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
+from .._async import run_sync
 from ..evaluate import Evaluate, _as_score, _setting, call_metric, is_transient
 from ..modules.module import Module
 from ..primitives import Example
@@ -48,16 +50,17 @@ class EvaluateWork(BaseModel):
     indices: list[int]
 
 
-class ProposeWork(BaseModel):
-    """Ask the prompt model for ``n`` instructions (and output prefixes) for predictor ``predictor``."""
+class WorkKey(BaseModel):
+    """Which of an optimizer's requests a generation answers: a step (``"propose"``, ``"instruction"``, ...)
+    and, for a step asked more than once, the number of the thing it is for (a proposal, a predictor)."""
 
-    kind: Literal["propose"] = "propose"
-    predictor: str
-    signature: Literal["basic", "attempts"]
-    inputs: dict[str, Any]
-    n: int
-    temperature: float
-    rollout: str  # makes each proposal request its own cache entry, reproducibly
+    model_config = ConfigDict(frozen=True)
+
+    step: str
+    number: int | None = None
+
+    def __str__(self) -> str:
+        return self.step if self.number is None else f"{self.step}:{self.number}"
 
 
 class GenerateWork(BaseModel):
@@ -65,7 +68,7 @@ class GenerateWork(BaseModel):
     ``proposals.PROPOSAL_SIGNATURES``); ``key`` routes the outcome back to the optimizer that asked."""
 
     kind: Literal["generate"] = "generate"
-    key: str
+    key: WorkKey
     signature: str
     inputs: dict[str, Any]
     n: int = 1
@@ -73,19 +76,14 @@ class GenerateWork(BaseModel):
     rollout: str | None = None  # a distinct, reproducible cache entry; None: the plain request
 
 
-Work = Annotated[BootstrapWork | EvaluateWork | ProposeWork | GenerateWork, Field(discriminator="kind")]
-
-
-class ProposeOutcome(BaseModel):
-    predictor: str
-    proposals: list[tuple[str, str]]  # (instruction, output prefix)
+Work = Annotated[BootstrapWork | EvaluateWork | GenerateWork, Field(discriminator="kind")]
 
 
 class GenerateOutcome(BaseModel):
     """The completions' output fields, or the error that stopped the request (the optimizer decides what
     a failed proposal means)."""
 
-    key: str
+    key: WorkKey
     completions: list[dict[str, Any]] = []
     error: str | None = None
     transient: bool = False  # the error was an infrastructure failure (a later attempt may succeed)
@@ -111,8 +109,21 @@ class EvaluateOutcome(BaseModel):
         return sum(self.scores) / len(self.scores) if self.scores else 0.0
 
 
+class TrialRecord(BaseModel):
+    """An optimizer's own record of one trial: the candidate it evaluated, what kind of evaluation, and the
+    choice behind the candidate (MIPROv2's parameters)."""
+
+    number: int  # the candidate id of the trial's EvaluateWork
+    kind: str
+    params: dict[str, int]
+
+
 class OptimizerState(BaseModel):
-    """What every optimizer state has; subclasses add their own fields."""
+    """What every optimizer state has; subclasses add their own fields.
+
+    What a caller driving any optimizer may read from its state: ``done``, ``result``, ``best_score``,
+    ``current_phase`` and ``recorded_trials`` (and ``trial(candidate)``); the rest is the optimizer's own.
+    """
 
     optimizer: str
     seed: int
@@ -121,7 +132,33 @@ class OptimizerState(BaseModel):
     n_val: int
     done: bool = False
     result: dict[str, Any] | None = None  # the final program state once done
-    best_score: float | None = None
+    best_score: float | None = None  # the best score so far (0-100) on the optimizer's selection split
+
+    @property
+    def current_phase(self) -> str:
+        """What the optimizer is doing, for progress displays: ``done`` once done; ``searching`` unless the
+        optimizer names its phases."""
+        return "done" if self.done else "searching"
+
+    @property
+    def recorded_trials(self) -> Sequence[TrialRecord]:
+        """The optimizer's own record of its finished trials, in order (none unless it keeps one)."""
+        return ()
+
+    def trial(self, candidate: int) -> TrialRecord | None:
+        """The recorded trial that evaluated ``candidate``, if the optimizer keeps such a record."""
+        return next((trial for trial in self.recorded_trials if trial.number == candidate), None)
+
+
+def base_fields(optimizer: str, seed: int, program: Module, trainset: Sequence[Any], valset: Any) -> dict[str, Any]:
+    """The OptimizerState fields of a fresh state."""
+    return {
+        "optimizer": optimizer,
+        "seed": seed,
+        "predictor_names": [name for name, _ in program.named_predictors()],
+        "n_train": len(trainset),
+        "n_val": len(valset) if valset is not None else 0,
+    }
 
 
 def merge_evaluations(results: Iterable[Any]) -> dict[tuple[int, str], EvaluateOutcome]:
@@ -208,14 +245,12 @@ class LocalRunner:
                 predictor.lm = live.get(_lm_key(predictor.lm), predictor.lm)
         return program
 
-    async def run(self, work: Sequence[BootstrapWork | EvaluateWork | ProposeWork | GenerateWork]) -> list[Any]:
+    async def run(self, work: Sequence[BootstrapWork | EvaluateWork | GenerateWork]) -> list[Any]:
         import asyncio
 
-        async def one(item: BootstrapWork | EvaluateWork | ProposeWork | GenerateWork) -> list[Any]:
+        async def one(item: BootstrapWork | EvaluateWork | GenerateWork) -> list[Any]:
             if isinstance(item, BootstrapWork):
                 return list(await self.bootstrap(item))
-            if isinstance(item, ProposeWork):
-                return [await self.propose(item)]
             if isinstance(item, GenerateWork):
                 return [await self.generate(item)]
             return [await self.evaluate(item)]
@@ -228,23 +263,6 @@ class LocalRunner:
         from ..settings import get
 
         return self.prompt_lm or get("lm") or next((p.lm for p in self.student.predictors() if p.lm), None)
-
-    async def propose(self, work: ProposeWork) -> ProposeOutcome:
-        from ..modules.predict import Predict
-        from .proposals import PROPOSAL_SIGNATURES
-
-        predict = Predict(PROPOSAL_SIGNATURES[work.signature], lm=self.proposal_lm())
-        prediction = await predict.acall(
-            **work.inputs, config={"n": work.n, "temperature": work.temperature}, rollout_id=work.rollout
-        )
-        proposals = [
-            (
-                str(c["proposed_instruction"]).strip('"').strip(),
-                str(c["proposed_prefix_for_output_field"]).strip('"').strip(),
-            )
-            for c in prediction.completions
-        ]
-        return ProposeOutcome(predictor=work.predictor, proposals=proposals)
 
     async def generate(self, work: GenerateWork) -> GenerateOutcome:
         from ..modules.predict import Predict
@@ -326,6 +344,84 @@ class LocalRunner:
             return BootstrapOutcome(index=index, success=success, demos=demos)
 
         return list(await asyncio.gather(*(one(i) for i in work.indices)))
+
+
+class Optimizer:
+    """The ask/tell protocol plus ``compile`` (drive the machine in process, for notebooks)."""
+
+    name = "Optimizer"
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Every optimizer's constructor checks its parameters against its annotations (checking_parameters)."""
+        super().__init_subclass__(**kwargs)
+        if "__init__" in cls.__dict__:
+            cls.__init__ = checking_parameters(cls.__dict__["__init__"])  # type: ignore[method-assign]
+
+    def init_state(
+        self, program: Module, trainset: Sequence[Example], valset: Sequence[Example] | None
+    ) -> OptimizerState:
+        raise NotImplementedError
+
+    def ask(self, state: Any) -> list[BootstrapWork | EvaluateWork | GenerateWork]:
+        raise NotImplementedError
+
+    def tell(self, state: Any, results: list[Any]) -> Any:
+        raise NotImplementedError
+
+    def planned_trials(self, state: Any) -> int | None:
+        """How many candidate evaluations the whole run makes, when known (for progress displays)."""
+        return None
+
+    def compile(
+        self,
+        student: Module,
+        trainset: Sequence[Example] | None = None,
+        valset: Sequence[Example] | None = None,
+        *,
+        teacher: Module | None = None,
+        metric: Callable[..., Any] | None = None,
+        concurrency: int | None = None,
+        **options: Any,
+    ) -> Module:
+        """Drive the machine in process and return the compiled program. DSPy's ``compile(student,
+        trainset=..., teacher=..., valset=...)`` and its other keywords (see ``configured``) work too."""
+        if trainset is None:
+            raise TypeError(f"{self.name}.compile() needs a trainset")
+        optimizer = self.configured(**options)
+        if teacher is not None:
+            optimizer.teacher = teacher
+        metric = metric or getattr(optimizer, "metric", None)
+        if metric is None:
+            raise ValueError(f"{self.name}.compile needs a metric")
+        state = optimizer.init_state(student, trainset, valset)
+        runner = LocalRunner(
+            student,
+            trainset,
+            valset,
+            metric,
+            concurrency=concurrency or getattr(optimizer, "num_threads", None) or 32,
+            prompt_lm=getattr(optimizer, "prompt_model", None),
+            teacher=getattr(optimizer, "teacher", None),
+            teacher_settings=getattr(optimizer, "teacher_settings", None),
+            max_errors=effective_max_errors(getattr(optimizer, "max_errors", None)),
+            provide_traceback=getattr(optimizer, "provide_traceback", None),
+        )
+        while not state.done:
+            state = optimizer.tell(state, run_sync(runner.run(optimizer.ask(state))))
+        return optimizer.finish(student, state)
+
+    def finish(self, student: Module, state: Any) -> Module:
+        """The program of a finished state, marked compiled as DSPy marks it (a compiled teacher keeps its demos)."""
+        compiled = student.deepcopy()
+        compiled.load_state(state.result)
+        compiled._compiled = True
+        return compiled
+
+    def configured(self, **options: Any) -> Optimizer:
+        """A copy of this optimizer with DSPy's ``compile`` keywords applied (none by default)."""
+        if options:
+            raise TypeError(f"{self.name}.compile() got unexpected keyword(s): {', '.join(sorted(options))}")
+        return copy.copy(self)
 
 
 def teacher_lm(teacher_settings: dict[str, Any]) -> Any:

@@ -20,99 +20,22 @@ from typing import Any
 
 from pydantic import NonNegativeInt, PositiveInt
 
-from .._async import run_sync
 from ..modules.module import Module
 from ..primitives import Example
 from .base import (
     BootstrapOutcome,
     BootstrapWork,
     EvaluateWork,
-    LocalRunner,
+    Optimizer,
     OptimizerState,
+    base_fields,
     check_teacher_settings,
-    checking_parameters,
     effective_max_errors,
     rng_for,
     teacher_lm,
 )
 
 log = logging.getLogger(__name__)
-
-
-class Optimizer:
-    """The ask/tell protocol plus ``compile`` (drive the machine in process, for notebooks)."""
-
-    name = "Optimizer"
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        """Every optimizer's constructor checks its parameters against its annotations (checking_parameters)."""
-        super().__init_subclass__(**kwargs)
-        if "__init__" in cls.__dict__:
-            cls.__init__ = checking_parameters(cls.__dict__["__init__"])  # type: ignore[method-assign]
-
-    def init_state(self, program: Module, trainset: Sequence[Example], valset: Sequence[Example] | None) -> Any:
-        raise NotImplementedError
-
-    def ask(self, state: Any) -> list[BootstrapWork | EvaluateWork]:
-        raise NotImplementedError
-
-    def tell(self, state: Any, results: list[Any]) -> Any:
-        raise NotImplementedError
-
-    def planned_trials(self, state: Any) -> int | None:
-        """How many candidate evaluations the whole run makes, when known (for progress displays)."""
-        return None
-
-    def compile(
-        self,
-        student: Module,
-        trainset: Sequence[Example] | None = None,
-        valset: Sequence[Example] | None = None,
-        *,
-        teacher: Module | None = None,
-        metric: Callable[..., Any] | None = None,
-        concurrency: int | None = None,
-        **options: Any,
-    ) -> Module:
-        """Drive the machine in process and return the compiled program. DSPy's ``compile(student,
-        trainset=..., teacher=..., valset=...)`` and its other keywords (see ``configured``) work too."""
-        if trainset is None:
-            raise TypeError(f"{self.name}.compile() needs a trainset")
-        optimizer = self.configured(**options)
-        if teacher is not None:
-            optimizer.teacher = teacher
-        metric = metric or getattr(optimizer, "metric", None)
-        if metric is None:
-            raise ValueError(f"{self.name}.compile needs a metric")
-        state = optimizer.init_state(student, trainset, valset)
-        runner = LocalRunner(
-            student,
-            trainset,
-            valset,
-            metric,
-            concurrency=concurrency or getattr(optimizer, "num_threads", None) or 32,
-            prompt_lm=getattr(optimizer, "prompt_model", None),
-            teacher=getattr(optimizer, "teacher", None),
-            teacher_settings=getattr(optimizer, "teacher_settings", None),
-            max_errors=effective_max_errors(getattr(optimizer, "max_errors", None)),
-            provide_traceback=getattr(optimizer, "provide_traceback", None),
-        )
-        while not state.done:
-            state = optimizer.tell(state, run_sync(runner.run(optimizer.ask(state))))
-        return optimizer.finish(student, state)
-
-    def finish(self, student: Module, state: Any) -> Module:
-        """The program of a finished state, marked compiled as DSPy marks it (a compiled teacher keeps its demos)."""
-        compiled = student.deepcopy()
-        compiled.load_state(state.result)
-        compiled._compiled = True
-        return compiled
-
-    def configured(self, **options: Any) -> Optimizer:
-        """A copy of this optimizer with DSPy's ``compile`` keywords applied (none by default)."""
-        if options:
-            raise TypeError(f"{self.name}.compile() got unexpected keyword(s): {', '.join(sorted(options))}")
-        return copy.copy(self)
 
 
 def labeled_demos(
@@ -127,16 +50,6 @@ def labeled_demos(
         chosen = rng.sample(range(len(trainset)), k) if sample else range(k)
         demos[name] = [trainset[i].to_dict() for i in chosen]
     return demos
-
-
-def _base_fields(optimizer: str, seed: int, program: Module, trainset: Sequence[Any], valset: Any) -> dict[str, Any]:
-    return {
-        "optimizer": optimizer,
-        "seed": seed,
-        "predictor_names": [name for name, _ in program.named_predictors()],
-        "n_train": len(trainset),
-        "n_val": len(valset) if valset is not None else 0,
-    }
 
 
 def with_demos(program_state: dict[str, Any], demos: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
@@ -171,7 +84,7 @@ class LabeledFewShot(Optimizer):
         names = [name for name, _ in program.named_predictors()]
         result = with_demos(program.reset_copy().dump_state(), self.demos_for(trainset, names))
         return LabeledFewShotState(
-            **_base_fields(self.name, self.seed, program, trainset, valset), done=True, result=result
+            **base_fields(self.name, self.seed, program, trainset, valset), done=True, result=result
         )
 
     def ask(self, state: LabeledFewShotState) -> list[BootstrapWork | EvaluateWork]:
@@ -294,7 +207,7 @@ class BootstrapFewShot(Optimizer):
             shuffled = rng_for(self.seed, "raw-demos", name).sample(range(len(trainset)), len(trainset))
             pools[name] = [(i, trainset[i].to_dict()) for i in shuffled[:pool_size]]
         return BootstrapState(
-            **_base_fields(self.name, self.seed, program, trainset, valset),
+            **base_fields(self.name, self.seed, program, trainset, valset),
             order=list(order) if order is not None else list(range(len(trainset))),
             student=student.dump_state(),
             teacher=teacher.dump_state(),
@@ -366,4 +279,4 @@ class BootstrapFewShot(Optimizer):
         )
 
 
-__all__ = ["BootstrapFewShot", "BootstrapState", "LabeledFewShot", "Optimizer"]
+__all__ = ["BootstrapFewShot", "BootstrapState", "LabeledFewShot"]

@@ -22,8 +22,19 @@ from pydantic import BaseModel, Field, NonNegativeFloat, PositiveInt
 
 from ..modules.module import Module
 from ..primitives import Example
-from .base import EvaluateOutcome, EvaluateWork, OptimizerState, ProposeOutcome, ProposeWork, ignored
-from .bootstrap import Optimizer, _base_fields
+from .base import (
+    EvaluateOutcome,
+    EvaluateWork,
+    GenerateOutcome,
+    GenerateWork,
+    Optimizer,
+    OptimizerState,
+    WorkKey,
+    base_fields,
+    ignored,
+)
+
+PROPOSE = "propose"  # the step of a proposal request; its number is the predictor's position
 
 
 class Attempt(BaseModel):
@@ -41,6 +52,10 @@ class CoproState(OptimizerState):
     candidates: dict[str, list[Attempt]] = {}  # newest proposals per predictor, not yet scored
     evaluated: dict[str, list[Attempt]] = {}  # every scored attempt per predictor
 
+    @property
+    def current_phase(self) -> str:
+        return "done" if self.done else self.phase
+
 
 def with_instruction(program_state: dict[str, Any], predictor: str, instruction: str, prefix: str) -> dict[str, Any]:
     """A copy of the program state with one predictor's instructions and last output prefix replaced."""
@@ -53,6 +68,20 @@ def with_instruction(program_state: dict[str, Any], predictor: str, instruction:
     entry["signature"] = signature
     state[predictor] = entry
     return state
+
+
+def _proposals(name: str, outcome: GenerateOutcome) -> list[tuple[str, str]]:
+    """The (instruction, output prefix) pairs of a proposal request, unquoted; a failed request raises, as a
+    failed proposal raises in DSPy (resuming from the last checkpoint asks again)."""
+    if outcome.error is not None:
+        raise RuntimeError(f"COPRO: proposing instructions for {name!r} failed: {outcome.error}")
+    return [
+        (
+            str(c["proposed_instruction"]).strip('"').strip(),
+            str(c["proposed_prefix_for_output_field"]).strip('"').strip(),
+        )
+        for c in outcome.completions
+    ]
 
 
 class COPRO(Optimizer):
@@ -100,7 +129,7 @@ class COPRO(Optimizer):
         return optimizer
 
     def init_state(self, program: Module, trainset: Sequence[Example], valset: Sequence[Example] | None) -> CoproState:
-        return CoproState(**_base_fields(self.name, self.seed, program, trainset, valset), program=program.dump_state())
+        return CoproState(**base_fields(self.name, self.seed, program, trainset, valset), program=program.dump_state())
 
     def planned_trials(self, state: CoproState) -> int:
         return self.depth * self.breadth * len(state.predictor_names)
@@ -109,7 +138,7 @@ class COPRO(Optimizer):
         if state.done:
             return []
         if state.phase == "propose":
-            return [self._proposal(state, name) for name in state.predictor_names]
+            return [self._proposal(state, number, name) for number, name in enumerate(state.predictor_names)]
         name = state.predictor_names[state.predictor_index]
         return [
             EvaluateWork(
@@ -121,12 +150,13 @@ class COPRO(Optimizer):
             for i, c in enumerate(state.candidates[name])
         ]
 
-    def _proposal(self, state: CoproState, name: str) -> ProposeWork:
+    def _proposal(self, state: CoproState, number: int, name: str) -> GenerateWork:
+        """Ask the prompt model for instructions (and output prefixes) for predictor ``name``."""
         rollout = f"copro:{state.seed}:{state.depth}:{name}"
         if state.depth == 0 and not state.evaluated.get(name):
             instructions = state.program[name]["signature"]["instructions"]
-            return ProposeWork(
-                predictor=name,
+            return GenerateWork(
+                key=WorkKey(step=PROPOSE, number=number),
                 signature="basic",
                 inputs={"basic_instruction": instructions},
                 n=self.breadth - 1,
@@ -139,8 +169,8 @@ class COPRO(Optimizer):
             attempts.append(f"Instruction #{len(best) - i}: {best[i].instruction}")
             attempts.append(f"Prefix #{len(best) - i}: {best[i].prefix}")
             attempts.append(f"Resulting Score #{len(best) - i}: {best[i].score}")
-        return ProposeWork(
-            predictor=name,
+        return GenerateWork(
+            key=WorkKey(step=PROPOSE, number=number),
             signature="attempts",
             inputs={"attempted_instructions": attempts},
             n=self.breadth,
@@ -152,11 +182,15 @@ class COPRO(Optimizer):
         state = state.model_copy(deep=True)
         if state.phase == "propose":
             for outcome in results:
-                if not isinstance(outcome, ProposeOutcome):
+                if not isinstance(outcome, GenerateOutcome) or outcome.key.step != PROPOSE:
                     continue
-                proposals = [Attempt(instruction=i, prefix=p, depth=state.depth) for i, p in outcome.proposals if i]
+                assert outcome.key.number is not None
+                name = state.predictor_names[outcome.key.number]
+                proposals = [
+                    Attempt(instruction=i, prefix=p, depth=state.depth) for i, p in _proposals(name, outcome) if i
+                ]
                 if state.depth == 0:  # the current instruction competes too
-                    signature = state.program[outcome.predictor]["signature"]
+                    signature = state.program[name]["signature"]
                     proposals.append(
                         Attempt(
                             instruction=signature["instructions"],
@@ -164,7 +198,7 @@ class COPRO(Optimizer):
                             depth=0,
                         )
                     )
-                state.candidates[outcome.predictor] = proposals
+                state.candidates[name] = proposals
             state.phase, state.predictor_index = "evaluate", 0
             return state
         name = state.predictor_names[state.predictor_index]

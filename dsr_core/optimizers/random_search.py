@@ -18,8 +18,8 @@ from pydantic import BaseModel, NonNegativeInt, PositiveInt
 
 from ..modules.module import Module
 from ..primitives import Example
-from .base import BootstrapOutcome, BootstrapWork, EvaluateOutcome, EvaluateWork, OptimizerState
-from .bootstrap import BootstrapFewShot, BootstrapState, LabeledFewShot, Optimizer, _base_fields
+from .base import BootstrapOutcome, BootstrapWork, EvaluateOutcome, EvaluateWork, Optimizer, OptimizerState, base_fields
+from .bootstrap import BootstrapFewShot, BootstrapState, LabeledFewShot
 
 
 class Candidate(BaseModel):
@@ -123,7 +123,7 @@ class BootstrapFewShotWithRandomSearch(Optimizer):
             if not candidates:
                 raise ValueError(f"{self.name}: restrict={self.restrict} keeps none of the seeds -3..")
         return RandomSearchState(
-            **_base_fields(self.name, self.seed, program, trainset, valset),
+            **base_fields(self.name, self.seed, program, trainset, valset),
             candidates=candidates,
             split="val" if valset else "train",
         )
