@@ -1,9 +1,11 @@
 """Evaluate: run a program over a dataset concurrently and score it, losing nothing to one bad example.
 
-``concurrency`` workers pull examples from a shared cursor (no task per example, no semaphore per call).
-An example that fails (LM error, parse error, a metric that raises) becomes a row with its error type and
-message, scored ``failure_score``; the run stops only once more than ``max_errors`` examples failed, and
-even then the rows finished so far travel with the exception.
+Two parts: an ``ExampleRunner`` runs one example (the program, the metric, timing, usage) into an
+``EvaluationRow``, and an ``EvaluationPool`` runs examples through it with ``concurrency`` workers on a
+shared cursor (no task per example, no semaphore per call). An example that fails (LM error, parse error,
+a metric that raises) becomes a row with its error type and message, scored ``failure_score``; the run
+stops only once ``max_errors`` examples failed, and even then the rows finished so far travel with the
+exception. Rows travel between processes and are persisted as ``EvaluationRecord``s (flat JSON).
 """
 
 from __future__ import annotations
@@ -19,8 +21,8 @@ import time
 import traceback
 import types
 import warnings
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ._async import run_sync
@@ -35,8 +37,22 @@ log = logging.getLogger(__name__)
 Metric = Callable[..., Any]
 
 
+class _UsageFields:
+    """The LM usage an evaluated example carries as four fields (rows and records alike)."""
+
+    prompt_tokens: int
+    completion_tokens: int
+    lm_calls: int
+    cached_calls: int
+
+    @property
+    def usage(self) -> Usage:
+        """Tokens and calls behind this example (tokens are spend: cached calls cost none)."""
+        return Usage(self.prompt_tokens, self.completion_tokens, self.lm_calls, self.cached_calls)
+
+
 @dataclass
-class EvaluationRow:
+class EvaluationRow(_UsageFields):
     index: int
     inputs: dict[str, Any]
     outputs: dict[str, Any] | None
@@ -59,51 +75,110 @@ class EvaluationRow:
 
     def to_record(self) -> dict[str, Any]:
         """A flat JSON-able record (inputs/outputs/gold as JSON text): the Parquet row and the task result."""
+        return EvaluationRecord.from_row(self).to_dict()
+
+
+# What a row and its record hold alike; the record holds inputs, outputs and gold as JSON text, and cached.
+_SHARED_FIELDS = (
+    "index",
+    "score",
+    "error_type",
+    "error",
+    "stage",
+    "latency",
+    "prompt_tokens",
+    "completion_tokens",
+    "lm_calls",
+    "cached_calls",
+    "transient",
+    "replayed",
+)
+_ADDED_LATER = ("transient", "replayed")  # records written before these existed lack them: False
+
+
+@dataclass
+class EvaluationRecord(_UsageFields):
+    """An evaluated example in the flat form it is persisted and sent between processes in: the Parquet row
+    and the shard task's result. Inputs, outputs and gold are JSON text.
+
+    ``to_dict()`` is the record as JSON (the keys in this order), and ``from_dict(record).to_dict() ==
+    record`` for every record dsr writes; a record written before ``transient`` and ``replayed`` existed
+    reads them as False.
+    """
+
+    index: int
+    inputs: str
+    outputs: str | None
+    gold: str
+    score: float
+    error_type: str | None
+    error: str | None
+    stage: str | None
+    latency: float
+    prompt_tokens: int
+    completion_tokens: int
+    lm_calls: int
+    cached_calls: int
+    cached: bool
+    transient: bool = False
+    replayed: bool = False
+
+    @classmethod
+    def from_dict(cls, record: Mapping[str, Any]) -> EvaluationRecord:
+        """The typed form of a record dict (as ``to_dict`` and ``evaluate_shard`` return them)."""
+        lm_calls, cached_calls = record["lm_calls"], record["cached_calls"]
+        return cls(
+            inputs=record["inputs"],
+            outputs=record["outputs"],
+            gold=record["gold"],
+            cached=record.get("cached", lm_calls > 0 and cached_calls == lm_calls),
+            **{name: record[name] for name in _SHARED_FIELDS if name not in _ADDED_LATER},
+            **{name: record.get(name, False) for name in _ADDED_LATER},
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(vars(self))
+
+    @classmethod
+    def from_row(cls, row: EvaluationRow) -> EvaluationRecord:
         from .adapters.types import jsonable
 
-        return {
-            "index": self.index,
-            "inputs": json.dumps(jsonable(self.inputs), ensure_ascii=False),
-            "outputs": None if self.outputs is None else json.dumps(jsonable(self.outputs), ensure_ascii=False),
-            "gold": json.dumps(jsonable(self.gold), ensure_ascii=False),
-            "score": self.score,
-            "error_type": self.error_type,
-            "error": self.error,
-            "stage": self.stage,
-            "latency": self.latency,
-            "prompt_tokens": self.prompt_tokens,
-            "completion_tokens": self.completion_tokens,
-            "lm_calls": self.lm_calls,
-            "cached_calls": self.cached_calls,
-            "cached": self.cached,
-            "transient": self.transient,
-            "replayed": self.replayed,
-        }
+        return cls(
+            inputs=json.dumps(jsonable(row.inputs), ensure_ascii=False),
+            outputs=None if row.outputs is None else json.dumps(jsonable(row.outputs), ensure_ascii=False),
+            gold=json.dumps(jsonable(row.gold), ensure_ascii=False),
+            cached=row.cached,
+            **{name: getattr(row, name) for name in _SHARED_FIELDS},
+        )
+
+    def to_row(self) -> EvaluationRow:
+        return EvaluationRow(
+            inputs=json.loads(self.inputs),
+            outputs=None if self.outputs is None else json.loads(self.outputs),
+            gold=json.loads(self.gold),
+            **{name: getattr(self, name) for name in _SHARED_FIELDS},
+        )
+
+    def as_replayed(self) -> EvaluationRecord:
+        """This record as a replay of a persisted result reports it: no LM call made, no tokens spent."""
+        return replace(
+            self, prompt_tokens=0, completion_tokens=0, lm_calls=0, cached_calls=0, cached=False, replayed=True
+        )
 
 
-def row_from_record(record: dict[str, Any]) -> EvaluationRow:
+def row_from_record(record: Mapping[str, Any] | EvaluationRecord) -> EvaluationRow:
     """The inverse of ``EvaluationRow.to_record`` (rows travel between processes as JSON records)."""
+    typed = record if isinstance(record, EvaluationRecord) else EvaluationRecord.from_dict(record)
+    return typed.to_row()
 
-    def load(text: str | None) -> Any:
-        return None if text is None else json.loads(text)
 
-    return EvaluationRow(
-        index=record["index"],
-        inputs=load(record["inputs"]),
-        outputs=load(record["outputs"]),
-        gold=load(record["gold"]),
-        score=record["score"],
-        error_type=record["error_type"],
-        error=record["error"],
-        stage=record["stage"],
-        latency=record["latency"],
-        prompt_tokens=record["prompt_tokens"],
-        completion_tokens=record["completion_tokens"],
-        lm_calls=record["lm_calls"],
-        cached_calls=record["cached_calls"],
-        transient=record.get("transient", False),
-        replayed=record.get("replayed", False),
-    )
+def records_usage(records: Iterable[EvaluationRecord | EvaluationRow | Mapping[str, Any]]) -> Usage:
+    """The LM usage behind evaluated examples, summed: typed records, rows, or record dicts (as
+    ``evaluate_shard`` returns them)."""
+    total = Usage()
+    for record in records:
+        total.add(EvaluationRecord.from_dict(record).usage if isinstance(record, Mapping) else record.usage)
+    return total
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -172,13 +247,15 @@ class EvaluationResult:
     def score(self) -> float:
         return round(100.0 * sum(r.score for r in self.rows) / self.n, 2) if self.rows else 0.0
 
+    @classmethod
+    def from_records(cls, records: Iterable[Mapping[str, Any] | EvaluationRecord]) -> EvaluationResult:
+        """The result of evaluation records (as ``evaluate_shard`` returns them), in their order."""
+        return cls(rows=[row_from_record(r) for r in records])
+
     @property
     def usage(self) -> Usage:
         """Tokens and calls of all rows (tokens are spend: cached calls cost none)."""
-        total = Usage()
-        for r in self.rows:
-            total.add(Usage(r.prompt_tokens, r.completion_tokens, r.lm_calls, r.cached_calls))
-        return total
+        return records_usage(self.rows)
 
     @property
     def errors(self) -> int:
@@ -197,14 +274,15 @@ class EvaluationResult:
         return _percentile([r.latency for r in self.rows], q)
 
     def summary(self) -> dict[str, Any]:
+        usage = self.usage
         return {
             "score": self.score,
             "n": self.n,
             "errors": self.errors,
             "error_rate": self.error_rate,
-            "prompt_tokens": self.usage.prompt_tokens,
-            "completion_tokens": self.usage.completion_tokens,
-            "lm_calls": self.usage.lm_calls,
+            "prompt_tokens": usage.prompt_tokens,
+            "completion_tokens": usage.completion_tokens,
+            "lm_calls": usage.lm_calls,
             "cached_fraction": self.cached_fraction,
             "latency_p50": self.latency(0.5),
             "latency_p95": self.latency(0.95),
@@ -325,6 +403,145 @@ def _setting(name: str, default: Any) -> Any:
 def metric_name(metric: Metric) -> str:
     """The metric's name as DSPy writes it in tables and saved files: a function's name, else its class name."""
     return metric.__name__ if isinstance(metric, types.FunctionType) else type(metric).__name__
+
+
+class ExampleRunner:
+    """Runs one example: the program, then the metric, timed, with the LM usage spent inside counted.
+
+    A failure of either (an LM error, a reply that does not parse, a metric that raises or returns no
+    number) is classified into the row, with its error type, its stage and whether it is transient, and
+    scored ``failure_score``; ``run`` itself never raises for the example's sake.
+    """
+
+    def __init__(
+        self, program: Any, metric: Metric, *, failure_score: float = 0.0, provide_traceback: bool = False
+    ) -> None:
+        self.program = program
+        self.metric = metric
+        self.arity = _metric_arity(metric)
+        self.failure_score = failure_score
+        self.provide_traceback = provide_traceback
+
+    async def run(self, example: Example, index: int) -> tuple[EvaluationRow, tuple[Example, Any, Any]]:
+        """The example's row, numbered ``index``, and DSPy's (example, prediction, metric value) for it (a
+        failed example has an empty Prediction and the failure score)."""
+        inputs = example.inputs().to_dict() if example.input_keys is not None else example.to_dict()
+        gold = example.labels().to_dict() if example.input_keys is not None else {}
+        usage = Usage()
+        token = current_usage.set(usage)
+        started = time.perf_counter()
+        stage, outputs, transient = "program", None, False
+        try:
+            prediction = await self.program.acall(**inputs)
+            outputs = prediction.to_dict()
+            stage = "metric"
+            value = await call_metric(self.metric, example, prediction, arity=self.arity)
+            score = _as_score(value)
+            error_type = error = failed_stage = None
+            triple = (example, prediction, value)
+        except Exception as exc:  # noqa: BLE001 - one failing example never sinks the evaluation
+            score, error_type, error, failed_stage = self.failure_score, type(exc).__name__, str(exc), stage
+            transient = is_transient(exc)
+            spent = getattr(exc, "usage", None)  # the calls of a reply that did not parse
+            if isinstance(spent, Usage) and usage.lm_calls == 0:
+                usage.add(spent)
+            triple = (example, Prediction(), self.failure_score)  # DSPy keeps no prediction for it
+            self._log_failure(example, exc)
+        finally:
+            current_usage.reset(token)
+        row = EvaluationRow(
+            index=index,
+            inputs=inputs,
+            outputs=outputs,
+            gold=gold,
+            score=score,
+            error_type=error_type,
+            error=error,
+            stage=failed_stage,
+            latency=time.perf_counter() - started,
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+            lm_calls=usage.lm_calls,
+            cached_calls=usage.cached_calls,
+            transient=transient,
+        )
+        return row, triple
+
+    def _log_failure(self, example: Example, exc: Exception) -> None:
+        if self.provide_traceback:
+            log.error("Error for %s: %s\n%s", example, exc, traceback.format_exc())
+        else:
+            log.error("Error for %s: %s. Set `provide_traceback=True` for traceback.", example, exc)
+
+
+class EvaluationPool:
+    """Runs examples through an ExampleRunner, at most ``concurrency`` at a time: that many workers pull
+    examples from one shared cursor (no task per example, no semaphore per call).
+
+    Every finished row goes to ``on_row`` and to the progress display. Once ``max_errors`` examples have
+    failed, no worker takes another example, and ``run`` raises EvaluationAborted with the rows finished.
+    """
+
+    def __init__(
+        self,
+        runner: ExampleRunner,
+        *,
+        concurrency: int,
+        max_errors: int | None = None,
+        on_row: Callable[[EvaluationRow], None] | None = None,
+        progress: bool | None = None,
+    ) -> None:
+        self.runner = runner
+        self.concurrency = concurrency
+        self.max_errors = max_errors
+        self.on_row = on_row
+        self.progress = progress
+        self.failures = 0
+        self.stopped = False
+
+    async def run(self, examples: Sequence[Example], positions: Sequence[int]) -> EvaluationResult:
+        """Evaluate ``examples``, the row of ``examples[i]`` numbered ``positions[i]``; rows in example order."""
+        if len(positions) != len(examples):
+            raise ValueError("indices must give one position per example")
+        self.failures, self.stopped = 0, False
+        rows: list[EvaluationRow | None] = [None] * len(examples)
+        triples: list[tuple[Example, Any, Any] | None] = [None] * len(examples)
+        cursor = iter(range(len(examples)))
+        reporter = _Progress.start(len(examples), self.progress)
+        started = time.perf_counter()
+
+        async def worker() -> None:
+            for i in cursor:
+                if self.stopped:
+                    return
+                row, triples[i] = await self.runner.run(examples[i], positions[i])
+                rows[i] = row
+                self._finished(row, reporter)
+
+        try:
+            await asyncio.gather(*(worker() for _ in range(min(self.concurrency, len(examples)) or 1)))
+        finally:
+            reporter.close()
+        done = [r for r in rows if r is not None]
+        finished = [t for t, r in zip(triples, rows, strict=True) if r is not None and t is not None]
+        result = EvaluationResult(rows=done, wall_time=time.perf_counter() - started, _results=finished)
+        if self.stopped:
+            first = next(r for r in done if r.error_type is not None)
+            raise EvaluationAborted(
+                f"evaluation stopped: {self.failures} examples failed (max_errors={self.max_errors}); "
+                f"first failure at example {first.index}: {first.error_type}: {first.error}",
+                result,
+            )
+        return result
+
+    def _finished(self, row: EvaluationRow, reporter: _Progress) -> None:
+        if row.error_type is not None:
+            self.failures += 1
+            if self.max_errors is not None and self.failures >= self.max_errors:  # DSPy stops at max_errors
+                self.stopped = True
+        if self.on_row is not None:
+            self.on_row(row)
+        reporter.advance(row)
 
 
 class Evaluate:
@@ -453,105 +670,36 @@ class Evaluate:
             self.provide_traceback if self.provide_traceback is not None else _setting("provide_traceback", False)
         )
         positions = list(indices) if indices is not None else list(range(len(examples)))
-        if len(positions) != len(examples):
-            raise ValueError("indices must give one position per example")
-        arity = _metric_arity(metric)
-        rows: list[EvaluationRow | None] = [None] * len(examples)
-        triples: list[tuple[Example, Any, Any] | None] = [None] * len(examples)
-        cursor = iter(range(len(examples)))
-        failures = 0
-        stop = asyncio.Event()
-        reporter = _Progress.start(len(examples), show_progress)
-        started = time.perf_counter()
-
-        async def run_one(i: int) -> EvaluationRow:
-            example = examples[i]
-            inputs = example.inputs().to_dict() if example.input_keys is not None else example.to_dict()
-            gold = example.labels().to_dict() if example.input_keys is not None else {}
-            usage = Usage()
-            token = current_usage.set(usage)
-            t0 = time.perf_counter()
-            stage, outputs, transient = "program", None, False
-            try:
-                prediction = await program.acall(**inputs)
-                outputs = prediction.to_dict()
-                stage = "metric"
-                raw = await call_metric(metric, example, prediction, arity=arity)
-                value = _as_score(raw)
-                error_type = error = stage_out = None
-                triples[i] = (example, prediction, raw)
-            except Exception as exc:  # noqa: BLE001 - one failing example never sinks the evaluation
-                value, error_type, error, stage_out = self.failure_score, type(exc).__name__, str(exc), stage
-                transient = is_transient(exc)
-                exc_usage = getattr(exc, "usage", None)
-                if isinstance(exc_usage, Usage) and usage.lm_calls == 0:
-                    usage.add(exc_usage)
-                triples[i] = (example, Prediction(), self.failure_score)  # DSPy keeps no prediction for it
-                if traceback_wanted:
-                    log.error("Error for %s: %s\n%s", example, exc, traceback.format_exc())
-                else:
-                    log.error("Error for %s: %s. Set `provide_traceback=True` for traceback.", example, exc)
-            finally:
-                current_usage.reset(token)
-            return EvaluationRow(
-                index=positions[i],
-                inputs=inputs,
-                outputs=outputs,
-                gold=gold,
-                score=value,
-                error_type=error_type,
-                error=error,
-                stage=stage_out,
-                latency=time.perf_counter() - t0,
-                prompt_tokens=usage.prompt_tokens,
-                completion_tokens=usage.completion_tokens,
-                lm_calls=usage.lm_calls,
-                cached_calls=usage.cached_calls,
-                transient=transient,
-            )
-
-        async def worker() -> None:
-            nonlocal failures
-            for i in cursor:
-                if stop.is_set():
-                    return
-                row = await run_one(i)
-                rows[i] = row
-                if row.error_type is not None:
-                    failures += 1
-                    if max_errors is not None and failures >= max_errors:  # DSPy stops at max_errors errors
-                        stop.set()
-                if self.on_row is not None:
-                    self.on_row(row)
-                reporter.advance(row)
-
-        workers = min(concurrency, len(examples)) or 1
-        try:
-            await asyncio.gather(*(worker() for _ in range(workers)))
-        finally:
-            reporter.close()
-        done = [r for r in rows if r is not None]
-        finished = [t for t, r in zip(triples, rows, strict=True) if r is not None and t is not None]
-        result = EvaluationResult(rows=done, wall_time=time.perf_counter() - started, _results=finished)
-        if stop.is_set():
-            first = next(r for r in done if r.error_type is not None)
-            raise EvaluationAborted(
-                f"evaluation stopped: {failures} examples failed (max_errors={max_errors}); "
-                f"first failure at example {first.index}: {first.error_type}: {first.error}",
-                result,
-            )
-        if result.rows:
-            total = sum(r.score for r in result.rows)
-            log.info("Average Metric: %s / %s (%s%%)", total, result.n, round(100 * total / result.n, 1))
-        if table or csv_path or json_path:
-            records = results_output(result.results, metric_name(metric))
-            if table:
-                display_result_table(records, table, metric_name(metric))
-            if csv_path:
-                write_csv(records, csv_path)
-            if json_path:
-                write_json(records, json_path)
+        runner = ExampleRunner(program, metric, failure_score=self.failure_score, provide_traceback=traceback_wanted)
+        pool = EvaluationPool(
+            runner, concurrency=concurrency, max_errors=max_errors, on_row=self.on_row, progress=show_progress
+        )
+        result = await pool.run(examples, positions)
+        report_result(result, metric_name(metric), display_table=table, save_as_csv=csv_path, save_as_json=json_path)
         return result
+
+
+def report_result(
+    result: EvaluationResult,
+    name: str,
+    *,
+    display_table: bool | int = False,
+    save_as_csv: str | None = None,
+    save_as_json: str | None = None,
+) -> None:
+    """What DSPy's Evaluate reports at the end: the average metric in the log, and the table and files asked
+    for (the score column named ``name``)."""
+    if result.rows:
+        total = sum(r.score for r in result.rows)
+        log.info("Average Metric: %s / %s (%s%%)", total, result.n, round(100 * total / result.n, 1))
+    if display_table or save_as_csv or save_as_json:
+        records = results_output(result.results, name)
+        if display_table:
+            display_result_table(records, display_table, name)
+        if save_as_csv:
+            write_csv(records, save_as_csv)
+        if save_as_json:
+            write_json(records, save_as_json)
 
 
 def _warn_straggler_options(timeout: float | None, straggler_limit: int) -> None:
@@ -708,11 +856,16 @@ __all__ = [
     "EM",
     "CompleteAndGrounded",
     "EvaluationAborted",
+    "EvaluationPool",
+    "EvaluationRecord",
     "EvaluationResult",
     "EvaluationRow",
     "Evaluate",
+    "ExampleRunner",
     "SemanticF1",
     "answer_exact_match",
     "answer_passage_match",
     "normalize_text",
+    "records_usage",
+    "row_from_record",
 ]

@@ -314,3 +314,74 @@ async def test_adapters_called_as_dspy_calls_them(server, lm):
         dsr.ChatAdapter().format_user_message_content(signature, inputs, main_request=True) == messages[-1]["content"]
     )
     assert dsr.ChatAdapter(use_json_adapter_fallback=False).use_json_fallback is False
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Replies cut at max_tokens (finish_reason "length")
+
+
+def rambling(request):
+    """A reply that spends its tokens on the first field, as a small model does."""
+    return request.reply(reasoning="and so on " * 40, answer="42")
+
+
+async def test_a_reply_cut_at_max_tokens_is_one_call_and_says_so(server):
+    server.enforce_max_tokens = True
+    server.responder = rambling
+    lm = dsr.LM("test-model", api_base=server.url, max_tokens=16)
+    with pytest.raises(dsr.AdapterParseError) as info:
+        await dsr.Predict("question -> reasoning, answer", lm=lm).acall(question="q")
+    error = info.value
+    assert len(server.requests) == 1  # not asked again through the JSONAdapter fallback
+    assert "response_format" not in server.requests[0]
+    assert "cut at max_tokens=16" in str(error) and "before field 'answer'" in str(error)
+    assert error.cut_at_max_tokens and error.field == "answer" and error.adapter == "ChatAdapter"
+    assert error.raw.startswith("[[ ## reasoning ## ]]") and len(error.raw) == 16 * 4
+    assert error.usage.lm_calls == 1
+
+
+async def test_the_limit_named_is_the_one_the_request_was_sent_with(server):
+    server.enforce_max_tokens = True
+    server.responder = rambling
+    lm = dsr.LM("test-model", api_base=server.url, max_tokens=1000)
+    predict = dsr.Predict("question -> reasoning, answer", lm=lm)
+    with pytest.raises(dsr.AdapterParseError, match=r"cut at max_tokens=12 \(finish_reason 'length'\)"):
+        await predict.acall(question="q", config={"max_tokens": 12})
+    with pytest.raises(dsr.AdapterParseError, match=r"cut at max_tokens=14 "):
+        await dsr.Predict("question -> reasoning, answer", lm=lm, max_tokens=14).acall(question="q")
+    assert [b["max_tokens"] for b in server.requests] == [12, 14]
+    assert (await dsr.Predict("question -> reasoning, answer", lm=lm).acall(question="q")).answer == "42"
+
+
+async def test_a_cut_json_reply_gets_the_same_error(server):
+    server.enforce_max_tokens = True
+    server.responder = rambling
+    lm = dsr.LM("test-model", api_base=server.url, max_tokens=16)
+    with pytest.raises(dsr.AdapterParseError, match="JSONAdapter: the reply was cut at max_tokens=16") as info:
+        await dsr.Predict("question -> reasoning, answer", lm=lm, adapter=dsr.JSONAdapter()).acall(question="q")
+    assert info.value.field == "answer" and len(server.requests) == 1
+
+
+async def test_a_reply_that_is_not_cut_still_falls_back_to_json(server):
+    server.enforce_max_tokens = True
+    server.inject("unparseable", 1)
+    server.responder = rambling
+    lm = dsr.LM("test-model", api_base=server.url, max_tokens=1000)
+    pred = await dsr.Predict("question -> reasoning, answer", lm=lm).acall(question="q")
+    assert pred.answer == "42" and pred.usage.lm_calls == 2
+    assert [("response_format" in b) for b in server.requests] == [False, True]
+
+
+async def test_a_cut_reply_in_an_evaluation_is_a_row_of_one_call(server):
+    server.enforce_max_tokens = True
+    server.responder = rambling
+    lm = dsr.LM("test-model", api_base=server.url, max_tokens=16)
+    devset = [dsr.Example(question=f"q{i}", answer="42").with_inputs("question") for i in range(3)]
+    result = await dsr.Evaluate(devset, dsr.exact_match, progress=False).acall(
+        dsr.Predict("question -> reasoning, answer", lm=lm)
+    )
+    assert [(r.error_type, r.stage, r.lm_calls, r.transient) for r in result.rows] == [
+        ("AdapterParseError", "program", 1, False)
+    ] * 3
+    assert all("cut at max_tokens=16" in r.error for r in result.rows)
+    assert server.stats.requests == 3

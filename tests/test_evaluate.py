@@ -77,8 +77,8 @@ async def test_concurrency_is_bounded_and_used(server, lm):
     result = await dsr.Evaluate(devset(64), dsr.exact_match, concurrency=16).acall(
         dsr.Predict("question -> answer", lm=lm)
     )
-    assert server.stats.max_in_flight == 16
-    assert result.wall_time < 64 * 0.05 / 4
+    assert server.stats.max_in_flight == 16  # the bound was reached and never passed
+    assert result.n == 64 and server.stats.requests == 64 and result.errors == 0
 
 
 async def test_cached_reevaluation(server, lm):

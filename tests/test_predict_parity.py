@@ -130,3 +130,24 @@ def test_prediction_numbers_and_completions_from_dicts():
     assert pred.completions == [{"answer": "x", "score": 0.5}, {"answer": "y", "score": 0.1}]
     with pytest.raises(IndexError):
         pred.completions[2]
+
+
+async def test_the_bundled_model_defaults_to_json_adapter_and_others_to_chat(server):
+    server.responder = lambda r: r.reply(answer="ok")
+    for model in ("smollm2-135m-instruct", "openai/smollm2-135m-instruct", "test-model", "smollm2-1.7b-instruct"):
+        lm = dsr.LM(model, api_base=server.url)
+        assert (await dsr.Predict("question -> answer", lm=lm).acall(question=model)).answer == "ok"
+    formats = [b.get("response_format", {}).get("type") for b in server.requests]
+    assert formats == ["json_schema", "json_schema", None, None]
+
+
+async def test_an_adapter_given_for_the_bundled_model_is_used(server):
+    server.responder = lambda r: r.reply(answer="ok")
+    lm = dsr.LM("smollm2-135m-instruct", api_base=server.url)
+    await dsr.Predict("question -> answer", lm=lm, adapter=dsr.ChatAdapter()).acall(question="predictor's")
+    await dsr.Predict("question -> answer", lm=lm).acall(question="call's", adapter=dsr.ChatAdapter())
+    with dsr.context(adapter=dsr.ChatAdapter()):
+        await dsr.Predict("question -> answer", lm=lm).acall(question="setting's")
+    dsr.configure(lm=lm)
+    await dsr.Predict("question -> answer").acall(question="configured lm")
+    assert [b.get("response_format", {}).get("type") for b in server.requests] == [None, None, None, "json_schema"]

@@ -223,10 +223,13 @@ class Adapter:
         options = {**self.request_options(lm, signature), **(config or {})}
         response = await lm.acall(messages, n=n, rollout_id=rollout_id, **options)
         completions, first_error = [], None
-        for text in response.texts:
+        finish_reasons = response.finish_reasons
+        for i, text in enumerate(response.texts):
             try:
                 completions.append(self.parse(signature, text))
             except AdapterParseError as exc:
+                if i < len(finish_reasons) and finish_reasons[i] == "length":
+                    exc = cut_reply_error(exc, self.name, max_tokens_of(lm, options))
                 first_error = first_error or exc
         if not completions:
             assert first_error is not None
@@ -254,6 +257,33 @@ class Adapter:
     def __call__(self, lm: LM, *args: Any, **kwargs: Any) -> Any:
         """DSPy's ``adapter(lm, lm_kwargs, signature, demos, inputs)``: a list of dicts, one per completion."""
         return run_sync(self.acall(lm, *args, **kwargs))
+
+
+def max_tokens_of(lm: Any, options: Mapping[str, Any]) -> int | None:
+    """The completion limit a request was sent with: the call's, else the LM's."""
+    for source in (options, getattr(lm, "kwargs", None) or {}):
+        for name in ("max_tokens", "max_completion_tokens"):
+            if source.get(name) is not None:
+                return int(source[name])
+    limit = getattr(lm, "max_tokens", None)
+    return limit if isinstance(limit, int) else None
+
+
+def cut_reply_error(exc: AdapterParseError, adapter: str, max_tokens: int | None) -> AdapterParseError:
+    """The parse error of a reply the LM stopped at its token limit (finish_reason "length"): the reply is
+    unfinished, not malformed, and asking again in another format would be cut the same way, so the error
+    says what to raise. ``cut_at_max_tokens`` is True on it; ``raw``, ``field`` and ``adapter`` are kept."""
+    where = f"before field {exc.field!r} was complete" if exc.field else "before any output field was complete"
+    limit = f"max_tokens={max_tokens}" if max_tokens is not None else "max_tokens"
+    error = AdapterParseError(
+        f"{adapter}: the reply was cut at {limit} (finish_reason 'length') {where}; raise max_tokens "
+        f"(LM(max_tokens=...) or config={{'max_tokens': ...}}). Parse error: {exc}",
+        raw=exc.raw,
+        field=exc.field,
+        adapter=exc.adapter or adapter,
+    )
+    error.cut_at_max_tokens = True  # type: ignore[attr-defined]
+    return error
 
 
 def _dspy_arguments(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, Any, Any, Any]:

@@ -65,7 +65,8 @@ def parse_fields(adapter: str, signature: type[Signature], values: Mapping[str, 
 
 
 class ChatAdapter(Adapter):
-    """DSPy's default chat format. ``use_json_fallback``: retry once with JSONAdapter on a parse failure."""
+    """DSPy's default chat format. ``use_json_fallback``: retry once with JSONAdapter on a parse failure,
+    unless the reply was cut at max_tokens (the error then says so, and no second call is made)."""
 
     name = "ChatAdapter"
 
@@ -147,8 +148,8 @@ class ChatAdapter(Adapter):
         try:
             return await super().arun(lm, signature, demos, inputs, **kwargs)
         except AdapterParseError as exc:
-            if not self.use_json_fallback:
-                raise
+            if not self.use_json_fallback or getattr(exc, "cut_at_max_tokens", False):
+                raise  # a reply cut at max_tokens would be cut as JSON too: no second call for it
             spent: Usage = getattr(exc, "usage", Usage())
             from .json_adapter import JSONAdapter
 

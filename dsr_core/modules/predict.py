@@ -10,7 +10,7 @@ import pydantic
 
 from .. import settings as _settings
 from .._async import run_sync
-from ..adapters import Adapter, ChatAdapter
+from ..adapters import Adapter, ChatAdapter, JSONAdapter
 from ..adapters.chat import allows_none
 from ..adapters.types import type_adapter
 from ..errors import DsrError
@@ -23,6 +23,10 @@ from .module import Module
 log = logging.getLogger(__name__)
 
 _DEFAULT_ADAPTER = ChatAdapter()  # stateless; used when neither the call, predictor nor settings give one
+# Models whose default adapter is JSONAdapter: the bundled SmolLM2-135M (flows.local_lm serves it under this
+# name) does not keep ChatAdapter's field markers, and llama.cpp constrains its JSON mode to the schema.
+JSON_ADAPTER_MODELS = frozenset({"smollm2-135m-instruct"})
+_JSON_ADAPTER = JSONAdapter()
 _CALL_OPTIONS = {"lm", "demos", "config", "adapter", "rollout_id", "signature"}
 
 
@@ -83,7 +87,7 @@ class Predict(Module):
             if temperature is None or temperature <= 0.15:
                 config["temperature"] = 0.7  # n identical samples are no use: DSPy raises it the same way
         rollout_id = options.get("rollout_id", config.pop("rollout_id", None))
-        adapter = options.get("adapter") or self.adapter or _settings.get("adapter") or _DEFAULT_ADAPTER
+        adapter = adapter_for(lm, options.get("adapter") or self.adapter)
         completions, usage = await adapter.arun(
             lm,
             signature,
@@ -109,6 +113,16 @@ class Predict(Module):
     # -- state -------------------------------------------------------------------------------------------------
     def reset(self) -> None:
         self.demos = []
+
+
+def adapter_for(lm: Any, chosen: Adapter | None = None) -> Adapter:
+    """The adapter a call uses: ``chosen`` (the call's or the predictor's), else the ``adapter`` setting, else
+    the default for ``lm``'s model (JSONAdapter for ``JSON_ADAPTER_MODELS``, ChatAdapter for any other)."""
+    adapter = chosen or _settings.get("adapter")
+    if adapter is not None:
+        return adapter
+    model = str(getattr(lm, "model", "") or "").removeprefix("openai/").lower()
+    return _JSON_ADAPTER if model in JSON_ADAPTER_MODELS else _DEFAULT_ADAPTER
 
 
 def _keyword_inputs(predict: Predict, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:

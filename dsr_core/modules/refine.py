@@ -23,13 +23,13 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from .. import settings as _settings
-from ..adapters import Adapter, ChatAdapter
+from ..adapters import Adapter
 from ..adapters.base import describe_fields
 from ..primitives import Prediction, Usage
 from ..signatures import InputField, OutputField, Signature
 from ..tracking import current_trace, trace
 from .module import Module, _pool
-from .predict import Predict
+from .predict import Predict, adapter_for
 
 log = logging.getLogger(__name__)
 
@@ -287,7 +287,7 @@ def _start_rollout(predictors: list[Predict]) -> int:
 
 
 def _adapter_of(predictor: Predict) -> Adapter:
-    return predictor.adapter or _settings.get("adapter") or ChatAdapter()
+    return adapter_for(predictor.lm or _settings.get("lm"), predictor.adapter)  # the one Predict would use
 
 
 async def _reward(reward_fn: RewardFn, kwargs: dict[str, Any], prediction: Prediction) -> float:

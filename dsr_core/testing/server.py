@@ -5,8 +5,10 @@ Answers come from a ``responder`` (scripted or rule-based, see ``ChatRequest`` f
 after a configurable latency. Faults can be injected: 429 with Retry-After, 500, 400, 401, 403, 404, a
 timeout (no answer), a connection closed or reset without an answer, a body that is not JSON, a truncated
 body, and a reply that does not follow the chat format. Like a hosted endpoint it can require an api key
-(``api_key=``: 401 otherwise) and know only some models (``models=``: 404 for any other). It counts
-requests, requests in flight and the most in flight at once.
+(``api_key=``: 401 otherwise) and know only some models (``models=``: 404 for any other). With
+``enforce_max_tokens=True`` it stops a reply at the request's ``max_tokens`` (counted as the server counts
+completion tokens, ``CHARS_PER_TOKEN`` characters each) with ``finish_reason`` "length", as a model does. It
+counts requests, requests in flight and the most in flight at once.
 
 In a test::
 
@@ -168,6 +170,7 @@ _STATUS = {
 }
 DEFAULT_MODEL = "test-model"  # what GET /models lists when no models= are set (it answers any model anyway)
 FAULTS = ("429", *_STATUS, "timeout", "disconnect", "reset", "garbage", "truncated", "unparseable")
+CHARS_PER_TOKEN = 4  # how the server counts tokens (usage) and where it cuts a reply at max_tokens
 
 
 class LMTestServer:
@@ -181,8 +184,10 @@ class LMTestServer:
         record_bodies: bool = True,
         api_key: str | None = None,
         models: Collection[str] | None = None,
+        enforce_max_tokens: bool = False,
     ) -> None:
         self.responder = responder
+        self.enforce_max_tokens = enforce_max_tokens  # cut replies at max_tokens, finish_reason "length"
         self.api_key = api_key  # when set, a request without "Authorization: Bearer <api_key>" gets 401
         self.models = models  # when set, a request for any other model gets 404
         self.latency = latency
@@ -389,8 +394,14 @@ class LMTestServer:
             return True
         n = int(body.get("n") or 1)
         texts = answer if isinstance(answer, list) else [answer] * n
+        finish_reasons = ["stop"] * len(texts)
+        limit = body.get("max_completion_tokens") or body.get("max_tokens")
+        if self.enforce_max_tokens and limit:
+            chars = int(limit) * CHARS_PER_TOKEN
+            finish_reasons = ["length" if len(t) > chars else "stop" for t in texts]
+            texts = [t[:chars] for t in texts]
         stats.completions += 1
-        self._send(writer, "200 OK", self._completion_body(request, texts))
+        self._send(writer, "200 OK", self._completion_body(request, texts, finish_reasons))
         return True
 
     async def _serve_fault(self, fault: Fault, request: ChatRequest, writer: asyncio.StreamWriter) -> bool:
@@ -431,9 +442,10 @@ class LMTestServer:
         cls._send(writer, status, json.dumps({"error": error}).encode())
 
     @staticmethod
-    def _completion_body(request: ChatRequest, texts: list[str]) -> bytes:
-        prompt_tokens = sum(len(str(m.get("content", ""))) for m in request.messages) // 4 + 1
-        completion_tokens = sum(len(t) for t in texts) // 4 + 1
+    def _completion_body(request: ChatRequest, texts: list[str], finish_reasons: list[str] | None = None) -> bytes:
+        prompt_tokens = sum(len(str(m.get("content", ""))) for m in request.messages) // CHARS_PER_TOKEN + 1
+        completion_tokens = sum(len(t) for t in texts) // CHARS_PER_TOKEN + 1
+        finish_reasons = finish_reasons or ["stop"] * len(texts)
         return json.dumps(
             {
                 "id": "chatcmpl-test",
@@ -441,8 +453,8 @@ class LMTestServer:
                 "created": int(time.time()),
                 "model": request.model,
                 "choices": [
-                    {"index": i, "message": {"role": "assistant", "content": t}, "finish_reason": "stop"}
-                    for i, t in enumerate(texts)
+                    {"index": i, "message": {"role": "assistant", "content": t}, "finish_reason": reason}
+                    for i, (t, reason) in enumerate(zip(texts, finish_reasons, strict=True))
                 ],
                 "usage": {
                     "prompt_tokens": prompt_tokens,
