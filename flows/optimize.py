@@ -29,7 +29,7 @@ from pydantic import BaseModel
 
 import dsr_core as dsr
 from dsr_core import imports
-from dsr_core.evaluate import EvaluationResult, row_from_record
+from dsr_core.evaluate import EvaluationResult, records_usage
 from dsr_core.optimizers.base import (
     BootstrapOutcome,
     EvaluateOutcome,
@@ -255,7 +255,7 @@ def check_step_not_all_failed(records: list[dict[str, Any]]) -> None:
     """A step whose every evaluated example failed for one infrastructure reason (the endpoint went down)
     would score every candidate 0: stop before ``tell``, so the checkpoint keeps the last good step and a
     resume, once the endpoint is back, computes this step again (transient rows are never replayed)."""
-    check_not_all_failed(records_result(records), "this step's evaluations")
+    check_not_all_failed(EvaluationResult.from_records(records), "this step's evaluations")
 
 
 def check_work_not_all_failed(outcomes: list[Any]) -> None:
@@ -290,6 +290,7 @@ def trial_records(
         own = state.trial(work.candidate)  # the optimizer's own record of the trial, when it keeps one
         full = len(work.indices) >= (state.n_val if work.split == "val" else state.n_train)
         choice = own.params if own is not None and own.params else describe_program(work.program)
+        usage = records_usage(rows)
         records.append(
             {
                 "trial": start + offset + 1,
@@ -301,10 +302,10 @@ def trial_records(
                 "score": round(100.0 * outcome.mean, 4),
                 "errors": outcome.errors,
                 "best_so_far": state.best_score,
-                "lm_calls": sum(r["lm_calls"] for r in rows),
-                "cached_calls": sum(r["cached_calls"] for r in rows),
-                "prompt_tokens": sum(r["prompt_tokens"] for r in rows),
-                "completion_tokens": sum(r["completion_tokens"] for r in rows),
+                "lm_calls": usage.lm_calls,
+                "cached_calls": usage.cached_calls,
+                "prompt_tokens": usage.prompt_tokens,
+                "completion_tokens": usage.completion_tokens,
                 "seconds": round(seconds, 3),
                 "choice": json.dumps(choice, sort_keys=True),
             }
@@ -493,7 +494,9 @@ def _finish(
         "optimized": runner.evaluate(optimized.dump_state(), split, indices),
     }
     for name, batch in batches.items():  # a dead endpoint is an error, not a score of 0
-        check_not_all_failed(records_result(batch.records()), f"the final evaluation of the {name} program")
+        check_not_all_failed(
+            EvaluationResult.from_records(batch.records()), f"the final evaluation of the {name} program"
+        )
     scores = {name: _mean_score(batch) for name, batch in batches.items()}
     for batch in batches.values():  # the report's LM totals include these two evaluations
         run.usage.add(records_usage(batch.records()))
@@ -535,19 +538,6 @@ def _finish(
             )
         )
     return report, program_state
-
-
-def records_result(records: list[dict[str, Any]]) -> EvaluationResult:
-    """Evaluation records (as evaluate_shard returns them) as an EvaluationResult."""
-    return EvaluationResult(rows=[row_from_record(r) for r in records])
-
-
-def records_usage(records: list[dict[str, Any]]) -> dsr.Usage:
-    """The LM usage behind evaluation records (as evaluate_shard returns them)."""
-    usage = dsr.Usage()
-    for r in records:
-        usage.add(dsr.Usage(r["prompt_tokens"], r["completion_tokens"], r["lm_calls"], r["cached_calls"]))
-    return usage
 
 
 def _mean_score(batch: ShardBatch) -> float:
