@@ -6,8 +6,8 @@ Disk entries are one JSON file each, written to a temporary name and renamed int
 processes never see a half-written entry; an entry that fails to parse anyway, or parses to something that
 is not an LM response (``entry_problem``), is a miss, never a crash, and the fresh response replaces it.
 No lock on the hot path: the LRU is a dict touched only by atomic operations, and disk writes happen on
-one background thread so the event loop never waits for the file system (``flush()`` waits for them;
-they also finish before the interpreter exits).
+one background thread (the runtime's) so the event loop never waits for the file system (``flush()``
+waits for them; they also finish before the interpreter exits).
 """
 
 from __future__ import annotations
@@ -19,23 +19,15 @@ import os
 import shutil
 import uuid
 from collections import OrderedDict
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
+
+from .runtime import runtime
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MEMORY_ENTRIES = 100_000
-
-
-_writer: ThreadPoolExecutor | None = None
-
-
-def _disk_writer() -> ThreadPoolExecutor:
-    global _writer
-    if _writer is None:
-        _writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dsr-cache-writer")
-    return _writer
 
 
 def default_cache_dir() -> Path:
@@ -132,7 +124,7 @@ class Cache:
             return
         self._remember(key, value)
         if self.disk:
-            self._last_write = _disk_writer().submit(self._write_disk, key, value)
+            self._last_write = runtime().cache_writer().submit(self._write_disk, key, value)
 
     def flush(self) -> None:
         """Wait until every entry put so far is on disk."""
@@ -181,7 +173,12 @@ class Cache:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 self._made_dirs.add(parent)
             tmp = path.with_name(f".{key}.{uuid.uuid4().hex}.tmp")
-            tmp.write_text(json.dumps(value, ensure_ascii=False, separators=(",", ":")))
+            text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+            try:
+                data = text.encode("utf-8")
+            except UnicodeEncodeError:  # a lone surrogate in a reply: JSON escapes it, and it reads back the same
+                data = json.dumps(value, separators=(",", ":")).encode("ascii")
+            tmp.write_bytes(data)
             os.replace(tmp, path)
         except OSError as exc:  # a full or read-only disk costs the cache entry, not the call
             log.warning("could not write cache entry %s: %s", path, exc)
@@ -208,17 +205,9 @@ class Cache:
         return {"directory": str(self.directory), "entries": entries, "bytes": size}
 
 
-_default_cache: Cache | None = None
-_default_cache_env: str | None = None
-
-
 def get_default_cache() -> Cache:
-    """The process's shared cache, created on first use and again if DSR_CACHE_DIR changes."""
-    global _default_cache, _default_cache_env
-    env = os.environ.get("DSR_CACHE_DIR")
-    if _default_cache is None or env != _default_cache_env:
-        _default_cache, _default_cache_env = Cache(), env
-    return _default_cache
+    """The process's shared cache (the runtime's), created on first use and again if DSR_CACHE_DIR changes."""
+    return runtime().default_cache()
 
 
 def cache_enabled_globally() -> bool:

@@ -13,6 +13,7 @@ import urllib.request
 import pytest
 
 import dsr_core as dsr
+from dsr_core.runtime import runtime
 from dsr_core.testing.server import LMTestServer
 
 settings_module = importlib.import_module("dsr_core.settings")
@@ -26,6 +27,13 @@ def isolated_cache(tmp_path, monkeypatch):
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
     return directory
+
+
+@pytest.fixture(autouse=True)
+def fresh_runtime():
+    """After every test, the runtime's clients are closed and its default cache, probes and history dropped."""
+    yield
+    runtime().reset()
 
 
 @pytest.fixture(autouse=True)

@@ -65,10 +65,11 @@ async def test_corrupt_entry_is_a_miss_not_a_crash(server, isolated_cache):
     entries = list(isolated_cache.rglob("*.json"))
     assert len(entries) == 1
     entries[0].write_text('{"texts": ["trunc')
-    fresh = dsr.LM("m", api_base=server.url, cache_store=Cache(isolated_cache))  # empty memory tier
+    store = Cache(isolated_cache)  # empty memory tier
+    fresh = dsr.LM("m", api_base=server.url, cache_store=store)
     response = await fresh.acall(MESSAGES)
     assert not response.cached and server.stats.requests == 2
-    fresh._cache_store.flush()
+    store.flush()
     again = Cache(isolated_cache)
     assert again.get(request_key(fresh.build_request(MESSAGES))) is not None  # rewritten by the new call
 
@@ -150,3 +151,13 @@ def test_cache_is_shared_across_processes(server, isolated_cache):
     assert run() == "0"
     assert run() == "1"
     assert server.stats.requests == 1
+
+
+def test_a_reply_holding_a_lone_surrogate_is_cached_on_disk_and_read_back(tmp_path):
+    from dsr_core.cache import Cache
+
+    value = {"texts": ["odd \ud800 answer"], "finish_reasons": ["stop"]}
+    writer = Cache(tmp_path / "c")
+    writer.put("k" * 64, value)
+    writer.flush()
+    assert Cache(tmp_path / "c").get("k" * 64) == value  # a new process reads it from disk

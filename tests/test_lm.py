@@ -9,6 +9,7 @@ import pytest
 import dsr_core as dsr
 from dsr_core.base_lm import BaseLM
 from dsr_core.lm import PROBE_MESSAGES
+from dsr_core.runtime import runtime
 from dsr_core.testing.server import LMTestServer
 
 MESSAGES = [{"role": "user", "content": "hello"}]
@@ -307,6 +308,9 @@ def test_probe_of_an_unlisted_model_sends_one_tiny_uncached_request_and_is_remem
     assert server.stats.requests == 1
     dsr.LM("other-model", api_base=server.url).probe()
     assert server.stats.requests == 2
+    runtime().reset()  # forgets the probes that succeeded
+    lm.probe()
+    assert server.stats.requests == 3
 
 
 async def test_probe_bypasses_the_response_cache(server):

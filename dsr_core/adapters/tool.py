@@ -19,6 +19,7 @@ from typing import Any, get_origin, get_type_hints
 import pydantic
 
 from ..callback import with_callbacks
+from ..runtime import runtime
 from .custom_types import Type
 from .types import type_adapter
 
@@ -116,11 +117,11 @@ class Tool:
         if _is_async(self.func):
             result = self.func(**parsed)
         else:
-            from ..modules.module import _pool
-
             ctx = contextvars.copy_context()
             loop = asyncio.get_running_loop()
-            result = await loop.run_in_executor(_pool(), functools.partial(ctx.run, self.func, **parsed))
+            result = await loop.run_in_executor(
+                runtime().forward_pool(), functools.partial(ctx.run, self.func, **parsed)
+            )
         if inspect.isawaitable(result):
             result = await result
         return result

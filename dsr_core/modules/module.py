@@ -16,12 +16,12 @@ import functools
 import logging
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .._async import run_sync
 from ..callback import active_callbacks, observed
+from ..runtime import runtime
 from ..tracking import current_callers
 
 if TYPE_CHECKING:
@@ -30,17 +30,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_sync_forward_pool: ThreadPoolExecutor | None = None
 # attributes every module has that hold no sub-modules (never walked)
 _BOOKKEEPING = frozenset({"callbacks", "history"})
-
-
-def _pool() -> ThreadPoolExecutor:
-    """Threads for synchronous ``forward`` methods under async evaluation (the default pool has ~6 here)."""
-    global _sync_forward_pool
-    if _sync_forward_pool is None:
-        _sync_forward_pool = ThreadPoolExecutor(max_workers=256, thread_name_prefix="dsr-forward")
-    return _sync_forward_pool
 
 
 class Parameter:
@@ -91,7 +82,7 @@ class Module(metaclass=_ModuleMeta):
             raise NotImplementedError(f"{type(self).__name__} must define forward() or aforward()")
         ctx = contextvars.copy_context()
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(_pool(), functools.partial(ctx.run, self.forward, **kwargs))
+        return await loop.run_in_executor(runtime().forward_pool(), functools.partial(ctx.run, self.forward, **kwargs))
 
     def __call__(self, *args: Any, **kwargs: Any) -> Prediction:
         callbacks = active_callbacks(self)

@@ -20,7 +20,8 @@ from .. import settings as _settings
 from ..adapters.tool import _is_async
 from ..errors import DsrError
 from ..primitives import Example
-from .module import Module, _pool
+from ..runtime import runtime
+from .module import Module
 
 log = logging.getLogger(__name__)
 
@@ -162,7 +163,7 @@ async def _invoke(module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) ->
             return await module(*args, **kwargs)
     ctx = contextvars.copy_context()
     loop = asyncio.get_running_loop()
-    result = await loop.run_in_executor(_pool(), functools.partial(ctx.run, module, *args, **kwargs))
+    result = await loop.run_in_executor(runtime().forward_pool(), functools.partial(ctx.run, module, *args, **kwargs))
     if inspect.isawaitable(result):
         result = await result
     return result

@@ -26,9 +26,10 @@ from .. import settings as _settings
 from ..adapters import Adapter
 from ..adapters.base import describe_fields
 from ..primitives import Prediction, Usage
+from ..runtime import runtime
 from ..signatures import InputField, OutputField, Signature
 from ..tracking import current_trace, trace
-from .module import Module, _pool
+from .module import Module
 from .predict import Predict, adapter_for
 
 log = logging.getLogger(__name__)
@@ -302,7 +303,9 @@ async def _reward(reward_fn: RewardFn, kwargs: dict[str, Any], prediction: Predi
         else:
             ctx = contextvars.copy_context()
             loop = asyncio.get_running_loop()
-            value = await loop.run_in_executor(_pool(), functools.partial(ctx.run, reward_fn, kwargs, prediction))
+            value = await loop.run_in_executor(
+                runtime().forward_pool(), functools.partial(ctx.run, reward_fn, kwargs, prediction)
+            )
             if inspect.isawaitable(value):
                 value = await value
     finally:
