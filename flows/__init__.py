@@ -1,9 +1,5 @@
-"""Prefect flows and the ``dsr`` CLI.
+"""Prefect flows and the ``dsr`` CLI; ``flows.services`` holds what they start or talk to.
 
-Importing this package gives Prefect's ephemeral server a longer startup timeout (see flows.runtime)
-before Prefect itself is imported, so ``run_evaluation`` from a script works on embedded defaults too.
+Importing this package changes nothing in the process: the embedded Prefect defaults (``flows.runtime``) are
+applied when a command starts and when ``ephemeral_api`` starts Prefect's temporary server.
 """
-
-from .runtime import prepare_prefect
-
-prepare_prefect()

@@ -30,6 +30,7 @@ app.add_typer(runs_app, name="runs")
 lm_app = typer.Typer(help="The bundled local model (needs the local extra).", no_args_is_help=True)
 app.add_typer(lm_app, name="lm")
 
+RUN_KEY_WIDTH = 11  # `dsr runs show`: the widest key ("best score:")
 SET_HELP = "Override a config key, e.g. --set lm.max_concurrency=32 (repeatable)."
 LM_HELP = "The model for [lm] (sets lm.model); 'local' runs the bundled model on a server started for the run."
 
@@ -43,7 +44,10 @@ def main(
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks and every log line (Prefect's too)."),
 ) -> None:
     """dsr: declarative LM programs, evaluated and optimized."""
+    from .runtime import prepare_prefect
+
     _Options.debug = debug
+    prepare_prefect()  # before any command imports Prefect
 
 
 def _fail(message: str, log_file: Path | None = None) -> NoReturn:
@@ -101,15 +105,15 @@ def cache_clear(yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask 
 def program_show(path: Path) -> None:
     """Show a saved program: each predictor's instructions, fields and number of demos."""
     from dsr_core.errors import ProgramStateError
-    from dsr_core.state import read_state
+    from dsr_core.state import ProgramState, read_state
 
     try:
-        state = read_state(path)
+        program = ProgramState.from_json(read_state(path))
     except ProgramStateError as exc:
         _fail(str(exc))
-    metadata = state.pop("metadata", {})
+    metadata = program.metadata or {}
     typer.echo(f"{path}  ({metadata.get('format', 'DSPy format')}, program {metadata.get('program', '?')})")
-    for name, entry in state.items():
+    for name, entry in program.predictors().items():
         signature = entry.get("signature", {}) if isinstance(entry, dict) else {}
         fields = [f.get("name") or f.get("prefix", "?").rstrip(":") for f in signature.get("fields", [])]
         typer.echo(f"\n[{name}]  fields: {', '.join(fields)}  demos: {len(entry.get('demos', []))}")
@@ -120,7 +124,7 @@ def program_show(path: Path) -> None:
 
 def _load(config_path: Path, overrides: list[str] | None, lm: str | None = None) -> RunConfig:
     from .config import ConfigError, load_config
-    from .local_lm import LOCAL_MODEL, local_sections, missing_extra
+    from .services.local_lm import LOCAL_MODEL, local_sections, missing_extra
 
     try:
         config = load_config(config_path, [*(overrides or []), *([f"lm.model={json.dumps(lm)}"] if lm else [])])
@@ -151,7 +155,7 @@ def config_check(
     except ConfigError as exc:
         _fail(str(exc))
     if probe:
-        from .local_lm import serve_local_models
+        from .services.local_lm import serve_local_models
 
         try:
             with serve_local_models(config) as served:
@@ -247,7 +251,7 @@ def serve(
     """Serve a registered program over HTTP: POST /predict, GET /health; a new champion is picked up live."""
     from dsr_core.errors import DsrError
 
-    from .serving import serve as run_server
+    from .services.serving import serve as run_server
 
     if tracking_uri:
         os.environ["MLFLOW_TRACKING_URI"] = tracking_uri
@@ -273,7 +277,7 @@ def lm_serve(
     n_ctx: int = typer.Option(4096, help="Context window in tokens."),
 ) -> None:
     """Serve the bundled model (SmolLM2-135M-Instruct, llama.cpp) as an OpenAI-compatible endpoint until Ctrl-C."""
-    from .local_lm import LOCAL_MODEL, MODEL_NAME, LocalLMServer, LocalModelError, missing_extra
+    from .services.local_lm import LOCAL_MODEL, MODEL_NAME, LocalLMServer, LocalModelError, missing_extra
 
     if problem := missing_extra():
         _fail(problem)
@@ -306,7 +310,7 @@ def monitor(
     config = _load(config_path, set_)
     from .logs import command_log
     from .monitor import monitor_flow
-    from .prefect_server import ephemeral_api
+    from .services.prefect_server import ephemeral_api
 
     with command_log("monitor", debug=_Options.debug) as log_file:
         try:
@@ -314,28 +318,22 @@ def monitor(
                 report = monitor_flow(config)
         except Exception as exc:  # noqa: BLE001 - one clear line, non-zero exit; the traceback in the log
             _fail_with("monitor", exc, log_file)
-    for key, value in report.model_dump().items():
-        typer.echo(f"{key + ':':<22}{value}")
+    from .display import fields_table, print_table
+
+    print_table(fields_table(((f"{key}:", value) for key, value in report.model_dump().items()), 21))
 
 
 @runs_app.command("list")
 def runs_list(checkpoint_url: str = typer.Argument(..., metavar="CHECKPOINT_URL")) -> None:
     """List the optimization runs under a checkpoint folder or s3:// prefix."""
     from .checkpoint import list_runs
+    from .display import print_table, runs_table
 
     runs = list_runs(checkpoint_url)
     if not runs:
         typer.echo(f"no runs under {checkpoint_url}")
         return
-    for run in runs:
-        if run["status"] == "damaged":
-            typer.echo(f"{run['name']}  damaged: {run['error']}")
-            continue
-        best = run["best_score"]
-        typer.echo(
-            f"{run['name']}  {run['status']}  {run['optimizer']}  step {run['step']}  {run['trials']} trials  "
-            f"best {best if best is not None else '-'}"
-        )
+    print_table(runs_table(runs))
 
 
 @runs_app.command("show")
@@ -353,25 +351,35 @@ def runs_show(
         _fail(str(exc))
     if checkpoint is None:
         _fail(f"no run {name!r} under {checkpoint_url}")
+    from .display import fields_table, print_table, trials_table
+
     info = summary(checkpoint)
-    typer.echo(f"run:        {name}  ({store.url})")
-    typer.echo(f"status:     {info['status']}  (step {info['step']}, optimizer {info['optimizer']})")
-    typer.echo(f"best score: {info['best_score']}")
-    typer.echo(f"MLflow run: {checkpoint.get('mlflow_run_id')}")
-    typer.echo(f"trials:     {info['trials']}")
-    for trial in checkpoint.get("trials", []):
-        typer.echo(
-            f"  #{trial['trial']:<4} step {trial['step']:<4} {trial['kind']:<9} {trial['split']:<5} "
-            f"n={trial['examples']:<5} score {trial['score']:7.2f}  best {trial['best_so_far']}"
+    print_table(
+        fields_table(
+            [
+                ("run:", f"{name}  ({store.url})"),
+                ("status:", f"{info['status']}  (step {info['step']}, optimizer {info['optimizer']})"),
+                ("best score:", info["best_score"]),
+                ("MLflow run:", checkpoint.get("mlflow_run_id")),
+                ("trials:", info["trials"]),
+            ],
+            RUN_KEY_WIDTH,
         )
+    )
+    if checkpoint.get("trials"):
+        print_table(trials_table(checkpoint["trials"]))
     report = info["report"]
     if report:
-        typer.echo(
-            f"result:     baseline {report['baseline_score']:.2f} -> optimized {report['optimized_score']:.2f} "
-            f"on {report['eval_examples']} {report['eval_split']} examples; program {report['program_url']}"
-        )
+        result = [
+            (
+                "result:",
+                f"baseline {report['baseline_score']:.2f} -> optimized {report['optimized_score']:.2f} "
+                f"on {report['eval_examples']} {report['eval_split']} examples; program {report['program_url']}",
+            )
+        ]
         if report.get("model_name"):
-            typer.echo(f"registered: {report['model_name']} v{report['model_version']}")
+            result.append(("registered:", f"{report['model_name']} v{report['model_version']}"))
+        print_table(fields_table(result, RUN_KEY_WIDTH))
 
 
 if __name__ == "__main__":

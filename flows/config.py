@@ -14,10 +14,10 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 import dsr_core as dsr
-from dsr_core import imports
+from tasks.specs import JUDGE_CRITERIA, LMSpec, MetricSpec, ProgramSpec, Spec
 
 
 class ConfigError(dsr.DsrError, ValueError):
@@ -29,16 +29,7 @@ class ConfigError(dsr.DsrError, ValueError):
         super().__init__(f"{source} has {len(problems)} problem(s):\n{lines}")
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class ProgramConfig(_Section):
-    ref: str = Field(description="'package.module:attr': a Module subclass or a zero-argument factory")
-    state: str | None = Field(None, description="saved program JSON: a path or an fsspec URL (s3://...)")
-
-
-class DataConfig(_Section):
+class DataConfig(Spec):
     train: str | None = None
     dev: str | None = None
     input_keys: list[str]
@@ -50,45 +41,7 @@ class DataConfig(_Section):
     config: str | None = Field(None, description="dataset config for hf: sources")
 
 
-class MetricConfig(_Section):
-    ref: str = Field("exact_match", description="'package.module:function' or exact_match | f1 | judge")
-    criteria: str | None = Field(None, description="what the judge checks (metric 'judge')")
-
-
-class LMConfig(_Section):
-    model: str
-    api_base: str | None = None
-    api_key_env: str = Field("OPENAI_API_KEY", description="NAME of the environment variable holding the key")
-    temperature: float = 0.0
-    max_tokens: int = Field(1000, ge=1)
-    max_concurrency: int = Field(64, ge=1)
-    rpm: float | None = Field(None, gt=0)
-    tpm: float | None = Field(None, gt=0)
-    cache: bool = True
-    num_retries: int = Field(5, ge=0)
-    timeout: float = Field(120.0, gt=0)
-
-    def result_params(self) -> dict[str, Any]:
-        """The settings that change what the model answers (not where it is served or how fast)."""
-        return {"model": self.model, "temperature": self.temperature, "max_tokens": self.max_tokens}
-
-    def build(self) -> dsr.LM:
-        return dsr.LM(
-            self.model,
-            api_base=self.api_base,
-            api_key_env=self.api_key_env,
-            temperature=self.temperature,
-            max_tokens=self.max_tokens,
-            max_concurrency=self.max_concurrency,
-            rpm=self.rpm,
-            tpm=self.tpm,
-            cache=self.cache,
-            num_retries=self.num_retries,
-            timeout=self.timeout,
-        )
-
-
-class RunSection(_Section):
+class RunSection(Spec):
     name: str | None = None
     artifacts_url: str = Field(".dsr/artifacts", description="local folder or s3://bucket/prefix")
     shard_size: int | None = Field(None, ge=1, description="examples per task; auto when unset")
@@ -117,14 +70,12 @@ class OptimizerConfig(BaseModel):
         return dict(self.model_extra or {})
 
 
-class MonitorConfig(_Section):
+class MonitorConfig(Spec):
     """The drift monitor: judge a sample of the production log, keep a rolling score, re-optimize on a drop."""
 
     log_url: str = Field(description="the production log `dsr serve --log` writes (folder or s3:// prefix)")
     model: str = Field(description="registered model name whose champion is monitored")
-    criteria: str = Field(
-        "The response correctly and fully answers the task.", description="what the judge ([judge_lm]) checks"
-    )
+    criteria: str = Field(JUDGE_CRITERIA, description="what the judge ([judge_lm]) checks")
     sample: float = Field(0.1, gt=0, le=1, description="fraction of new records to judge")
     window_days: float = Field(7.0, gt=0)
     drop_points: float = Field(5.0, gt=0, description="re-optimize when rolling score < baseline - drop_points")
@@ -137,23 +88,29 @@ class MonitorConfig(_Section):
     )
 
 
-class MLflowConfig(_Section):
+class MLflowConfig(Spec):
     tracking_uri: str | None = Field(None, description="default: sqlite:///mlflow.db in the working folder")
     experiment: str = "dsr"
     register_as: str | None = Field(None, description="registered model name for the optimized program")
 
 
-class RunConfig(_Section):
-    program: ProgramConfig
+class RunConfig(Spec):
+    """The whole run: the sections tasks need (``tasks.specs``) and the ones only the flows read.
+
+    ``validate_config`` makes one and checks its references; ``resolve_config`` hands a checked one on as is.
+    """
+
+    program: ProgramSpec
     data: DataConfig
-    metric: MetricConfig = MetricConfig()
-    lm: LMConfig
-    judge_lm: LMConfig | None = None
-    prompt_lm: LMConfig | None = Field(None, description="the model that proposes instructions (default: lm)")
+    metric: MetricSpec = MetricSpec()
+    lm: LMSpec
+    judge_lm: LMSpec | None = None
+    prompt_lm: LMSpec | None = Field(None, description="the model that proposes instructions (default: lm)")
     optimizer: OptimizerConfig = OptimizerConfig()
     monitor: MonitorConfig | None = None
     run: RunSection = RunSection()
     mlflow: MLflowConfig = MLflowConfig()
+    _references_checked: bool = PrivateAttr(False)
 
     def public_params(self) -> dict[str, Any]:
         """Flat ``section.key`` params for MLflow. The config holds only env-var NAMES, never keys."""
@@ -225,6 +182,7 @@ def validate_config(data: dict[str, Any], source: str = "config", *, check_refs:
         problems = check_references(config)
         if problems:
             raise ConfigError(problems, source)
+        config._references_checked = True
     return config
 
 
@@ -238,27 +196,10 @@ def load_config(
 # -- references ------------------------------------------------------------------------------------------------
 
 
-import_ref = imports.import_ref  # one import rule everywhere: the working folder is on the path (dsr_core.imports)
-
-
 def check_references(config: RunConfig) -> list[tuple[str, str]]:
-    problems: list[tuple[str, str]] = []
-    try:
-        target = import_ref(config.program.ref)
-        if not (isinstance(target, type) and issubclass(target, dsr.Module)) and not callable(target):
-            problems.append(("program.ref", f"{config.program.ref} is neither a Module subclass nor a factory"))
-    except Exception as exc:  # noqa: BLE001 - report any import failure with its path
-        problems.append(("program.ref", f"cannot import {config.program.ref!r}: {exc}"))
-    ref = config.metric.ref
-    if ref == "judge":
-        if config.judge_lm is None:
-            problems.append(("judge_lm", "metric 'judge' needs a [judge_lm] section"))
-    elif ref not in dsr.metrics.BUILTIN_METRICS:
-        try:
-            if not callable(import_ref(ref)):
-                problems.append(("metric.ref", f"{ref} is not callable"))
-        except Exception as exc:  # noqa: BLE001
-            problems.append(("metric.ref", f"cannot import {ref!r} (built-ins: exact_match, f1, judge): {exc}"))
+    """Every problem with the config's references and their combinations, each with its config path."""
+    problems = config.program.problems()
+    problems += config.metric.problems(has_judge_lm=config.judge_lm is not None)
     if not config.data.dev and not config.data.train and config.monitor is None:
         problems.append(("data", "give data.dev (and/or data.train)"))
     if config.monitor is not None and config.judge_lm is None:
@@ -314,5 +255,7 @@ def resolve_config(config: RunConfig | str | dict[str, Any], overrides: list[str
     deployments pass, so a schedule always runs the file's current contents); ``overrides`` as with --set."""
     if isinstance(config, str):
         return load_config(config, overrides or [])
+    if isinstance(config, RunConfig) and config._references_checked and not overrides:
+        return config  # validated and checked already (by the CLI, or by the flow that started this one)
     data = config.model_dump() if isinstance(config, RunConfig) else dict(config)
     return validate_config(apply_overrides(data, overrides or []))

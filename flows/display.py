@@ -1,9 +1,11 @@
-"""Live progress and the final summaries for ``dsr evaluate`` and ``dsr optimize`` (rich, on stderr)."""
+"""Live progress and the final summaries for ``dsr evaluate`` and ``dsr optimize`` (rich, on stderr), and the
+tables of ``dsr runs list/show`` and ``dsr monitor``."""
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from rich.console import Console
@@ -151,3 +153,64 @@ class OptimizationDisplay(LiveLine):
         for key, value in rows:
             table.add_row(key, value)
         Console().print(table)
+
+
+# -- tables of the other commands -------------------------------------------------------------------------------
+
+UNFOLDED_WIDTH = 10_000  # wider than any table: off a terminal a table is printed at its natural width
+
+
+def print_table(table: Table) -> None:
+    """Print ``table`` on stdout; off a terminal (a pipe, a log file) at its full width, so no cell is folded."""
+    console = Console()
+    if console.is_terminal:
+        console.print(table)
+        return
+    wide = Console(width=UNFOLDED_WIDTH).measure(table).maximum
+    unfolded = Console(width=max(console.width, wide))
+    with unfolded.capture() as captured:
+        unfolded.print(table)
+    print("\n".join(line.rstrip() for line in captured.get().splitlines()))
+
+
+def fields_table(rows: Iterable[tuple[str, Any]], key_width: int) -> Table:
+    """``key value`` lines, the keys padded to ``key_width`` and one space, values as plain text."""
+    grid = Table.grid(padding=(0, 1, 0, 0))
+    grid.add_column(min_width=key_width, no_wrap=True)
+    grid.add_column()
+    for key, value in rows:
+        grid.add_row(Text(key), Text(str(value)))
+    return grid
+
+
+def plain_table(columns: list[str], rows: Iterable[Iterable[Any]], *, right: set[str] = frozenset()) -> Table:
+    """Columns two spaces apart under a header, no borders; ``right`` names the right-aligned columns."""
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for name in columns:
+        table.add_column(name, justify="right" if name in right else "left")
+    for row in rows:
+        table.add_row(*(Text("-" if value is None else str(value)) for value in row))
+    return table
+
+
+def runs_table(runs: list[dict[str, Any]]) -> Table:
+    """``dsr runs list``: one row per run under a checkpoint location (damaged ones with their error)."""
+    damaged = any(run["status"] == "damaged" for run in runs)
+    columns = ["name", "status", "optimizer", "step", "trials", "best", *(["error"] if damaged else [])]
+    rows = []
+    for run in runs:
+        if run["status"] == "damaged":
+            rows.append([run["name"], "damaged", "", "", "", "", run["error"]])
+        else:
+            values = [run[key] for key in ("name", "status", "optimizer", "step", "trials", "best_score")]
+            rows.append([*values, *([""] if damaged else [])])
+    return plain_table(columns, rows, right={"step", "trials", "best"})
+
+
+def trials_table(trials: list[dict[str, Any]]) -> Table:
+    """``dsr runs show``: every trial of a run with the best score so far."""
+    rows = (
+        [f"#{t['trial']}", t["step"], t["kind"], t["split"], t["examples"], f"{t['score']:.2f}", t["best_so_far"]]
+        for t in trials
+    )
+    return plain_table(["trial", "step", "kind", "split", "n", "score", "best"], rows, right={"step", "n", "score"})

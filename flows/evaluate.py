@@ -92,8 +92,6 @@ def evaluate_flow(
     progress.notify_start(progress_key, len(devset))
     task = evaluate_shard.with_options(result_storage=result_storage_for(config.run.artifacts_url))
     shards = ShardBatch(task, "records", replay=replays_allowed(config))
-    lm = config.lm.model_dump()
-    judge = config.judge_lm.model_dump() if config.judge_lm else None
     input_keys = list(config.data.input_keys)
     version = code_version(config)
     started = time.perf_counter()
@@ -102,9 +100,9 @@ def evaluate_flow(
         shards.submit(
             config.program.ref,
             prepared.program_state,
-            lm,
-            config.metric.model_dump(),
-            judge,
+            config.lm,
+            config.metric,
+            config.judge_lm,
             [e.to_dict() for e in devset[s : s + size]],
             input_keys,
             s,
@@ -165,7 +163,7 @@ def task_runner_for(config: RunConfig) -> Any:
     if kind == "process":
         from prefect.task_runners import ProcessPoolTaskRunner
 
-        from .prefect_server import exit_with_parent
+        from .services.prefect_server import exit_with_parent
 
         # workers that outlive a killed parent would wait for work forever
         return ProcessPoolTaskRunner(max_workers=config.run.max_workers or 2, initializer=exit_with_parent)
@@ -178,10 +176,11 @@ def task_runner_for(config: RunConfig) -> Any:
 
 def run_evaluation(config: RunConfig, progress_key: str | None = None) -> EvaluationReport:
     """Run the evaluate flow with the task runner the config asks for (and the bundled model, if asked for)."""
-    from .local_lm import serve_local_models
-    from .prefect_server import ephemeral_api
+    from .services.local_lm import serve_local_models
+    from .services.prefect_server import ephemeral_api
 
     with serve_local_models(config) as config:
         preflight(config, "evaluate")  # before Prefect starts: a run that cannot succeed stops in a second or two
-        with ephemeral_api():  # no PREFECT_API_URL: a server that dies with this process (flows.prefect_server)
+        # no PREFECT_API_URL: a server that dies with this process (flows.services.prefect_server)
+        with ephemeral_api():
             return evaluate_flow.with_options(task_runner=task_runner_for(config))(config, progress_key=progress_key)

@@ -28,10 +28,11 @@ from prefect import flow, get_run_logger
 from pydantic import BaseModel
 
 from tasks.monitor import judge_shard
+from tasks.specs import MetricSpec
 
 from .artifacts import join, open_file, open_for_writing
 from .config import RunConfig, resolve_config
-from .production_log import read_production_log
+from .services.production_log import read_production_log
 from .tracking import client_for, experiment_id
 
 DAY = 86_400.0
@@ -114,8 +115,8 @@ def monitor_flow(config: RunConfig | str, overrides: list[str] | None = None) ->
     futures = [
         judge_shard.submit(
             sample[i : i + size],
-            {"ref": "judge", "criteria": monitor.criteria},
-            config.judge_lm.model_dump() if config.judge_lm else None,
+            MetricSpec(ref="judge", criteria=monitor.criteria),
+            config.judge_lm,
             concurrency=config.judge_lm.max_concurrency if config.judge_lm else 16,
         )
         for i in range(0, len(sample), size)

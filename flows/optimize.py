@@ -483,7 +483,7 @@ def _finish(
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Score the baseline and the result on the same examples, save the program, register it.
     Returns the report (without wall time) and the program state."""
-    from . import registry
+    from .services import registry
 
     config = run.config
     indices = list(range(len(examples)))
@@ -547,12 +547,12 @@ def _mean_score(batch: ShardBatch) -> float:
 
 def run_optimization(config: RunConfig, progress_key: str | None = None) -> OptimizationReport:
     """Run the optimize flow with the task runner the config asks for (and the bundled model, if asked for)."""
-    from .local_lm import serve_local_models
-    from .prefect_server import ephemeral_api
+    from .services.local_lm import serve_local_models
+    from .services.prefect_server import ephemeral_api
 
     with serve_local_models(config) as config:
         preflight(config, "optimize")  # before Prefect starts: a run that cannot succeed stops in a second or two
-        with ephemeral_api():  # no PREFECT_API_URL: a server that dies with this process (flows.prefect_server)
+        with ephemeral_api():  # no PREFECT_API_URL: a server that dies with this process (flows.services.prefect_server)
             return optimize_flow.with_options(task_runner=task_runner_for(config))(config, progress_key=progress_key)
 
 

@@ -17,9 +17,11 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import dsr_core as dsr
+from dsr_core.environment import secret
+from tasks.specs import LMSpec
 
 from .artifacts import filesystem, is_remote, join, read_program_state
-from .config import ConfigError, LMConfig, RunConfig
+from .config import ConfigError, RunConfig
 from .shards import load_split
 
 Purpose = Literal["evaluate", "optimize", "check"]
@@ -38,7 +40,7 @@ class Prepared:
     problems: list[tuple[str, str]] = field(default_factory=list)
 
 
-def lm_sections(config: RunConfig, purpose: Purpose) -> dict[str, LMConfig]:
+def lm_sections(config: RunConfig, purpose: Purpose) -> dict[str, LMSpec]:
     """The LM sections this run will call, by config path."""
     sections = {"lm": config.lm}
     if config.judge_lm is not None and config.metric.ref == "judge":  # the monitor's judge is not the run's
@@ -48,19 +50,19 @@ def lm_sections(config: RunConfig, purpose: Purpose) -> dict[str, LMConfig]:
     return sections
 
 
-def key_problems(sections: dict[str, LMConfig]) -> list[tuple[str, str]]:
+def key_problems(sections: dict[str, LMSpec]) -> list[tuple[str, str]]:
     """A key variable that is named but unset would send requests with a placeholder key (every row a 401).
 
     It is a problem when the section names its own variable, or uses the default one for the default
     endpoint (OpenAI); a local endpoint (``api_base`` set) with the default name needs no key.
     """
-    from .local_lm import LOCAL_MODEL
+    from .services.local_lm import LOCAL_MODEL
 
     problems = []
     for path, section in sections.items():
-        if section.model == LOCAL_MODEL or os.environ.get(section.api_key_env):
+        if section.model == LOCAL_MODEL or secret(section.api_key_env) is not None:
             continue
-        default_name = section.api_key_env == LMConfig.model_fields["api_key_env"].default
+        default_name = section.api_key_env == LMSpec.model_fields["api_key_env"].default
         if default_name and section.api_base is not None:
             continue
         where = "the default endpoint (api.openai.com)" if section.api_base is None else section.api_base
@@ -163,7 +165,7 @@ def storage_problems(config: RunConfig, purpose: Purpose) -> list[tuple[str, str
     return problems
 
 
-def probe_problems(sections: dict[str, LMConfig]) -> list[tuple[str, str]]:
+def probe_problems(sections: dict[str, LMSpec]) -> list[tuple[str, str]]:
     """One minimal request to each distinct endpoint and model the run will call."""
     from tasks.program import get_lm
 
@@ -175,7 +177,7 @@ def probe_problems(sections: dict[str, LMConfig]) -> list[tuple[str, str]]:
             continue
         seen.add(key)
         try:
-            get_lm(section.model_dump()).probe()
+            get_lm(section).probe()
         except dsr.LMError as exc:
             problems.append((path, str(exc)))  # it names the model, the endpoint and what went wrong
     return problems

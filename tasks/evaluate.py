@@ -21,7 +21,7 @@ from dsr_core._async import run_sync
 from dsr_core.cache import get_default_cache
 
 from . import progress
-from .program import build_metric, build_program
+from .program import LMInput, MetricInput, build_metric, build_program
 
 
 def is_infrastructure_failure(task: Any, task_run: Any, state: Any) -> bool:
@@ -55,9 +55,9 @@ SHARD_TASK_OPTIONS: dict[str, Any] = {
 def evaluate_shard(
     program_ref: str,
     program_state: dict[str, Any] | None,
-    lm: dict[str, Any],
-    metric: dict[str, Any],
-    judge_lm: dict[str, Any] | None,
+    lm: LMInput,
+    metric: MetricInput,
+    judge_lm: LMInput | None,
     examples: list[dict[str, Any]],
     input_keys: list[str],
     first_index: int,

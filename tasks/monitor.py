@@ -12,12 +12,12 @@ from dsr_core._async import run_sync
 from dsr_core.evaluate import _as_score
 
 from .evaluate import is_infrastructure_failure
-from .program import build_metric
+from .program import LMInput, MetricInput, build_metric
 
 
 @task(name="judge_shard", retries=2, retry_delay_seconds=[1, 5], retry_condition_fn=is_infrastructure_failure)
 def judge_shard(
-    records: list[dict[str, Any]], metric: dict[str, Any], judge_lm: dict[str, Any] | None, concurrency: int = 16
+    records: list[dict[str, Any]], metric: MetricInput, judge_lm: LMInput | None, concurrency: int = 16
 ) -> list[float | None]:
     """One score in 0..1 per record, or None where judging failed (a failure is not a low score)."""
     judge = build_metric(metric, judge_lm)

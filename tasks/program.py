@@ -1,28 +1,29 @@
-"""Building the pieces a task needs from plain, JSON-able config: the program, its LM, its metric.
+"""Building the pieces a task needs from its specs: the program, its LM, its metric.
 
-Tasks receive refs and dicts (hashable inputs for Prefect's INPUTS cache policy), never live objects.
-LMs are kept per process and per config, so every shard running in one process shares one LM and
-therefore one set of client-side limits (requests in flight, rpm, tpm).
+Tasks receive specs (``tasks.specs``) or their JSON dumps (hashable inputs for Prefect's INPUTS cache policy),
+never live objects. LMs come from the process's ``TaskRegistry``, so every shard running in one process
+shares one LM per spec and therefore one set of client-side limits (requests in flight, rpm, tpm).
 """
 
 from __future__ import annotations
 
-import json
+from collections.abc import Mapping
 from typing import Any
 
 import dsr_core as dsr
+from dsr_core.imports import import_ref
 from dsr_core.state import load_program_state
-from flows.config import LMConfig, MetricConfig, import_ref
 
-_lms: dict[str, dsr.LM] = {}
+from .registry import registry
+from .specs import JUDGE_CRITERIA, LMSpec, MetricSpec
+
+LMInput = LMSpec | Mapping[str, Any]  # a spec or its JSON dump
+MetricInput = MetricSpec | Mapping[str, Any]
 
 
-def get_lm(config: dict[str, Any]) -> dsr.LM:
-    key = json.dumps(config, sort_keys=True)
-    lm = _lms.get(key)
-    if lm is None:
-        lm = _lms[key] = LMConfig.model_validate(config).build()
-    return lm
+def get_lm(spec: LMInput) -> dsr.LM:
+    """The process's LM for ``spec``."""
+    return registry.lm(LMSpec.model_validate(spec))
 
 
 def instantiate(ref: str, state: dict[str, Any] | None = None) -> dsr.Module:
@@ -36,23 +37,23 @@ def instantiate(ref: str, state: dict[str, Any] | None = None) -> dsr.Module:
     return program
 
 
-def build_program(ref: str, state: dict[str, Any] | None, lm_config: dict[str, Any]) -> dsr.Module:
-    """``instantiate`` plus the run's LM for every predictor that has none (one LM per process and config)."""
+def build_program(ref: str, state: dict[str, Any] | None, lm: LMInput) -> dsr.Module:
+    """``instantiate`` plus the run's LM for every predictor that has none (one LM per process and spec)."""
     program = instantiate(ref, state)
-    lm = get_lm(lm_config)
+    run_lm = get_lm(lm)
     for predictor in program.predictors():
         if predictor.lm is None:
-            predictor.lm = lm
+            predictor.lm = run_lm
     return program
 
 
-def build_metric(metric: dict[str, Any], judge_lm: dict[str, Any] | None) -> Any:
-    config = MetricConfig.model_validate(metric)
-    if config.ref == "judge":
+def build_metric(metric: MetricInput, judge_lm: LMInput | None) -> Any:
+    """The metric function ``metric`` names: a built-in, an imported callable, or the judge on ``judge_lm``."""
+    spec = MetricSpec.model_validate(metric)
+    if spec.ref == "judge":
         if judge_lm is None:
             raise dsr.DsrError("metric 'judge' needs a [judge_lm] section")
-        criteria = config.criteria or "The response correctly and fully answers the task."
-        return dsr.LLMJudge(criteria, lm=get_lm(judge_lm))
-    if config.ref in dsr.metrics.BUILTIN_METRICS:
-        return dsr.metrics.BUILTIN_METRICS[config.ref]
-    return import_ref(config.ref)
+        return dsr.LLMJudge(spec.criteria or JUDGE_CRITERIA, lm=get_lm(judge_lm))
+    if spec.ref in dsr.metrics.BUILTIN_METRICS:
+        return dsr.metrics.BUILTIN_METRICS[spec.ref]
+    return import_ref(spec.ref)

@@ -1,8 +1,9 @@
 """Progress sinks: how tasks running in this process report rows to a live display.
 
-The registry lives in its own module and tasks reach it as ``progress.lookup(...)``: Dask pickles a task's
-function by value together with the globals it names, and a module is pickled by reference, so the live
-display (locks, a terminal) never travels to a worker. Tasks on other machines simply find no sink.
+The sinks live in the process's ``TaskRegistry`` (``tasks.registry``) and tasks reach them as
+``progress.lookup(...)``: Dask pickles a task's function by value together with the globals it names, and a
+module is pickled by reference, so the live display (locks, a terminal) never travels to a worker. Tasks on
+other machines simply find no sink.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from dsr_core.evaluate import EvaluationRow
+
+from .registry import registry
 
 
 class ProgressSink(Protocol):
@@ -23,19 +26,17 @@ class StepSink(Protocol):
     def on_step(self, info: dict[str, Any]) -> None: ...
 
 
-_sinks: dict[str, Any] = {}
-
-
 def register(key: str, sink: ProgressSink | StepSink) -> None:
-    _sinks[key] = sink
+    registry.register_sink(key, sink)
 
 
 def unregister(key: str) -> None:
-    _sinks.pop(key, None)
+    registry.unregister_sink(key)
 
 
 def lookup(key: str | None) -> ProgressSink | None:
-    sink = _sinks.get(key) if key else None
+    """The row sink registered under ``key``, if any."""
+    sink = registry.sink(key)
     return sink if hasattr(sink, "on_row") else None
 
 
@@ -46,6 +47,6 @@ def notify_start(key: str | None, total: int) -> None:
 
 
 def notify_step(key: str | None, info: dict[str, Any]) -> None:
-    sink = _sinks.get(key) if key else None
+    sink = registry.sink(key)
     if sink is not None and hasattr(sink, "on_step"):
         sink.on_step(info)

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from flows.cli import app
 from flows.config import read_config_file
-from flows.local_lm import INSTALL_COMMAND, MODEL_NAME, missing_extra
+from flows.services.local_lm import INSTALL_COMMAND, MODEL_NAME, missing_extra
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "travel_destination"
 

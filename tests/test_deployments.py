@@ -115,7 +115,7 @@ def project(tmp_path, server):
 def test_each_deployment_runs_on_a_worker(deployed, api, server, tmp_path):
     from prefect.deployments import run_deployment
 
-    from flows.production_log import ProductionLog
+    from flows.services.production_log import ProductionLog
     from tests.programs import code
 
     server.responder = judge

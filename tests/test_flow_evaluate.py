@@ -166,6 +166,34 @@ def test_cli_evaluate_and_config_check(prefect_harness, server, workdir):
     assert bad.exit_code == 1 and "lm.max_tokens" in bad.output
 
 
+def test_tasks_of_one_process_share_one_lm_per_spec_until_reset(server):
+    """Every shard in a process shares the LM of its spec (one set of limits); reset forgets them and the sinks."""
+    from tasks import progress
+    from tasks.program import get_lm
+    from tasks.registry import TaskRegistry, registry
+    from tasks.specs import LMSpec
+
+    spec = LMSpec(model="test-model", api_base=server.url, max_concurrency=3)
+    lm = get_lm(spec)
+    assert get_lm(spec.model_dump()) is lm  # a spec and its JSON dump name the same LM
+    assert get_lm(spec.model_copy(update={"max_concurrency": 4})) is not lm
+
+    own = TaskRegistry()
+    assert own.lm(spec) is not lm and own.lm(spec) is own.lm(spec)  # one per registry
+    sink = type("Sink", (), {"on_row": lambda self, row: None, "on_start": lambda self, total: None})()
+    own.register_sink("k", sink)
+    assert own.sink("k") is sink and registry.sink("k") is None
+    own.reset()
+    assert own.sink("k") is None and own.lm(spec) is not lm
+
+    progress.register("flow-key", sink)
+    try:
+        assert progress.lookup("flow-key") is sink and progress.lookup(None) is None
+    finally:
+        progress.unregister("flow-key")
+    assert progress.lookup("flow-key") is None
+
+
 def test_auto_shard_size_gives_a_few_shards_per_worker():
     from flows.shards import auto_shard_size
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -60,3 +61,22 @@ def test_the_digest_is_the_same_in_a_fresh_process(project):
         check=True,
     ).stdout.strip()
     assert here == there
+
+
+LAYERS = """
+import os, sys
+before = dict(os.environ)
+import tasks.evaluate, tasks.monitor, tasks.optimize, tasks.program, tasks.progress
+assert not [m for m in sys.modules if m == "flows" or m.startswith("flows.")], "tasks imported flows"
+import flows.cli
+changed = sorted(k for k in set(before) | set(os.environ) if before.get(k) != os.environ.get(k))
+assert not changed, f"importing the CLI changed {changed}"
+print("ok")
+"""
+
+
+def test_tasks_import_no_flows_and_importing_the_cli_changes_no_environment_variable():
+    """Dependencies point one way (flows -> tasks -> dsr_core), and an import has no side effects on the process."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_SERVER_")}
+    done = subprocess.run([sys.executable, "-c", LAYERS], capture_output=True, text=True, env=env)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]

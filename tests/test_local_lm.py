@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from flows.cli import app
-from flows.local_lm import (
+from flows.services.local_lm import (
     DEFAULT_MAX_TOKENS,
     INSTALL_COMMAND,
     MODEL_NAME,
@@ -174,7 +174,7 @@ def test_a_server_that_dies_during_the_run_is_the_error_with_its_signal_and_log(
 
 def _server_pid(port: int) -> int:
     """The pid of the bundled model's server process on ``port`` (a child of this process)."""
-    wanted = ["-m", "flows.local_lm", "--host", "127.0.0.1", "--port", str(port)]
+    wanted = ["-m", "flows.services.local_lm", "--host", "127.0.0.1", "--port", str(port)]
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
             command = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
@@ -186,7 +186,7 @@ def _server_pid(port: int) -> int:
 
 
 def test_a_build_for_another_cpu_is_named_before_it_crashes():
-    from flows.local_lm import missing_cpu_features
+    from flows.services.local_lm import missing_cpu_features
 
     built = "CPU : SSE3 = 1 | AVX = 1 | AVX2 = 1 | AVX512 = 1 | AVX512_VNNI = 1 | FMA = 1 | OPENMP = 1 | REPACK = 1 | "
     cpu = "processor\t: 0\nflags\t\t: fpu sse pni ssse3 avx avx2 fma\nbogomips\t: 4000\n"
@@ -197,6 +197,6 @@ def test_a_build_for_another_cpu_is_named_before_it_crashes():
 
 @needs_local_extra
 def test_the_installed_build_fits_this_cpu():
-    from flows.local_lm import check_build_fits_cpu
+    from flows.services.local_lm import check_build_fits_cpu
 
     check_build_fits_cpu()  # the README's portable build: what every bundled-model test relies on

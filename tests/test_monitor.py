@@ -24,7 +24,7 @@ def judge(request):
 
 
 def serve_records(url, words, *, right):
-    from flows.production_log import ProductionLog
+    from flows.services.production_log import ProductionLog
 
     log = ProductionLog(url, flush_seconds=60)
     for word in words:

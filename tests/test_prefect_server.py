@@ -126,9 +126,8 @@ def test_a_sigkilled_dsr_evaluate_leaves_no_prefect_server(tmp_path):
 
 THREAD_SCRIPT = """
 import threading, time, urllib.request
-import flows
 from prefect import flow
-from flows.prefect_server import ephemeral_api, guarded_server, is_guarded
+from flows.services.prefect_server import ephemeral_api, guarded_server, is_guarded
 
 urls = []
 
@@ -175,10 +174,9 @@ def test_the_server_outlives_the_thread_that_started_it_and_dies_with_the_proces
 
 
 POOL_SCRIPT = """
-import flows
 from prefect import flow
 from prefect.task_runners import ProcessPoolTaskRunner
-from flows.prefect_server import ephemeral_api, exit_with_parent
+from flows.services.prefect_server import ephemeral_api, exit_with_parent
 from slow_tasks import slow
 
 @flow(task_runner=ProcessPoolTaskRunner(max_workers=2, initializer=exit_with_parent))
@@ -229,7 +227,7 @@ def test_the_server_command_is_prefects():
 
     from prefect.server.api.server import SubprocessASGIServer
 
-    from flows.prefect_server import server_command
+    from flows.services.prefect_server import server_command
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -246,7 +244,7 @@ def test_nothing_is_started_when_prefect_api_url_is_set():
     from prefect.server.api.server import SubprocessASGIServer
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    from flows.prefect_server import ephemeral_api
+    from flows.services.prefect_server import ephemeral_api
 
     before = dict(SubprocessASGIServer._instances)
     with temporary_settings(updates={PREFECT_API_URL: "http://127.0.0.1:9/api"}), ephemeral_api() as url:

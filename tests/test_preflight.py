@@ -182,3 +182,15 @@ def test_optimize_refuses_an_empty_training_set_before_prefect_starts(server, wo
     with pytest.raises(ConfigError, match="holds no examples"):
         run_optimization(validate_config(data))  # no Prefect harness: the refusal comes before the flow starts
     assert server.stats.completions == 0
+
+
+def test_references_are_checked_once_and_a_checked_config_is_handed_on_as_is(server, workdir):
+    from flows.config import RunConfig, resolve_config
+
+    config = validate_config(base_config(workdir, server))
+    assert resolve_config(config) is config  # the flow does not import the program's and metric's refs again
+    with pytest.raises(ConfigError, match="metric.ref: cannot import"):
+        resolve_config(config, ["metric.ref=tests.programs:no_such_metric"])  # overrides are checked
+    unchecked = RunConfig.model_validate(base_config(workdir, server, metric={"ref": "tests.programs:no_such_metric"}))
+    with pytest.raises(ConfigError, match="metric.ref: cannot import"):
+        resolve_config(unchecked)  # made without validate_config: checked when a flow gets it

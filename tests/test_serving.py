@@ -26,7 +26,7 @@ class Uvicorn:
     def __init__(self, app):
         import uvicorn
 
-        from flows.http_limits import server_options
+        from flows.services.http_limits import server_options
         from tests.conftest import free_port
 
         self.port = free_port()
@@ -63,8 +63,8 @@ def registered(prefect_harness, server, workdir, monkeypatch):
 
 def test_serve_predicts_validates_logs_and_follows_the_champion(registered, server, workdir, monkeypatch):
     from flows.optimize import run_optimization
-    from flows.production_log import ProductionLog, read_production_log
-    from flows.serving import ProgramService, create_app
+    from flows.services.production_log import ProductionLog, read_production_log
+    from flows.services.serving import ProgramService, create_app
 
     monkeypatch.setenv("DSR_SERVE_TOKEN", "s3cret-token")
     log = ProductionLog(str(workdir / "prodlog"), flush_seconds=0.2)
@@ -122,14 +122,14 @@ def test_serve_predicts_validates_logs_and_follows_the_champion(registered, serv
 
 def test_serve_refuses_to_start_without_its_token(registered):
     from dsr_core.errors import DsrError
-    from flows.serving import ProgramService, create_app
+    from flows.services.serving import ProgramService, create_app
 
     with pytest.raises(DsrError, match="DSR_NO_SUCH_TOKEN: that environment variable is not set"):
         create_app(ProgramService("models:/wordcode@champion"), token_env="DSR_NO_SUCH_TOKEN")
 
 
 def test_production_log_on_s3(s3):
-    from flows.production_log import ProductionLog, read_production_log
+    from flows.services.production_log import ProductionLog, read_production_log
 
     s3.mkdir("prod")
     log = ProductionLog("s3://prod/log", flush_seconds=60)
@@ -174,7 +174,7 @@ class DeepOutput(dsr.Module):
 
 def saved(program, server, path):
     """``program`` saved to ``path`` with its LM on the test server; a ProgramService loading it back."""
-    from flows.serving import ProgramService
+    from flows.services.serving import ProgramService
 
     program.set_lm(dsr.LM("test-model", api_base=server.url))
     program.save(path)
@@ -198,7 +198,7 @@ def eventually(check, timeout=30.0):
 
 
 def records_at(url):
-    from flows.production_log import read_production_log
+    from flows.services.production_log import read_production_log
 
     return read_production_log(url)[0]
 
@@ -211,8 +211,8 @@ def warnings_with(caplog, words):
 
 
 def test_a_lone_surrogate_is_a_422_and_the_log_keeps_writing(wordcode, tmp_path):
-    from flows.production_log import ProductionLog
-    from flows.serving import create_app
+    from flows.services.production_log import ProductionLog
+    from flows.services.serving import create_app
 
     url = str(tmp_path / "prodlog")
     log = ProductionLog(url, flush_seconds=0.1)
@@ -229,8 +229,8 @@ def test_a_lone_surrogate_is_a_422_and_the_log_keeps_writing(wordcode, tmp_path)
 
 
 def test_an_answer_holding_a_lone_surrogate_is_returned_and_logged(wordcode, server, tmp_path):
-    from flows.production_log import ProductionLog
-    from flows.serving import create_app
+    from flows.services.production_log import ProductionLog
+    from flows.services.serving import create_app
 
     server.responder = lambda request: request.reply(code="odd \ud800 answer")  # the LM's JSON says "\\ud800"
     url = str(tmp_path / "prodlog")
@@ -244,7 +244,7 @@ def test_an_answer_holding_a_lone_surrogate_is_returned_and_logged(wordcode, ser
 
 
 def test_a_record_that_cannot_be_encoded_costs_only_itself(tmp_path, caplog):
-    from flows.production_log import ProductionLog
+    from flows.services.production_log import ProductionLog
 
     caplog.set_level(logging.WARNING, logger="dsr.serve")
     url = str(tmp_path / "prodlog")
@@ -268,7 +268,7 @@ def test_a_record_that_cannot_be_encoded_costs_only_itself(tmp_path, caplog):
 
 
 def test_a_failed_write_keeps_its_records_for_the_next_flush(tmp_path, caplog):
-    from flows.production_log import ProductionLog
+    from flows.services.production_log import ProductionLog
 
     caplog.set_level(logging.WARNING, logger="dsr.serve")
     down = tmp_path / "storage"
@@ -290,7 +290,7 @@ def test_a_failed_write_keeps_its_records_for_the_next_flush(tmp_path, caplog):
 
 
 def test_the_buffer_is_bounded_while_storage_is_down(tmp_path, caplog):
-    from flows.production_log import ProductionLog, encode_record
+    from flows.services.production_log import ProductionLog, encode_record
 
     caplog.set_level(logging.WARNING, logger="dsr.serve")
     down = tmp_path / "storage"
@@ -312,7 +312,7 @@ def test_the_buffer_is_bounded_while_storage_is_down(tmp_path, caplog):
 
 
 def test_the_writer_flushes_on_schedule_under_load_without_close(tmp_path):
-    from flows.production_log import ProductionLog
+    from flows.services.production_log import ProductionLog
 
     url = str(tmp_path / "prodlog")
     log = ProductionLog(url, flush_seconds=0.1, flush_records=10**9)  # only the schedule triggers a flush
@@ -344,8 +344,8 @@ def test_the_writer_flushes_on_schedule_under_load_without_close(tmp_path):
 
 
 def test_deeply_nested_json_is_a_400(wordcode):
-    from flows.http_limits import MAX_JSON_DEPTH
-    from flows.serving import create_app
+    from flows.services.http_limits import MAX_JSON_DEPTH
+    from flows.services.serving import create_app
 
     json_headers = {"content-type": "application/json"}
     with Uvicorn(create_app(wordcode)) as base, httpx.Client(base_url=base, timeout=30) as http:
@@ -365,9 +365,9 @@ def test_deeply_nested_json_is_a_400(wordcode):
 
 
 def test_an_output_too_deep_to_return_is_a_502(server, tmp_path):
-    from flows.http_limits import MAX_JSON_DEPTH
-    from flows.production_log import ProductionLog
-    from flows.serving import create_app
+    from flows.services.http_limits import MAX_JSON_DEPTH
+    from flows.services.production_log import ProductionLog
+    from flows.services.serving import create_app
 
     url = str(tmp_path / "prodlog")
     log = ProductionLog(url, flush_seconds=60)
@@ -383,7 +383,7 @@ def test_an_output_too_deep_to_return_is_a_502(server, tmp_path):
 
 
 def test_docs_are_off_and_openapi_needs_the_token(wordcode, monkeypatch):
-    from flows.serving import create_app
+    from flows.services.serving import create_app
 
     monkeypatch.setenv("DSR_SERVE_TOKEN", "s3cret-token")
     auth = {"Authorization": "Bearer s3cret-token"}
@@ -400,7 +400,7 @@ def test_docs_are_off_and_openapi_needs_the_token(wordcode, monkeypatch):
 
 
 def test_values_are_checked_against_the_declared_types(server, tmp_path):
-    from flows.serving import create_app
+    from flows.services.serving import create_app
 
     service = saved(TypedProgram(), server, tmp_path / "typed.json")
     good = {"question": "q", "context": ["c"], "count": 2}
@@ -429,8 +429,8 @@ def test_values_are_checked_against_the_declared_types(server, tmp_path):
 
 
 def test_an_oversized_header_is_a_431(wordcode):
-    from flows.http_limits import MAX_HEADER_BYTES
-    from flows.serving import create_app
+    from flows.services.http_limits import MAX_HEADER_BYTES
+    from flows.services.serving import create_app
 
     with Uvicorn(create_app(wordcode)) as base:
         with httpx.Client(base_url=base, timeout=10) as http:
@@ -455,7 +455,7 @@ def test_an_oversized_header_is_a_431(wordcode):
 def test_a_react_agent_is_served_like_any_program(server, tmp_path):
     """ReAct's two predictors save under DSPy's names, load back into the agent, and answer over HTTP with
     the tools running inside the service."""
-    from flows.serving import create_app
+    from flows.services.serving import create_app
     from tests.programs import CapitalAgent
     from tests.test_react import agent
 

@@ -23,7 +23,7 @@ from .module import Module
 log = logging.getLogger(__name__)
 
 _DEFAULT_ADAPTER = ChatAdapter()  # stateless; used when neither the call, predictor nor settings give one
-# Models whose default adapter is JSONAdapter: the bundled SmolLM2-135M (flows.local_lm serves it under this
+# Models whose default adapter is JSONAdapter: the bundled SmolLM2-135M (flows.services.local_lm serves it under this
 # name) does not keep ChatAdapter's field markers, and llama.cpp constrains its JSON mode to the schema.
 JSON_ADAPTER_MODELS = frozenset({"smollm2-135m-instruct"})
 _JSON_ADAPTER = JSONAdapter()

@@ -8,7 +8,7 @@ process started a server of its own (another 8-22 s each), orphaned the same way
 
 ``ephemeral_api()`` wraps the flow calls of a run. It starts the server Prefect would start (same class, same
 command, same ``PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS``, same new-port retry, same stop at exit),
-but its process gets ``PR_SET_PDEATHSIG`` (SIGKILL when the dsr process dies), as ``flows.local_lm`` does for
+but its process gets ``PR_SET_PDEATHSIG`` (SIGKILL when the dsr process dies), as ``flows.services.local_lm`` does for
 the bundled model server, and ``PREFECT_API_URL`` points at it inside the block, so worker processes use it
 instead of starting their own. The instance is registered where ``prefect_test_harness`` registers its server
 (``SubprocessASGIServer._instances[None]``), so Prefect's events and log workers, and any flow run after the
@@ -55,8 +55,11 @@ def ephemeral_api() -> Iterator[str | None]:
     if PREFECT_API_URL.value():
         yield None
         return
+    from ..runtime import startup_timeout
+
+    timeout = startup_timeout()  # also puts the embedded defaults where the server's process reads them
     server = guarded_server()
-    server.start()  # a no-op once running; Prefect's timeout and its retry on a taken port
+    server.start(timeout=timeout)  # a no-op once running; Prefect's retry on a taken port
     with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
         yield server.api_url
 

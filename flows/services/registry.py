@@ -20,12 +20,15 @@ from pathlib import Path
 from typing import Any
 
 import dsr_core as dsr
+from dsr_core.state import ProgramState
 
-from .config import RunConfig
-from .tracking import client_for
+from ..config import RunConfig
+from ..tracking import client_for
 
 CANDIDATE, CHAMPION = "candidate", "champion"
 PROGRAM_FILE = "program.json"
+# the loader modules a dsr program model may name: this one, and where it lived before flows.services
+LOADER_MODULES = (__name__, "flows.registry")
 
 
 # -- writing ---------------------------------------------------------------------------------------------------
@@ -44,7 +47,7 @@ def _log_model(client: Any, run_id: str, program_state: dict[str, Any]) -> str:
             loader_module=__name__,
             data_path=str(data),
             pip_requirements=[f"dsr=={dsr.__version__}"],
-            metadata={"dsr_program": program_state.get("metadata", {}).get("program")},
+            metadata={"dsr_program": ProgramState.from_json(program_state).program_ref},
         )
         client.log_artifacts(run_id, str(folder), "model")
     return f"runs:/{run_id}/model"
@@ -91,7 +94,7 @@ def register(
     if champion is not None:
         try:
             previous = champion_score(
-                _strip_metadata(fetch_program_state(f"models:/{name}/{champion.version}", client))
+                ProgramState.from_json(fetch_program_state(f"models:/{name}/{champion.version}", client)).predictors()
             )
         except Exception as exc:  # noqa: BLE001 - e.g. the program changed shape since the champion was made
             reason = f"{type(exc).__name__}: {exc}"[:500]
@@ -103,10 +106,6 @@ def register(
             return {**result, "champion_version": str(champion.version)}
     client.set_registered_model_alias(name, CHAMPION, version.version)
     return {**result, "champion_version": str(version.version), "promoted": True}
-
-
-def _strip_metadata(state: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in state.items() if k != "metadata"}
 
 
 # -- reading ---------------------------------------------------------------------------------------------------
@@ -135,7 +134,7 @@ def _program_file(model_dir: Path) -> Path:
 
     mlmodel = yaml.safe_load((model_dir / "MLmodel").read_text(encoding="utf-8"))
     flavor = mlmodel.get("flavors", {}).get("python_function", {})
-    if flavor.get("loader_module") != __name__:
+    if flavor.get("loader_module") not in LOADER_MODULES:
         raise dsr.ProgramStateError(f"{model_dir}: not a dsr program model (loader {flavor.get('loader_module')!r})")
     return model_dir / flavor["data"]
 

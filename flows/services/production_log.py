@@ -19,7 +19,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from .artifacts import filesystem, is_remote, join, open_for_writing
+from ..artifacts import filesystem, is_remote, join, open_for_writing
 
 logger = logging.getLogger("dsr.serve")
 

