@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import Any
 
 from .adapters import Adapter, ChatAdapter, Code, History, Image, JSONAdapter, Reasoning, Tool, ToolCalls, Type
-from .base_lm import BaseLM
 from .cache import Cache
 from .callback import BaseCallback, with_callbacks
 from .errors import (
@@ -27,7 +26,7 @@ from .errors import (
     SignatureError,
 )
 from .evaluate import Evaluate, EvaluationAborted, EvaluationResult, EvaluationRow
-from .lm import LM, inspect_history
+from .lm import LM, BaseLM, inspect_history
 from .metrics import (
     EM,
     F1,

@@ -83,7 +83,7 @@ def active_callbacks(instance: Any) -> list[Any]:
 
 def _kind(instance: Any, method: str) -> str:
     """Which handler pair a call on ``instance`` goes to (``lm``, ``adapter_format``, ``module``, ...)."""
-    from .base_lm import BaseLM
+    from .lm.base import BaseLM
 
     if isinstance(instance, BaseLM):
         return "lm"

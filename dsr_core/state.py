@@ -208,8 +208,8 @@ def load_lm_state(state: dict[str, Any], where: str = "state", allow_unsafe_lm_s
     """An LM from saved LM state: dsr's ``LM`` for an OpenAI-compatible one (dsr's or DSPy's ``dspy.LM``);
     another ``BaseLM`` subclass named by its class path only with ``allow_unsafe_lm_state`` (importing a
     class a file names runs its code), as DSPy does."""
-    from .base_lm import LM_CLASS_STATE_KEY, BaseLM
     from .lm import LM
+    from .lm.base import LM_CLASS_STATE_KEY, BaseLM
 
     marker = state.get(LM_CLASS_STATE_KEY)
     if marker in _BUILTIN_LM_CLASSES:

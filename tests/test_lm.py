@@ -7,8 +7,7 @@ import time
 import pytest
 
 import dsr_core as dsr
-from dsr_core.base_lm import BaseLM
-from dsr_core.lm import PROBE_MESSAGES
+from dsr_core.lm import PROBE_MESSAGES, BaseLM
 from dsr_core.runtime import runtime
 from dsr_core.testing.server import LMTestServer
 

@@ -202,10 +202,7 @@ class Module(metaclass=_ModuleMeta):
 
     def get_lm(self) -> Any:
         """The one LM every predictor uses; ValueError when they use different ones."""
-        lms = {id(p.lm): p.lm for p in self.predictors()}
-        if len(lms) == 1:
-            return next(iter(lms.values()))
-        raise ValueError("Multiple LMs are being used in the module. There's no unique LM to return.")
+        return self._shared("lm", "LMs", "LM")
 
     def set_adapter(self, adapter: Any) -> None:
         for predictor in self.predictors():
@@ -213,10 +210,13 @@ class Module(metaclass=_ModuleMeta):
 
     def get_adapter(self) -> Any:
         """The one adapter every predictor uses; ValueError when they use different ones."""
-        adapters = {id(p.adapter): p.adapter for p in self.predictors()}
-        if len(adapters) == 1:
-            return next(iter(adapters.values()))
-        raise ValueError("Multiple adapters are being used in the module. There's no unique adapter to return.")
+        return self._shared("adapter", "adapters", "adapter")
+
+    def _shared(self, attribute: str, plural: str, singular: str) -> Any:
+        values = {id(v): v for v in (getattr(p, attribute) for p in self.predictors())}
+        if len(values) == 1:
+            return next(iter(values.values()))
+        raise ValueError(f"Multiple {plural} are being used in the module. There's no unique {singular} to return.")
 
     def inspect_history(self, n: int = 1) -> str:
         """Print (and return) the last ``n`` LM calls made inside this module's calls."""
