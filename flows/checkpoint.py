@@ -7,7 +7,8 @@ Layout of one run's folder::
 
 A write is atomic: the checkpoint object is written first under a new name (the sequence number grows with
 every write, never reused), then the pointer (a local write goes through a temporary file and a rename; an
-S3 PUT is atomic). A crash between the two leaves the previous pointer and its object valid. The pointer's
+S3 PUT is atomic). A crash between the two leaves the previous pointer and its object valid, and the
+orphaned newer object is skipped by the next write (sequence numbers are never reused). The pointer's
 sha256 detects a truncated or edited object. Writes are retried, because a checkpoint that fails to land
 must not cost the trial behind it. Objects older than the last few are pruned.
 """
@@ -81,7 +82,9 @@ class CheckpointStore:
         if not isinstance(checkpoint, dict) or checkpoint.get("format") != FORMAT:
             found = checkpoint.get("format") if isinstance(checkpoint, dict) else type(checkpoint).__name__
             raise CheckpointError(f"{object_path}: format {found!r}, expected {FORMAT!r}")
-        self.sequence = int(pointer["sequence"])
+        # A kill between an object's write and its pointer's leaves that object behind the pointer's back: the
+        # run resumes from the pointer (the commit point) and its next write goes past the orphan, never over it.
+        self.sequence = max(int(pointer["sequence"]), *self._sequences()[:1])
         return checkpoint
 
     def _sequences(self) -> list[int]:

@@ -55,6 +55,21 @@ def test_recovery_skips_a_damaged_newest_object_and_never_overwrites_it(checkpoi
     assert "checkpoint-000005.json" in objects(reopened)  # written after the damaged one, not over it
 
 
+def test_a_kill_between_object_and_pointer_resumes_from_the_pointer_and_writes_past_the_orphan(checkpoint_url):
+    store = CheckpointStore(checkpoint_url, "run-a")
+    write_steps(store, 3)
+    orphan = store._path("checkpoint-000004.json")  # the killed run wrote its next object, not its pointer
+    store._put(orphan, json.dumps({"format": "dsr-checkpoint/1", "step": 3, "run_name": "run-a"}).encode())
+
+    reopened = CheckpointStore(checkpoint_url, "run-a")
+    assert reopened.read_latest()["step"] == 2  # the pointer is the commit point
+    reopened.write(3, {"run_name": "run-a", "status": "running", "state": {"step": 3}})
+    pointer = json.loads(reopened._read_bytes(reopened._path("latest.json")))
+    assert pointer["object"] == "checkpoint-000005.json"
+    assert json.loads(reopened._read_bytes(orphan))["step"] == 3  # left as it was
+    assert reopened.read_latest()["state"] == {"step": 3}
+
+
 def test_checkpoints_of_another_run_are_not_adopted_and_not_overwritten(checkpoint_url):
     store = CheckpointStore(checkpoint_url, "run-a")
     write_steps(store, 2, name="someone-else")
