@@ -31,9 +31,12 @@ DEFAULT_MEMORY_ENTRIES = 100_000
 
 
 def default_cache_dir() -> Path:
-    env = os.environ.get("DSR_CACHE_DIR")
-    if env:
-        return Path(env).expanduser()
+    """``DSR_CACHE_DIR``, else ``dsr`` in the XDG cache folder (``~/.cache/dsr``)."""
+    from .environment import environment
+
+    configured = environment().cache_dir
+    if configured is not None:
+        return configured
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "dsr"
 
@@ -211,4 +214,7 @@ def get_default_cache() -> Cache:
 
 
 def cache_enabled_globally() -> bool:
-    return os.environ.get("DSR_CACHE", "1").lower() not in ("0", "false", "no", "off")
+    """False when ``DSR_CACHE`` turns the LM cache off for the whole process."""
+    from .environment import environment
+
+    return environment().cache

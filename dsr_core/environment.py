@@ -1,7 +1,9 @@
 """dsr's settings from the environment: every variable has the ``DSR_`` prefix; secrets are ``SecretStr``.
 
-``environment()`` reads the variables afresh on each call, so a change made while the process runs (a test,
-a notebook) is seen by the next read. Secrets (API keys, the serving token) live in variables a config or a
+``environment()`` sees a change made while the process runs (a test, a notebook) at its next call: it keeps
+the last parsed settings only while the raw values of its variables stay the same (three dict lookups, so the
+request path may ask on every call). This module imports pydantic-settings, which costs tens of milliseconds:
+dsr_core imports it on first use, never when ``dsr_core`` itself is imported. Secrets (API keys, the serving token) live in variables a config or a
 command names (``api_key_env``, ``--token-env``); ``secret(name)`` reads one without its value ever being
 printed in a repr or a log line.
 """
@@ -44,9 +46,18 @@ class DsrEnvironment(BaseSettings):
         return self.http_transport == "aiohttp"
 
 
+VARIABLES = tuple(f"DSR_{name.upper()}" for name in DsrEnvironment.model_fields)
+_parsed: tuple[tuple[str | None, ...], DsrEnvironment] | None = None
+
+
 def environment() -> DsrEnvironment:
     """The ``DSR_`` settings as the environment has them now."""
-    return DsrEnvironment()
+    global _parsed
+    raw = tuple(os.environ.get(name) for name in VARIABLES)
+    parsed = _parsed  # one read: another thread may replace it meanwhile, with settings just as current
+    if parsed is None or parsed[0] != raw:
+        parsed = _parsed = (raw, DsrEnvironment())
+    return parsed[1]
 
 
 def secret(name: str | None) -> SecretStr | None:

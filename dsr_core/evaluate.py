@@ -248,9 +248,11 @@ class EvaluationResult:
         return round(100.0 * sum(r.score for r in self.rows) / self.n, 2) if self.rows else 0.0
 
     @classmethod
-    def from_records(cls, records: Iterable[Mapping[str, Any] | EvaluationRecord]) -> EvaluationResult:
+    def from_records(
+        cls, records: Iterable[Mapping[str, Any] | EvaluationRecord], *, wall_time: float = 0.0
+    ) -> EvaluationResult:
         """The result of evaluation records (as ``evaluate_shard`` returns them), in their order."""
-        return cls(rows=[row_from_record(r) for r in records])
+        return cls(rows=[row_from_record(r) for r in records], wall_time=wall_time)
 
     @property
     def usage(self) -> Usage:
@@ -360,13 +362,33 @@ def _metric_arity(metric: Metric) -> int:
         return 2
 
 
+def takes_predictor(metric: Metric) -> bool:
+    """Is this a GEPA feedback metric, ``metric(gold, pred, trace, pred_name, pred_trace)``? Known by a
+    ``pred_name`` parameter or by five positional parameters (DSPy's GEPAFeedbackMetric)."""
+    try:
+        parameters = inspect.signature(metric).parameters
+    except (TypeError, ValueError):
+        return False
+    return "pred_name" in parameters or _metric_arity(metric) >= 5
+
+
 async def call_metric(
-    metric: Metric, example: Any, prediction: Any, trace: Any = None, *, arity: int | None = None
+    metric: Metric,
+    example: Any,
+    prediction: Any,
+    trace: Any = None,
+    *,
+    arity: int | None = None,
+    pred_name: str | None = None,
+    pred_trace: Any = None,
 ) -> Any:
     """The metric's value for one example: ``metric(example, prediction[, trace])``, awaited if it is async;
-    a metric that is a Module (an LM judge such as SemanticF1) runs on the caller's event loop."""
+    a metric that is a Module (an LM judge such as SemanticF1) runs on the caller's event loop. A GEPA
+    feedback metric gets ``pred_name`` and ``pred_trace`` too (None: feedback for the whole program)."""
     if isinstance(metric, Module):
         value = await (metric.acall(example, prediction) if trace is None else metric.acall(example, prediction, trace))
+    elif takes_predictor(metric):
+        value = metric(example, prediction, trace, pred_name, pred_trace)
     else:
         arity = _metric_arity(metric) if arity is None else arity
         value = metric(example, prediction, trace) if arity >= 3 else metric(example, prediction)
@@ -384,6 +406,12 @@ def _as_score(value: Any) -> float:
     if isinstance(score, (int, float, bool)):
         return float(score)
     raise TypeError(f"a metric must return a number or bool, got {type(value).__name__}")
+
+
+def metric_feedback(value: Any) -> str | None:
+    """The text feedback of a metric's value (DSPy's ``Prediction(score=..., feedback=...)``), if it has one."""
+    feedback = getattr(value, "feedback", None)
+    return None if feedback is None else str(feedback)
 
 
 _DSPY_TIMEOUT, _DSPY_STRAGGLER_LIMIT = 120, 3  # DSPy's defaults for its thread pool's straggler resubmission

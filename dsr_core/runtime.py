@@ -24,6 +24,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from .cache import Cache
 
 log = logging.getLogger(__name__)
@@ -58,7 +60,7 @@ class Runtime:
         self._forward_pool: ThreadPoolExecutor | None = None
         self._cache_writer: ThreadPoolExecutor | None = None
         self._cache: Cache | None = None
-        self._cache_env: str | None = None
+        self._cache_env: Path | None = None
         self._held: list[LoopResource] = []
         self._at_exit = False
 
@@ -111,7 +113,9 @@ class Runtime:
 
     def default_cache(self) -> Cache:
         """The process's shared cache, created on first use and again if DSR_CACHE_DIR changes."""
-        env = os.environ.get("DSR_CACHE_DIR")
+        from .environment import environment
+
+        env = environment().cache_dir
         cache = self._cache
         if cache is None or env != self._cache_env:
             from .cache import Cache

@@ -17,7 +17,7 @@ from pydantic import BaseModel
 
 import dsr_core as dsr
 from dsr_core import imports
-from dsr_core.evaluate import EvaluationResult, row_from_record
+from dsr_core.evaluate import EvaluationResult
 from tasks import progress
 from tasks.evaluate import evaluate_shard
 
@@ -112,8 +112,7 @@ def evaluate_flow(
         )
     records = shards.records()
     wall = time.perf_counter() - started
-    rows = sorted((row_from_record(r) for r in records), key=lambda r: r.index)
-    result = EvaluationResult(rows=rows, wall_time=wall)
+    result = EvaluationResult.from_records(sorted(records, key=lambda r: r["index"]), wall_time=wall)
     phases["shards"] = wall
     mark = time.perf_counter()
     table = result.to_arrow()
@@ -124,7 +123,7 @@ def evaluate_flow(
     summary = result.summary()
     run_id = log_evaluation(config, run_name, summary, table_url, table)
     phases["mlflow"] = time.perf_counter() - mark
-    replayed = sum(r.replayed for r in rows)
+    replayed = sum(r.replayed for r in result.rows)
     logger.info(
         "score %.2f on %d examples (%d errors, %d replayed from persisted results); table at %s",
         result.score,

@@ -22,6 +22,7 @@ from typing import Any
 
 import dsr_core as dsr
 from dsr_core.cache import cache_enabled_globally
+from dsr_core.evaluate import EvaluationRecord
 
 from .config import RunConfig
 
@@ -62,8 +63,7 @@ def _records_need_recompute(records: list[dict[str, Any]]) -> bool:
 
 
 def _records_replayed(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    zero = {"prompt_tokens": 0, "completion_tokens": 0, "lm_calls": 0, "cached_calls": 0, "cached": False}
-    return [{**record, **zero, "replayed": True} for record in records]
+    return [EvaluationRecord.from_dict(record).as_replayed().to_dict() for record in records]
 
 
 def _work_needs_recompute(result: dict[str, Any]) -> bool:

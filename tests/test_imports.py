@@ -66,6 +66,11 @@ def test_the_digest_is_the_same_in_a_fresh_process(project):
 LAYERS = """
 import os, sys
 before = dict(os.environ)
+import dsr_core
+assert "pydantic_settings" not in sys.modules, "importing dsr_core read the environment settings"
+import dsr_core.optimizers, dsr_core.evaluate, dsr_core.metrics, dsr_core.state, dsr_core.data, dsr_core.environment
+heavy = [m for m in sys.modules if m.split(".")[0] in ("prefect", "mlflow", "flows", "tasks")]
+assert not heavy, f"dsr_core imported {heavy[:5]}"
 import tasks.evaluate, tasks.monitor, tasks.optimize, tasks.program, tasks.progress
 assert not [m for m in sys.modules if m == "flows" or m.startswith("flows.")], "tasks imported flows"
 import flows.cli
@@ -76,7 +81,8 @@ print("ok")
 
 
 def test_tasks_import_no_flows_and_importing_the_cli_changes_no_environment_variable():
-    """Dependencies point one way (flows -> tasks -> dsr_core), and an import has no side effects on the process."""
+    """Dependencies point one way (flows -> tasks -> dsr_core; dsr_core imports neither Prefect nor MLflow), and
+    an import has no side effects on the process."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_SERVER_")}
     done = subprocess.run([sys.executable, "-c", LAYERS], capture_output=True, text=True, env=env)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]

@@ -116,8 +116,9 @@ async def test_rpm_limit_spaces_requests(server):
     lm = dsr.LM("m", api_base=server.url, rpm=600, cache=False)  # 10/s, burst of one second
     started = time.perf_counter()
     await asyncio.gather(*(lm.acall([{"role": "user", "content": str(i)}]) for i in range(25)))
-    elapsed = time.perf_counter() - started
-    assert 1.3 <= elapsed < 3.0  # 25 requests at 10/s with a 10-request burst: ~1.5 s
+    # 25 requests at 10/s with a 10-request burst take at least 1.5 s (how much longer is the machine's business)
+    assert time.perf_counter() - started >= 1.3
+    assert server.stats.requests == 25
 
 
 async def test_tpm_limit_throttles_by_tokens(server):

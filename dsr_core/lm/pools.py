@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import os
 import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -123,7 +122,9 @@ def http_client(openai: Any, connections: int, timeout: float) -> Any:
     """The SDK's aiohttp transport when aiohttp is installed (measured about twice as fast per request as
     httpcore at hundreds of requests in flight, bench/RESULTS.md); the SDK's httpx default otherwise."""
     limits = _httpx_limits(connections)
-    if os.environ.get("DSR_HTTP_TRANSPORT", "aiohttp") == "aiohttp":
+    from ..environment import environment
+
+    if environment().use_aiohttp:
         try:
             import aiohttp  # noqa: F401
 
