@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .adapters import Adapter, ChatAdapter, Code, History, Image, JSONAdapter, Reasoning, Tool, ToolCalls, Type
+from .adapters import Adapter, ChatAdapter, JSONAdapter
 from .cache import Cache
 from .callback import BaseCallback, with_callbacks
 from .errors import (
@@ -59,8 +59,10 @@ from .tracking import trace, track_usage
 
 __version__ = "0.1.0"
 
-# imported on first use (optuna and the optimizers' modules are not needed to run a program)
+# imported on first use (optuna and the optimizers' modules are not needed to run a program; the custom types'
+# pydantic models cost more to build than the rest of the package)
 _LAZY = {
+    **{name: ".adapters" for name in ("Code", "History", "Image", "Reasoning", "Tool", "ToolCalls", "Type")},
     "DataLoader": ".data",
     "load_examples": ".data",
     **{

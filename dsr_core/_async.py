@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextvars
+import inspect
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
@@ -50,3 +51,8 @@ def run_sync(coro: Coroutine[Any, Any, T]) -> T:
     if not ok:
         raise value
     return value  # type: ignore[no-any-return]
+
+
+def is_async_callable(func: Any) -> bool:
+    """A coroutine function, or an object whose ``__call__`` is one."""
+    return inspect.iscoroutinefunction(func) or (callable(func) and inspect.iscoroutinefunction(type(func).__call__))

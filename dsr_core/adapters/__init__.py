@@ -4,15 +4,31 @@ Custom field types live here too, as in DSPy's ``dspy.adapters.types``: ``Histor
 ``Reasoning`` and their base ``Type``.
 """
 
+from typing import Any
+
 from .base import Adapter
 from .chat import ChatAdapter
-from .code import Code
-from .custom_types import Type
-from .history import History
-from .image import Image
 from .json_adapter import JSONAdapter
-from .reasoning import Reasoning
-from .tool import Tool, ToolCalls
+
+# imported on first use: building their pydantic models costs more than the rest of ``import dsr_core``
+_LAZY = {
+    "Code": "code",
+    "History": "history",
+    "Image": "image",
+    "Reasoning": "reasoning",
+    "Tool": "tool",
+    "ToolCalls": "tool",
+    "Type": "custom_types",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "Adapter",

@@ -20,8 +20,7 @@ from ..callback import with_callbacks
 from ..errors import AdapterParseError
 from ..primitives import Usage
 from ..signatures import Field, Signature, SignatureMeta, annotation_name
-from .custom_types import Type, split_message_content
-from .history import History, is_raw_message
+from .markers import loaded, split_message_content
 from .types import format_value
 
 if TYPE_CHECKING:
@@ -158,7 +157,10 @@ class Adapter:
 
     def history_field_name(self, signature: type[Signature]) -> str | None:
         """The input field that carries a ``History``, if any."""
-        return next((n for n, f in signature.input_fields.items() if f.annotation is History), None)
+        history = loaded("history", "History")
+        if history is None:
+            return None
+        return next((n for n, f in signature.input_fields.items() if f.annotation is history), None)
 
     _get_history_field_name = history_field_name  # DSPy's name
 
@@ -170,6 +172,8 @@ class Adapter:
         ``signature`` is the signature without the history field. A message given as ``{"role", "content"}``
         is passed through unchanged.
         """
+        from .history import History, is_raw_message
+
         history = inputs.get(history_field_name)
         if history is None:
             return []
@@ -303,9 +307,11 @@ def _dspy_arguments(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any,
 def describe_fields(fields: dict[str, Field]) -> str:
     """DSPy's numbered field list: type, description, custom-type descriptions and constraints."""
     lines = []
+    custom_type = loaded("custom_types", "Type")
     for i, (name, field) in enumerate(fields.items()):
         desc = "" if field.desc == f"${{{name}}}" else field.desc
-        for custom in Type.extract_custom_type_from_annotation(field.annotation):
+        customs = custom_type.extract_custom_type_from_annotation(field.annotation) if custom_type else []
+        for custom in customs:
             if custom.description():
                 desc += f"\n    Type description of {annotation_name(custom)}: {custom.description()}"
         line = f"{i + 1}. `{name}` ({annotation_name(field.annotation)}): {desc}"

@@ -20,7 +20,9 @@ class History(pydantic.BaseModel):
 
     messages: list[dict[str, Any]]
 
-    model_config = pydantic.ConfigDict(defer_build=True, frozen=True, str_strip_whitespace=True, validate_assignment=True, extra="forbid")
+    model_config = pydantic.ConfigDict(
+        defer_build=True, frozen=True, str_strip_whitespace=True, validate_assignment=True, extra="forbid"
+    )
 
     def with_messages(self, messages: list[dict[str, Any]]) -> History:
         """A new History with ``messages`` appended."""

@@ -64,7 +64,9 @@ class Image(Type):
 
     url: str
 
-    model_config = pydantic.ConfigDict(defer_build=True, frozen=True, str_strip_whitespace=True, validate_assignment=True, extra="forbid")
+    model_config = pydantic.ConfigDict(
+        defer_build=True, frozen=True, str_strip_whitespace=True, validate_assignment=True, extra="forbid"
+    )
 
     def __init__(self, source: Any = None, **data: Any) -> None:
         if source is not None and "url" in data:

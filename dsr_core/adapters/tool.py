@@ -18,6 +18,7 @@ from typing import Any, get_origin, get_type_hints
 
 import pydantic
 
+from .._async import is_async_callable
 from ..callback import with_callbacks
 from ..runtime import runtime
 from .custom_types import Type
@@ -114,7 +115,7 @@ class Tool:
         """Call the tool from async code: coroutine functions are awaited, plain functions run in a worker
         thread so a slow tool does not hold up the other calls on the event loop."""
         parsed = self._validate_and_parse_args(**kwargs)
-        if _is_async(self.func):
+        if is_async_callable(self.func):
             result = self.func(**parsed)
         else:
             ctx = contextvars.copy_context()
@@ -319,11 +320,6 @@ def _async_sync_conversion_allowed() -> bool:
         return bool(settings.get("allow_tool_async_sync_conversion"))
     except (KeyError, TypeError):
         return False
-
-
-def _is_async(func: Any) -> bool:
-    """A coroutine function, or an object whose ``__call__`` is one."""
-    return inspect.iscoroutinefunction(func) or (callable(func) and inspect.iscoroutinefunction(type(func).__call__))
 
 
 async def _awaited(awaitable: Any) -> Any:

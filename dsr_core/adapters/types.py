@@ -14,24 +14,45 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 import pydantic
 
 from ..signatures import Field, annotation_name
-from .code import Code
-from .custom_types import Type
-from .history import History
-from .image import Image
-from .reasoning import Reasoning
+from .markers import loaded
 
 __all__ = [
-    "Code",
-    "History",
-    "Image",
-    "Reasoning",
-    "Type",
+    "Code",  # noqa: F822 - from __getattr__
+    "History",  # noqa: F822 - from __getattr__
+    "Image",  # noqa: F822 - from __getattr__
+    "Reasoning",  # noqa: F822 - from __getattr__
+    "Type",  # noqa: F822 - from __getattr__
     "format_value",
     "jsonable",
     "output_type_note",
     "parse_value",
     "python_type_reminder",
 ]
+
+
+# DSPy's ``dspy.adapters.types`` path to the custom types, imported when first asked for
+_CUSTOM_TYPES = {
+    "Code": "code",
+    "History": "history",
+    "Image": "image",
+    "Reasoning": "reasoning",
+    "Type": "custom_types",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _CUSTOM_TYPES:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_CUSTOM_TYPES[name]}", __package__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _is_loaded_subclass(annotation: Any, *names: tuple[str, str]) -> bool:
+    """Whether ``annotation`` is a subclass of one of the custom types ``(module, class)`` (only a type that
+    has been imported can be one)."""
+    bases = tuple(base for module, name in names if (base := loaded(module, name)) is not None)
+    return bool(bases) and _is_subclass(annotation, bases)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -100,7 +121,11 @@ def json_schema(annotation: Any) -> dict[str, Any]:
 def output_type_note(field: Field) -> str:
     """The ``# note: ...`` hint that follows an output placeholder in the structure section."""
     annotation = field.annotation
-    if field.kind == "input" or annotation is str or _is_subclass(annotation, (Reasoning, Code)):
+    if (
+        field.kind == "input"
+        or annotation is str
+        or _is_loaded_subclass(annotation, ("reasoning", "Reasoning"), ("code", "Code"))
+    ):
         return ""  # Reasoning reads as a str; Code's type description already says what to write
     if annotation is bool:
         desc = "must be True or False"
@@ -166,7 +191,7 @@ def parse_value(value: Any, annotation: Any, constraints: tuple[tuple[str, Any],
         return adapter.validate_python(value)
     if origin in (Union, types.UnionType) and str in get_args(annotation):
         return adapter.validate_python(value)
-    if _is_subclass(annotation, Type):
+    if _is_loaded_subclass(annotation, ("custom_types", "Type")):
         try:  # a custom type reads its own text first (Code takes the fenced block as written)
             return adapter.validate_python(value)
         except pydantic.ValidationError:

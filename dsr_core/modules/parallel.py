@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .. import settings as _settings
-from ..adapters.tool import _is_async
+from .._async import is_async_callable
 from ..errors import DsrError
 from ..primitives import Example
 from ..runtime import runtime
@@ -159,7 +159,7 @@ async def _invoke(module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) ->
         acall = getattr(module, "acall", None)
         if acall is not None and inspect.iscoroutinefunction(acall):
             return await acall(*args, **kwargs)
-        if _is_async(module):
+        if is_async_callable(module):
             return await module(*args, **kwargs)
     ctx = contextvars.copy_context()
     loop = asyncio.get_running_loop()

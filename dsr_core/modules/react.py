@@ -12,17 +12,19 @@ from __future__ import annotations
 import logging
 import traceback
 from collections.abc import Callable, Sequence
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from .. import settings as _settings
 from ..adapters import ChatAdapter
-from ..adapters.tool import Tool
 from ..errors import ContextWindowExceededError
 from ..primitives import Prediction, Usage
 from ..signatures import InputField, OutputField, Signature, ensure_signature, make_signature
 from .chain_of_thought import ChainOfThought
 from .module import Module
 from .predict import Predict
+
+if TYPE_CHECKING:
+    from ..adapters.tool import Tool
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +41,8 @@ class ReAct(Module):
     """
 
     def __init__(self, signature: Any, tools: Sequence[Callable[..., Any] | Tool], max_iters: int = 10) -> None:
+        from ..adapters.tool import Tool  # imported here: its pydantic models are not needed to import dsr_core
+
         self.signature = signature = ensure_signature(signature)
         self.max_iters = max_iters
 
