@@ -1,0 +1,37 @@
+"""The DSR_ variables: parsed once per change, a bad value named, secrets never shown."""
+
+from __future__ import annotations
+
+import pytest
+
+from dsr_core.environment import EnvironmentVariableError, environment, secret
+
+
+def test_defaults_and_a_change_seen_at_the_next_read(monkeypatch, tmp_path):
+    for name in ("DSR_CACHE", "DSR_CACHE_DIR", "DSR_HTTP_TRANSPORT"):
+        monkeypatch.delenv(name, raising=False)
+    settings = environment()
+    assert (settings.cache, settings.cache_dir, settings.use_aiohttp) == (True, None, True)
+    assert environment() is settings  # nothing changed: nothing parsed again
+
+    monkeypatch.setenv("DSR_CACHE", " Off ")
+    monkeypatch.setenv("DSR_CACHE_DIR", str(tmp_path / "c"))
+    monkeypatch.setenv("DSR_HTTP_TRANSPORT", "httpx")
+    changed = environment()
+    assert (changed.cache, changed.cache_dir, changed.use_aiohttp) == (False, tmp_path / "c", False)
+
+
+@pytest.mark.parametrize(("name", "value"), [("DSR_CACHE", "maybe"), ("DSR_HTTP_TRANSPORT", "curl")])
+def test_a_value_dsr_cannot_read_is_an_error_naming_the_variable(monkeypatch, name, value):
+    monkeypatch.setenv(name, value)
+    with pytest.raises(EnvironmentVariableError, match=f"{name}='{value}': expected one of"):
+        environment()
+
+
+def test_a_secret_is_never_shown(monkeypatch):
+    monkeypatch.setenv("MY_KEY", "sk-very-secret")
+    value = secret("MY_KEY")
+    assert value is not None and value.get_secret_value() == "sk-very-secret"
+    assert "sk-very-secret" not in repr(value) and "sk-very-secret" not in str(value)
+    monkeypatch.setenv("MY_KEY", "")
+    assert secret("MY_KEY") is None and secret(None) is None
