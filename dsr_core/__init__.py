@@ -67,7 +67,15 @@ _LAZY = {
     "load_examples": ".data",
     **{
         name: ".optimizers"
-        for name in ("LabeledFewShot", "BootstrapFewShot", "BootstrapFewShotWithRandomSearch", "COPRO", "MIPROv2")
+        for name in (
+            "LabeledFewShot",
+            "BootstrapFewShot",
+            "BootstrapFewShotWithRandomSearch",
+            "COPRO",
+            "MIPROv2",
+            "GEPA",
+            "GEPA",
+        )
     },
 }
 

@@ -351,25 +351,22 @@ def is_transient(exc: BaseException) -> bool:
 
 
 def _metric_arity(metric: Metric) -> int:
+    """How many of ``(example, prediction, trace, pred_name, pred_trace)`` the metric takes: its positional
+    parameters, or 5 for a GEPA feedback metric (known by a ``pred_name`` parameter). Computed once per
+    evaluation, not per example: ``inspect.signature`` costs more than a cached LM call."""
     try:
-        params = [
-            p
-            for p in inspect.signature(metric).parameters.values()
-            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
-        ]
-        return len(params)
+        parameters = inspect.signature(metric).parameters
     except (TypeError, ValueError):
         return 2
+    if "pred_name" in parameters:
+        return 5
+    return sum(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in parameters.values())
 
 
 def takes_predictor(metric: Metric) -> bool:
     """Is this a GEPA feedback metric, ``metric(gold, pred, trace, pred_name, pred_trace)``? Known by a
     ``pred_name`` parameter or by five positional parameters (DSPy's GEPAFeedbackMetric)."""
-    try:
-        parameters = inspect.signature(metric).parameters
-    except (TypeError, ValueError):
-        return False
-    return "pred_name" in parameters or _metric_arity(metric) >= 5
+    return not isinstance(metric, Module) and _metric_arity(metric) >= 5
 
 
 async def call_metric(
@@ -387,11 +384,14 @@ async def call_metric(
     feedback metric gets ``pred_name`` and ``pred_trace`` too (None: feedback for the whole program)."""
     if isinstance(metric, Module):
         value = await (metric.acall(example, prediction) if trace is None else metric.acall(example, prediction, trace))
-    elif takes_predictor(metric):
-        value = metric(example, prediction, trace, pred_name, pred_trace)
     else:
         arity = _metric_arity(metric) if arity is None else arity
-        value = metric(example, prediction, trace) if arity >= 3 else metric(example, prediction)
+        if arity >= 5:
+            value = metric(example, prediction, trace, pred_name, pred_trace)
+        elif arity >= 3:
+            value = metric(example, prediction, trace)
+        else:
+            value = metric(example, prediction)
     if inspect.isawaitable(value):
         value = await value
     return value

@@ -1,7 +1,8 @@
 """The run config: one pydantic model shared by every flow (as its parameters) and by the CLI (as a file).
 
-A TOML or YAML file with sections ``[program] [data] [metric] [lm] [judge_lm] [prompt_lm] [optimizer] [run]
-[mlflow]`` (the optimize flow reads ``[optimizer]`` and ``[prompt_lm]``; the evaluate flow ignores them);
+A TOML or YAML file with sections ``[program] [data] [metric] [lm] [judge_lm] [prompt_lm] [reflection_lm]
+[optimizer] [run] [mlflow]`` (the optimize flow reads ``[optimizer]``, ``[prompt_lm]`` and, for GEPA,
+``[reflection_lm]``; the evaluate flow ignores them);
 ``--set section.key=value`` overrides any key. Problems (unknown keys, wrong types, refs that do not
 import) are collected and reported together, each with its config path, before any LM call is made.
 """
@@ -54,7 +55,7 @@ class RunSection(Spec):
     )
 
 
-OPTIMIZERS = ("LabeledFewShot", "BootstrapFewShot", "BootstrapFewShotWithRandomSearch", "COPRO", "MIPROv2")
+OPTIMIZERS = ("LabeledFewShot", "BootstrapFewShot", "BootstrapFewShotWithRandomSearch", "COPRO", "MIPROv2", "GEPA")
 
 
 class OptimizerConfig(BaseModel):
@@ -106,6 +107,7 @@ class RunConfig(Spec):
     lm: LMSpec
     judge_lm: LMSpec | None = None
     prompt_lm: LMSpec | None = Field(None, description="the model that proposes instructions (default: lm)")
+    reflection_lm: LMSpec | None = Field(None, description="the model GEPA reflects with (default: prompt_lm, then lm)")
     optimizer: OptimizerConfig = OptimizerConfig()
     monitor: MonitorConfig | None = None
     run: RunSection = RunSection()
@@ -215,7 +217,7 @@ def optimizer_class(name: str) -> type:
 
 
 # objects, not settings: the flow supplies them from the other sections
-NOT_FROM_CONFIG = {"metric", "seed", "teacher", "prompt_model", "task_model"}
+NOT_FROM_CONFIG = {"metric", "seed", "teacher", "prompt_model", "task_model", "reflection_lm"}
 
 
 def check_optimizer_params(section: OptimizerConfig) -> list[tuple[str, str]]:

@@ -38,6 +38,7 @@ from dsr_core.optimizers.base import (
     GenerateWork,
     Optimizer,
     OptimizerState,
+    TraceOutcome,
 )
 from dsr_core.state import ProgramState, dump_program_state
 from tasks import progress
@@ -56,6 +57,7 @@ from .shards import ShardBatch, auto_shard_size, replays_allowed
 OUTCOMES: dict[str, type[BaseModel]] = {
     "bootstrap": BootstrapOutcome,
     "generate": GenerateOutcome,
+    "trace": TraceOutcome,
 }
 
 
@@ -104,7 +106,12 @@ def fingerprint(
     """What a checkpoint must match to be resumed: each part hashed separately so a mismatch can be named."""
     lms = {
         name: section.result_params() if section is not None else None
-        for name, section in (("lm", config.lm), ("prompt_lm", config.prompt_lm), ("judge_lm", config.judge_lm))
+        for name, section in (
+            ("lm", config.lm),
+            ("prompt_lm", config.prompt_lm),
+            ("reflection_lm", config.reflection_lm),
+            ("judge_lm", config.judge_lm),
+        )
     }
     return {
         "optimizer": config.optimizer.name,
@@ -166,7 +173,10 @@ class StepRunner:
         self.code_version = code_version(config)
         self.lm = config.lm.model_dump()
         self.judge = config.judge_lm.model_dump() if config.judge_lm else None
-        self.prompt_lm = config.prompt_lm.model_dump() if config.prompt_lm else None
+        # GEPA reflects with [reflection_lm], then [prompt_lm], then [lm]; the other optimizers propose with [prompt_lm]
+        reflection = config.reflection_lm if config.optimizer.name == "GEPA" else None
+        prompt_lm = reflection or config.prompt_lm
+        self.prompt_lm = prompt_lm.model_dump() if prompt_lm else None
         self.metric = config.metric.model_dump()
         self.input_keys = list(config.data.input_keys)
 
@@ -552,7 +562,9 @@ def run_optimization(config: RunConfig, progress_key: str | None = None) -> Opti
 
     with serve_local_models(config) as config:
         preflight(config, "optimize")  # before Prefect starts: a run that cannot succeed stops in a second or two
-        with ephemeral_api():  # no PREFECT_API_URL: a server that dies with this process (flows.services.prefect_server)
+        with (
+            ephemeral_api()
+        ):  # no PREFECT_API_URL: a server that dies with this process (flows.services.prefect_server)
             return optimize_flow.with_options(task_runner=task_runner_for(config))(config, progress_key=progress_key)
 
 

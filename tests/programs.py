@@ -102,3 +102,22 @@ class CapitalAgent(dsr.Module):
 
     async def aforward(self, question: str) -> dsr.Prediction:
         return await self.agent.acall(question=question)
+
+
+def reverses_when_told(request):
+    """The server's rule for GEPA: the right code only when the instruction says to reverse the word; a
+    reflection request gets the instruction its feedback asks for."""
+    if request.output_fields == ["new_instruction"]:
+        told = "must say: reverse" in request.inputs.get("examples_with_feedback", "")
+        current = request.inputs.get("current_instruction", "")
+        return request.reply(new_instruction=f"{current} Reverse the word, then uppercase it." if told else current)
+    word = request.inputs.get("word", "")
+    return request.reply(code=code(word) if "Reverse the word" in request.instructions else word)
+
+
+def code_feedback(gold, pred, trace, pred_name, pred_trace):
+    """A GEPA feedback metric: the score, and feedback that names what the instruction lacks."""
+    right = pred.code == gold.code
+    return dsr.Prediction(
+        score=float(right), feedback="Correct." if right else "Wrong: the instruction must say: reverse"
+    )

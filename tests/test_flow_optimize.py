@@ -9,7 +9,7 @@ import pytest
 
 from flows.checkpoint import CheckpointError, CheckpointStore
 from flows.config import ConfigError, validate_config
-from tests.programs import learns_from_demos, write_words
+from tests.programs import learns_from_demos, reverses_when_told, write_words
 
 
 def make_config(workdir, server, *, optimizer=None, name="opt-test", register_as=None, **run):
@@ -335,6 +335,25 @@ def test_mipro_flow_searches_with_parallel_trials(prefect_harness, server, workd
     # two trials per step, except where a full evaluation comes between (after the 5th minibatch trial)
     minibatch_steps = [t["step"] for t in trials if t["kind"] == "minibatch"]
     assert sorted(minibatch_steps.count(step) for step in set(minibatch_steps)) == [1, 1, 2, 2]
+
+
+def test_gepa_flow_reflects_with_the_reflection_lm_and_traces_as_tasks(prefect_harness, server, workdir):
+    from flows.optimize import run_optimization
+
+    server.responder = reverses_when_told
+    optimizer = {"name": "GEPA", "max_metric_calls": 80, "reflection_minibatch_size": 3, "use_merge": False}
+    config = make_config(workdir, server, optimizer=optimizer, shard_size=4)
+    config["metric"] = {"ref": "tests.programs:code_feedback"}
+    config["reflection_lm"] = {"model": "reflection-model", "api_base": server.url}
+    report = run_optimization(validate_config(config))
+    assert (report.baseline_score, report.optimized_score) == (0.0, 100.0)
+    assert {b["model"] for b in server.requests} == {"test-model", "reflection-model"}
+    reflections = [b for b in server.requests if b["model"] == "reflection-model"]
+    assert all("must say: reverse" in json.dumps(b["messages"]) for b in reflections[:1])  # feedback reached it
+    checkpoint = CheckpointStore(str(workdir / "checkpoints"), "opt-test").read_latest()
+    assert checkpoint["status"] == "finished" and checkpoint["state"]["optimizer"] == "GEPA"
+    with open(report.program_url) as handle:
+        assert "Reverse the word" in handle.read()  # the winning instruction is the one the feedback asked for
 
 
 def test_a_crashed_run_is_marked_failed_in_mlflow_and_resumes(prefect_harness, server, workdir, monkeypatch):

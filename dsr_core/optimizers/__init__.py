@@ -9,12 +9,16 @@ from .base import (
     LocalRunner,
     Optimizer,
     OptimizerState,
+    TraceCall,
+    TraceOutcome,
+    TraceWork,
     TrialRecord,
     WorkKey,
     merge_evaluations,
 )
 from .bootstrap import BootstrapFewShot, BootstrapState, LabeledFewShot
 from .copro import COPRO, CoproState
+from .gepa import GEPA, GepaState
 from .mipro import MiproState, MIPROv2
 from .random_search import BootstrapFewShotWithRandomSearch, RandomSearchState
 
@@ -28,7 +32,9 @@ __all__ = [
     "EvaluateOutcome",
     "EvaluateWork",
     "GenerateOutcome",
+    "GEPA",
     "GenerateWork",
+    "GepaState",
     "LabeledFewShot",
     "LocalRunner",
     "MIPROv2",
@@ -36,6 +42,9 @@ __all__ = [
     "Optimizer",
     "OptimizerState",
     "RandomSearchState",
+    "TraceCall",
+    "TraceOutcome",
+    "TraceWork",
     "TrialRecord",
     "WorkKey",
     "merge_evaluations",

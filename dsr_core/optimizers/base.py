@@ -21,7 +21,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from .._async import run_sync
-from ..evaluate import Evaluate, _as_score, _setting, call_metric, is_transient
+from ..evaluate import Evaluate, _as_score, _setting, call_metric, is_transient, metric_feedback, takes_predictor
 from ..modules.module import Module
 from ..primitives import Example
 from ..tracking import trace
@@ -76,7 +76,18 @@ class GenerateWork(BaseModel):
     rollout: str | None = None  # a distinct, reproducible cache entry; None: the plain request
 
 
-Work = Annotated[BootstrapWork | EvaluateWork | GenerateWork, Field(discriminator="kind")]
+class TraceWork(BaseModel):
+    """Run candidate ``candidate`` (program state ``program``) on training examples ``indices`` and keep, per
+    example, the score, the metric's feedback and every predictor call: what a reflective optimizer (GEPA)
+    shows its reflection model."""
+
+    kind: Literal["trace"] = "trace"
+    candidate: int
+    program: dict[str, Any]
+    indices: list[int]
+
+
+Work = Annotated[BootstrapWork | EvaluateWork | GenerateWork | TraceWork, Field(discriminator="kind")]
 
 
 class GenerateOutcome(BaseModel):
@@ -93,6 +104,31 @@ class BootstrapOutcome(BaseModel):
     index: int
     success: bool
     demos: dict[str, dict[str, Any]] = {}  # predictor name -> the demo its call produced
+    error: str | None = None
+    transient: bool = False  # the error was an infrastructure failure (a later attempt may succeed)
+
+
+class TraceCall(BaseModel):
+    """One predictor call of a traced run: its inputs and outputs, as JSON."""
+
+    inputs: dict[str, Any]
+    outputs: dict[str, Any]
+
+
+class TraceOutcome(BaseModel):
+    """One traced example. ``feedback`` is the metric's text about the whole program (None when the metric
+    returns a bare score); ``predictor_feedback`` what a GEPA feedback metric said about each predictor
+    given its own calls; ``calls`` each predictor's calls in order. A failed example has an error, score 0
+    and no calls. ``gold`` is the example's labels (what the output should have been)."""
+
+    candidate: int
+    index: int
+    score: float = 0.0
+    gold: dict[str, Any] = {}
+    outputs: dict[str, Any] | None = None
+    feedback: str | None = None
+    predictor_feedback: dict[str, str] = {}
+    calls: dict[str, list[TraceCall]] = {}
     error: str | None = None
     transient: bool = False  # the error was an infrastructure failure (a later attempt may succeed)
 
@@ -245,12 +281,14 @@ class LocalRunner:
                 predictor.lm = live.get(_lm_key(predictor.lm), predictor.lm)
         return program
 
-    async def run(self, work: Sequence[BootstrapWork | EvaluateWork | GenerateWork]) -> list[Any]:
+    async def run(self, work: Sequence[BootstrapWork | EvaluateWork | GenerateWork | TraceWork]) -> list[Any]:
         import asyncio
 
-        async def one(item: BootstrapWork | EvaluateWork | GenerateWork) -> list[Any]:
+        async def one(item: BootstrapWork | EvaluateWork | GenerateWork | TraceWork) -> list[Any]:
             if isinstance(item, BootstrapWork):
                 return list(await self.bootstrap(item))
+            if isinstance(item, TraceWork):
+                return list(await self.traces(item))
             if isinstance(item, GenerateWork):
                 return [await self.generate(item)]
             return [await self.evaluate(item)]
@@ -345,6 +383,67 @@ class LocalRunner:
 
         return list(await asyncio.gather(*(one(i) for i in work.indices)))
 
+    async def traces(self, work: TraceWork) -> list[TraceOutcome]:
+        """Run the candidate on each example under ``trace()``, score it, and, for a GEPA feedback metric, ask
+        the metric once more per predictor that ran, with that predictor's own calls (DSPy's pred_trace)."""
+        import asyncio
+
+        from ..adapters.types import jsonable
+
+        program = self.program(work.program)
+        names = {id(p): name for name, p in program.named_predictors()}
+        per_predictor = takes_predictor(self.metric)
+        semaphore = asyncio.Semaphore(self.concurrency)
+
+        async def one(index: int) -> TraceOutcome:
+            example = self.trainset[index]
+            async with semaphore:
+                try:
+                    with trace() as calls:
+                        prediction = await program.acall(**example.inputs().to_dict())
+                    value = await call_metric(self.metric, example, prediction, calls)
+                    score = _as_score(value)
+                    own: dict[str, list[Any]] = {}
+                    for call in calls:
+                        name = names.get(id(call[0]))
+                        if name is not None:
+                            own.setdefault(name, []).append(call)
+                    feedback: dict[str, str] = {}
+                    for name, sub_trace in own.items() if per_predictor else ():
+                        text = metric_feedback(
+                            await call_metric(
+                                self.metric, example, prediction, calls, pred_name=name, pred_trace=sub_trace
+                            )
+                        )
+                        if text is not None:
+                            feedback[name] = text
+                except Exception as exc:  # noqa: BLE001 - a failed example is reported in its outcome
+                    log.error("Failed to trace example %s with %s due to %s.", example, self.metric, exc)
+                    return TraceOutcome(
+                        candidate=work.candidate,
+                        index=index,
+                        error=f"{type(exc).__name__}: {exc}",
+                        transient=is_transient(exc),
+                    )
+            return TraceOutcome(
+                candidate=work.candidate,
+                index=index,
+                score=score,
+                gold=jsonable(example.labels().to_dict()) if example.input_keys is not None else {},
+                outputs=jsonable(prediction.to_dict()),
+                feedback=metric_feedback(value),
+                predictor_feedback=feedback,
+                calls={
+                    name: [
+                        TraceCall(inputs=jsonable(inputs), outputs=jsonable(output.to_dict()))
+                        for _, inputs, output in sub
+                    ]
+                    for name, sub in own.items()
+                },
+            )
+
+        return list(await asyncio.gather(*(one(i) for i in work.indices)))
+
 
 class Optimizer:
     """The ask/tell protocol plus ``compile`` (drive the machine in process, for notebooks)."""
@@ -362,7 +461,7 @@ class Optimizer:
     ) -> OptimizerState:
         raise NotImplementedError
 
-    def ask(self, state: Any) -> list[BootstrapWork | EvaluateWork | GenerateWork]:
+    def ask(self, state: Any) -> list[BootstrapWork | EvaluateWork | GenerateWork | TraceWork]:
         raise NotImplementedError
 
     def tell(self, state: Any, results: list[Any]) -> Any:

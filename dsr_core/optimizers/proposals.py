@@ -4,7 +4,8 @@ COPRO's two signatures, and MIPROv2's grounded proposer: the dataset summary (Da
 batch by batch, then ObservationSummarizer), the program and module describers, and
 GenerateSingleModuleInstruction in each of the variants MIPROv2 uses (with or without the dataset summary,
 the program description and a tip; MIPROv2 never shows instruction history). Typos are DSPy's: the prompts
-are the same bytes DSPy sends. ``PROPOSAL_SIGNATURES`` is the registry work items name them by.
+are the same bytes DSPy sends. GEPA's reflection prompt is gepa's template text recast as a signature (its
+two placeholders become input fields, its fenced reply an output field). ``PROPOSAL_SIGNATURES`` is the registry work items name them by.
 """
 
 from __future__ import annotations
@@ -154,7 +155,25 @@ def strip_prefix(text: str) -> str:
     return re.sub(r"^[\*\s]*(([\w\'\-]+\s+){0,4}[\w\'\-]+):\s*", "", text).strip('"')
 
 
+# -- GEPA: reflection on traces and feedback (gepa's InstructionProposalSignature, as a signature) ----------------
+
+
+class ProposeInstructionFromFeedback(Signature):
+    """I provided an assistant with the current instruction to perform a task for me. The examples with feedback are different task inputs provided to the assistant along with the assistant's response for each of them, and some feedback on how the assistant's response could be better.
+
+    Your task is to write a new instruction for the assistant.
+
+    Read the inputs carefully and identify the input format and infer detailed task description about the task I wish to solve with the assistant.
+
+    Read all the assistant responses and the corresponding feedback. Identify all niche and domain specific factual information about the task and include it in the instruction, as a lot of it may not be available to the assistant in the future. The assistant may have utilized a generalizable strategy to solve the task, if so, include that in the instruction as well."""  # noqa: E501
+
+    current_instruction: str = InputField(desc="The instruction the assistant was given")
+    examples_with_feedback: str = InputField(desc="Task inputs, the assistant's outputs, and feedback on each")
+    new_instruction: str = OutputField(desc="The new instruction for the assistant")
+
+
 PROPOSAL_SIGNATURES: dict[str, type[Signature]] = {
+    "reflection": ProposeInstructionFromFeedback,
     "basic": BasicGenerateInstruction,
     "attempts": GenerateInstructionGivenAttempts,
     "dataset_descriptor": DatasetDescriptor,

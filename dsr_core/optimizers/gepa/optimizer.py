@@ -1,0 +1,476 @@
+"""The GEPA optimizer: its parameters and budget, and the ask/tell machine over GepaState.
+
+Each iteration is a merge (when one is due) or a reflective mutation; see the package docstring for the
+algorithm and for how ``num_proposals`` runs several iterations at once.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import math
+from collections.abc import Callable, Sequence
+from typing import Any, Literal
+
+from pydantic import NonNegativeInt, PositiveInt
+
+from ...modules.module import Module
+from ...primitives import Example
+from ..base import (
+    EvaluateOutcome,
+    EvaluateWork,
+    GenerateOutcome,
+    GenerateWork,
+    Optimizer,
+    TraceOutcome,
+    TraceWork,
+    WorkKey,
+    base_fields,
+    ignored,
+    merge_evaluations,
+    rng_for,
+)
+from .merge import merge_subsample, plan_merge
+from .pareto import best_candidate, select_parent
+from .reflection import minibatch, read_instruction, reflective_examples, render_examples
+from .result import detailed_results
+from .state import Candidate, GepaState, Iteration, Trial, trial_number, with_instructions
+
+log = logging.getLogger(__name__)
+
+AUTO_RUN_SETTINGS = {"light": {"n": 6}, "medium": {"n": 12}, "heavy": {"n": 18}}
+REFLECT = "reflect"  # the step of a reflection request; its number is the iteration's
+
+
+def auto_budget(
+    num_preds: int, num_candidates: int, valset_size: int, minibatch_size: int = 35, full_eval_steps: int = 5
+) -> int:
+    """DSPy's metric-call budget for ``auto``: a MIPROv2-sized run of ``num_candidates`` candidates."""
+    num_trials = int(max(2 * (num_preds * 2) * math.log2(num_candidates), 1.5 * num_candidates))
+    total = valset_size + num_candidates * 5 + num_trials * minibatch_size
+    if num_trials == 0:
+        return total
+    periodic_fulls = (num_trials + 1) // full_eval_steps + 1
+    extra_final = 1 if num_trials < full_eval_steps else 0
+    return total + (periodic_fulls + extra_final) * valset_size
+
+
+def _callable_as_metric(metric: Callable[..., Any]) -> bool:
+    """Can the metric be called with two, three or five arguments (a builtin without a signature: yes)?"""
+    try:
+        signature = inspect.signature(metric)
+    except ValueError:
+        return True
+    for count in (2, 3, 5):
+        try:
+            signature.bind(*([None] * count))
+        except TypeError:
+            continue
+        return True
+    return False
+
+
+class GEPA(Optimizer):
+    """DSPy's ``GEPA(metric, auto=... | max_full_evals=... | max_metric_calls=..., reflection_lm=...)``.
+
+    ``metric`` may return a number or ``Prediction(score=..., feedback=...)`` and may take GEPA's
+    ``(gold, pred, trace, pred_name, pred_trace)``; it is the runner's to call (the flows pass theirs), so
+    it may be left out here. ``num_proposals`` is dsr's: iterations run at once (same result as one).
+    """
+
+    name = "GEPA"
+
+    def __init__(
+        self,
+        metric: Callable[..., Any] | None = None,
+        *,
+        auto: Literal["light", "medium", "heavy"] | None = None,
+        max_full_evals: PositiveInt | None = None,
+        max_metric_calls: PositiveInt | None = None,
+        reflection_minibatch_size: PositiveInt = 3,
+        candidate_selection_strategy: Literal["pareto", "current_best"] = "pareto",
+        reflection_lm: Any = None,
+        skip_perfect_score: bool = True,
+        use_merge: bool = True,
+        max_merge_invocations: NonNegativeInt = 5,
+        num_threads: PositiveInt | None = None,
+        perfect_score: float = 1.0,
+        log_dir: str | None = None,
+        track_stats: bool = False,
+        seed: int = 0,
+        num_proposals: PositiveInt = 1,
+    ) -> None:
+        if metric is not None and not isinstance(metric, Module) and not _callable_as_metric(metric):
+            raise TypeError(
+                "GEPA: the metric must accept (gold, pred[, trace]) or GEPA's (gold, pred, trace, pred_name, "
+                "pred_trace)"
+            )
+        budgets = {"auto": auto, "max_full_evals": max_full_evals, "max_metric_calls": max_metric_calls}
+        given = [name for name, value in budgets.items() if value is not None]
+        if len(given) != 1:
+            raise ValueError(
+                "GEPA: exactly one of auto, max_full_evals and max_metric_calls must be set "
+                f"(got {', '.join(given) if given else 'none'})"
+            )
+        if log_dir is not None:
+            ignored(self.name, "log_dir", "the state is JSON; the optimize flow checkpoints it after every step")
+        self.metric = metric
+        self.auto = auto
+        self.max_full_evals = max_full_evals
+        self.max_metric_calls = max_metric_calls
+        self.reflection_minibatch_size = reflection_minibatch_size
+        self.candidate_selection_strategy = candidate_selection_strategy
+        self.reflection_lm = reflection_lm
+        self.prompt_model = reflection_lm  # the model LocalRunner answers GenerateWork with
+        self.skip_perfect_score = skip_perfect_score
+        self.use_merge = use_merge
+        self.max_merge_invocations = max_merge_invocations
+        self.num_threads = num_threads
+        self.perfect_score = perfect_score
+        self.log_dir = log_dir
+        self.track_stats = track_stats
+        self.seed = seed
+        self.num_proposals = num_proposals
+
+    def compile(
+        self,
+        student: Module,
+        trainset: Sequence[Example] | None = None,
+        valset: Sequence[Example] | None = None,
+        *,
+        teacher: Module | None = None,
+        **options: Any,
+    ) -> Module:
+        """DSPy's ``compile(student, trainset=..., valset=...)``; without a valset the trainset validates."""
+        if teacher is not None:
+            raise ValueError("GEPA does not use a teacher (DSPy's GEPA does not support one either)")
+        return super().compile(student, trainset, valset, **options)
+
+    # -- init ------------------------------------------------------------------------------------------------
+
+    def budget(self, num_preds: int, n_train: int, n_val: int | None) -> int:
+        """The run's metric calls: ``max_metric_calls``, or DSPy's rule for ``max_full_evals`` or ``auto``."""
+        if self.auto is not None:
+            n = AUTO_RUN_SETTINGS[self.auto]["n"]
+            return auto_budget(num_preds, n, n_val if n_val is not None else n_train)
+        if self.max_full_evals is not None:
+            return self.max_full_evals * (n_train + (n_val or 0))
+        assert self.max_metric_calls is not None
+        return self.max_metric_calls
+
+    def init_state(self, program: Module, trainset: Sequence[Example], valset: Sequence[Example] | None) -> GepaState:
+        if not trainset:
+            raise ValueError("GEPA needs a non-empty trainset")
+        if valset is not None and not valset:
+            raise ValueError("GEPA needs a non-empty valset (or none: the trainset then validates)")
+        fields = base_fields(self.name, self.seed, program, trainset, valset)
+        if not fields["predictor_names"]:
+            raise ValueError("GEPA needs a program with at least one predictor")
+        n_val = len(valset) if valset is not None else None
+        return GepaState(
+            **fields,
+            program=program.dump_state(),
+            val_split="val" if valset is not None else "train",
+            val_indices=list(range(n_val if n_val is not None else len(trainset))),
+            max_metric_calls=self.budget(len(fields["predictor_names"]), len(trainset), n_val),
+        )
+
+    def planned_trials(self, state: GepaState) -> int | None:
+        """Unknown: how many evaluations the budget buys depends on what is accepted (see max_metric_calls)."""
+        return None
+
+    # -- ask -------------------------------------------------------------------------------------------------
+
+    def ask(self, state: GepaState) -> list[Any]:
+        if state.done:
+            return []
+        if state.phase == "baseline":
+            return [EvaluateWork(candidate=0, split=state.val_split, indices=state.val_indices, program=state.program)]
+        work: list[Any] = []
+        for position, iteration in enumerate(state.running):
+            item = self._work(state, iteration, front=position == 0)
+            if item is not None:
+                work.append(item)
+        return work
+
+    def _work(self, state: GepaState, it: Iteration, *, front: bool) -> Any:
+        """The work ``it`` waits for (a full evaluation only once every earlier iteration is finished)."""
+        parent = state.candidates[it.parents[0]]
+        if it.stage == "trace":
+            program = with_instructions(state.program, parent.instructions)
+            return TraceWork(candidate=it.number, program=program, indices=it.indices)
+        if it.stage == "reflect":
+            assert it.reflection is not None
+            return GenerateWork(
+                key=WorkKey(step=REFLECT, number=it.number),
+                signature="reflection",
+                inputs=it.reflection,
+                rollout=f"gepa:{state.seed}:{it.number}",
+            )
+        program = with_instructions(state.program, it.instructions)
+        if it.stage == "minibatch":
+            return EvaluateWork(
+                candidate=trial_number(it.number, "minibatch"), split="train", indices=it.indices, program=program
+            )
+        if it.stage == "subsample":
+            indices = [state.val_indices[p] for p in it.indices]
+            return EvaluateWork(
+                candidate=trial_number(it.number, "subsample"), split=state.val_split, indices=indices, program=program
+            )
+        if it.stage == "full" and front:
+            return EvaluateWork(
+                candidate=trial_number(it.number, "full"),
+                split=state.val_split,
+                indices=state.val_indices,
+                program=program,
+            )
+        return None
+
+    # -- tell ------------------------------------------------------------------------------------------------
+
+    def tell(self, state: GepaState, results: list[Any]) -> GepaState:
+        state = state.model_copy(deep=True)
+        evaluations = {candidate: outcome for (candidate, _), outcome in merge_evaluations(results).items()}
+        if state.phase == "baseline":
+            self._baseline(state, evaluations[0])
+        else:
+            traces: dict[int, list[TraceOutcome]] = {}
+            for result in results:
+                if isinstance(result, TraceOutcome):
+                    traces.setdefault(result.candidate, []).append(result)
+            generations = {r.key.number: r for r in results if isinstance(r, GenerateOutcome) and r.key.step == REFLECT}
+            for position, it in enumerate(state.running):
+                if it.stage == "trace" and it.number in traces:
+                    self._traced(state, position, traces[it.number])
+                elif it.stage == "reflect" and it.number in generations:
+                    self._reflected(state, it, generations[it.number])
+                elif (
+                    it.stage in ("minibatch", "subsample", "full") and trial_number(it.number, it.stage) in evaluations
+                ):
+                    self._evaluated(state, it, evaluations[trial_number(it.number, it.stage)])
+            self._resolve(state)
+        if not state.running and not state.done:
+            self._launch(state)
+        return state
+
+    def _baseline(self, state: GepaState, outcome: EvaluateOutcome) -> None:
+        instructions = {name: state.program[name]["signature"]["instructions"] for name in state.predictor_names}
+        state.candidates.append(
+            Candidate(number=0, instructions=instructions, origin="seed", val_scores=outcome.scores)
+        )
+        state.metric_calls += len(outcome.scores)
+        state.trials.append(self._trial(0, "baseline", {"iteration": -1}, outcome))
+        state.best_score = round(100.0 * state.candidates[0].mean, 4)
+        state.phase = "search"
+
+    def _traced(self, state: GepaState, position: int, outcomes: list[TraceOutcome]) -> None:
+        """The parent's minibatch run: skip a perfect minibatch, else choose the component (round robin) and
+        build the reflection request from its calls and feedback."""
+        it = state.running[position]
+        by_index = {outcome.index: outcome for outcome in outcomes}
+        traces = [by_index[i] for i in it.indices]
+        it.scores_before = [t.score for t in traces]
+        it.metric_calls += len(traces)
+        if self.skip_perfect_score and all(s >= self.perfect_score for s in it.scores_before):
+            it.stage, it.outcome = "done", "skipped"
+            return
+        it.component_position = self._next_component(state, position)
+        it.component = state.predictor_names[it.component_position]
+        examples = reflective_examples(traces, it.component, rng_for(state.seed, "reflect", it.number))
+        if not examples:  # the component did not run (or every run failed) on this minibatch
+            it.stage, it.outcome = "done", "no_proposal"
+            return
+        current = state.candidates[it.parents[0]].instructions[it.component]
+        it.reflection = {"current_instruction": current, "examples_with_feedback": render_examples(examples)}
+        it.stage = "reflect"
+
+    def _next_component(self, state: GepaState, position: int) -> int:
+        """The parent's round-robin position, counting the choices of earlier running iterations."""
+        parent = state.running[position].parents[0]
+        earlier = sum(
+            1
+            for it in state.running[:position]
+            if it.kind == "mutation" and it.parents[0] == parent and it.component_position is not None
+        )
+        return (state.candidates[parent].next_component + earlier) % len(state.predictor_names)
+
+    def _reflected(self, state: GepaState, it: Iteration, outcome: GenerateOutcome) -> None:
+        if outcome.error is not None and outcome.transient:
+            raise RuntimeError(f"GEPA: the reflection of iteration {it.number} failed: {outcome.error}")
+        reply = outcome.completions[0].get("new_instruction") if outcome.error is None and outcome.completions else None
+        instruction = read_instruction(str(reply or ""))
+        if not instruction:
+            log.warning("GEPA iteration %d: no instruction proposed (%s)", it.number, outcome.error or "empty reply")
+            it.stage, it.outcome, it.reflection = "done", "no_proposal", None
+            return
+        assert it.component is not None
+        it.instructions = {**state.candidates[it.parents[0]].instructions, it.component: instruction}
+        it.stage, it.reflection = "minibatch", None
+
+    def _evaluated(self, state: GepaState, it: Iteration, outcome: EvaluateOutcome) -> None:
+        stage = it.stage
+        it.metric_calls += len(outcome.scores)
+        params = {"iteration": it.number, "parent": it.parents[0]}
+        if it.kind == "merge":
+            assert it.ancestor is not None
+            params.update(other_parent=it.parents[1], ancestor=it.ancestor)
+        if stage == "full":
+            it.candidate = len(state.candidates)  # the front iteration: it joins the pool in this tell
+            params["candidate"] = it.candidate
+            it.stage, it.outcome = "done", "accepted"
+            state.candidates.append(self._new_candidate(state, it, outcome.scores))
+        else:
+            it.scores_after = outcome.scores
+            improved = (
+                sum(it.scores_after) > sum(it.scores_before)
+                if stage == "minibatch"
+                else sum(it.scores_after) >= max(it.scores_before)
+            )
+            it.stage = "full" if improved else "done"
+            it.outcome = None if improved else "rejected"
+        state.trials.append(self._trial(trial_number(it.number, stage), stage, params, outcome))
+        state.trials.sort(key=lambda trial: trial.number)
+
+    def _new_candidate(self, state: GepaState, it: Iteration, val_scores: list[float]) -> Candidate:
+        spent_before = state.metric_calls + it.metric_calls - len(val_scores)
+        return Candidate(
+            number=len(state.candidates),
+            instructions=it.instructions,
+            parents=it.parents,
+            origin=it.kind,
+            iteration=it.number,
+            component=it.component,
+            ancestor=it.ancestor,
+            val_scores=val_scores,
+            discovered_at=spent_before,
+        )
+
+    @staticmethod
+    def _trial(number: int, kind: str, params: dict[str, int], outcome: EvaluateOutcome) -> Trial:
+        return Trial(
+            number=number,
+            kind=kind,  # type: ignore[arg-type]
+            params=params,
+            n_examples=len(outcome.scores),
+            score=round(100.0 * outcome.mean, 4),
+        )
+
+    # -- committing finished iterations ----------------------------------------------------------------------
+
+    def _resolve(self, state: GepaState) -> None:
+        """Commit finished iterations in order; drop the speculative ones a one-at-a-time run would not make
+        (those after an accepted iteration, and those after the budget ran out)."""
+        for position, it in enumerate(state.running):
+            if it.stage == "full" or it.outcome == "accepted":
+                self._discard(state, position + 1)
+                break
+        while state.running and state.running[0].stage == "done":
+            self._commit(state, state.running.pop(0))
+            if state.metric_calls >= state.max_metric_calls:
+                self._discard(state, 0)
+
+    def _discard(self, state: GepaState, start: int) -> None:
+        """Drop the running iterations from ``start`` on, with their trials; their numbers start again."""
+        dropped = state.running[start:]
+        if not dropped:
+            return
+        numbers = {it.number for it in dropped}
+        state.discarded_metric_calls += sum(it.metric_calls for it in dropped)
+        state.trials = [t for t in state.trials if t.params["iteration"] not in numbers]
+        state.next_iteration = dropped[0].number
+        del state.running[start:]
+
+    def _commit(self, state: GepaState, it: Iteration) -> None:
+        if it.kind == "mutation" and it.component_position is not None:
+            parent = state.candidates[it.parents[0]]
+            parent.next_component = (it.component_position + 1) % len(state.predictor_names)
+        state.metric_calls += it.metric_calls
+        if it.outcome == "accepted":
+            assert it.candidate is not None
+            added = state.candidates[it.candidate]
+            added.next_component = max(state.candidates[p].next_component for p in it.parents)
+            if it.kind == "mutation" and self.use_merge:
+                state.found_new_program = True
+                if state.merges_accepted < self.max_merge_invocations:
+                    state.merges_due += 1
+            elif it.kind == "merge":
+                state.merges_due -= 1
+                state.merges_accepted += 1
+            state.best_score = round(100.0 * state.candidates[best_candidate(state.val_scores)].mean, 4)
+        log.info("GEPA iteration %d (%s of %s): %s", it.number, it.kind, it.parents, it.outcome or "finished")
+        state.history.append(it)
+
+    # -- starting iterations ---------------------------------------------------------------------------------
+
+    def _launch(self, state: GepaState) -> None:
+        """Start the next ``num_proposals`` iterations, each as if every earlier one will be rejected (its
+        parent, component and minibatch then are the ones a one-at-a-time run would choose); or finish."""
+        if state.metric_calls >= state.max_metric_calls:
+            self._finish(state)
+            return
+        least_spent = state.metric_calls
+        for slot in range(self.num_proposals):
+            if slot > 0 and least_spent >= state.max_metric_calls:
+                break  # even if every earlier iteration spends the least, this one would not start
+            number = state.next_iteration
+            it = self._merge(state, number) if slot == 0 else None
+            it = it or self._mutation(state, number)
+            state.running.append(it)
+            state.next_iteration += 1
+            least_spent += len(it.indices)
+
+    def _merge(self, state: GepaState, number: int) -> Iteration | None:
+        """A merge iteration if one is due right after a new mutation and an untried one exists (gepa)."""
+        due = self.use_merge and state.found_new_program and state.merges_due > 0
+        state.found_new_program = False
+        if not due:
+            return None
+        rng = rng_for(state.seed, "merge", number)
+        plan = plan_merge(
+            state.predictor_names,
+            [c.instructions for c in state.candidates],
+            [c.parents for c in state.candidates],
+            state.val_scores,
+            state.tried_triplets,
+            state.tried_merges,
+            rng,
+        )
+        if plan is None:
+            return None
+        state.tried_triplets.append([plan.first, plan.second, plan.ancestor])
+        state.tried_merges.append([plan.first, plan.second, *plan.sources])
+        first, second = state.candidates[plan.first].val_scores, state.candidates[plan.second].val_scores
+        positions = merge_subsample(first, second, rng)
+        return Iteration(
+            number=number,
+            kind="merge",
+            stage="subsample",
+            parents=[plan.first, plan.second],
+            indices=positions,
+            instructions=plan.instructions,
+            ancestor=plan.ancestor,
+            sources=plan.sources,
+            scores_before=[sum(first[p] for p in positions), sum(second[p] for p in positions)],
+        )
+
+    def _mutation(self, state: GepaState, number: int) -> Iteration:
+        parent = select_parent(
+            self.candidate_selection_strategy, state.val_scores, rng_for(state.seed, "parent", number)
+        )
+        batch = minibatch(state.seed, state.n_train, self.reflection_minibatch_size, number)
+        return Iteration(number=number, kind="mutation", stage="trace", parents=[parent], indices=batch)
+
+    def _finish(self, state: GepaState) -> None:
+        best = state.candidates[best_candidate(state.val_scores)]
+        state.result = with_instructions(state.program, best.instructions)
+        state.best_score = round(100.0 * best.mean, 4)
+        state.phase, state.done = "done", True
+
+    # -- the result ------------------------------------------------------------------------------------------
+
+    def finish(self, student: Module, state: GepaState) -> Module:
+        """The best program; with ``track_stats``, DSPy's ``detailed_results`` on it too."""
+        compiled = super().finish(student, state)
+        if self.track_stats:
+            compiled.detailed_results = detailed_results(student, state)
+        return compiled
