@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 
@@ -152,12 +152,12 @@ class Usage:
         self.cached_calls += other.cached_calls
 
     def __add__(self, other: Usage) -> Usage:
-        total = Usage(**asdict(self))
+        total = Usage(**vars(self))
         total.add(other)
         return total
 
     def to_dict(self) -> dict[str, int]:
-        return {**asdict(self), "total_tokens": self.total_tokens}
+        return {**vars(self), "total_tokens": self.total_tokens}  # vars, not asdict: this is on the request path
 
 
 class Completions:
@@ -279,11 +279,11 @@ class Prediction(Example):
     def copy(self, **updates: Any) -> Prediction:
         result = super().copy(**updates)
         object.__setattr__(result, "completions", Completions(self.completions))
-        object.__setattr__(result, "usage", Usage(**asdict(self.usage)))
+        object.__setattr__(result, "usage", Usage(**vars(self.usage)))
         return result  # type: ignore[return-value]
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**super().__getstate__(), "completions": self.completions.to_list(), "usage": asdict(self.usage)}
+        return {**super().__getstate__(), "completions": self.completions.to_list(), "usage": dict(vars(self.usage))}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)

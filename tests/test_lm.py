@@ -448,3 +448,17 @@ async def test_plain_lm_response_is_dspy_list_of_outputs(server, lm):
     state = lm.dump_state()
     assert state["model"] == "openai/test-model" and state["_dspy_lm_class"] == "dspy.clients.lm.LM"
     assert dsr.LM.load_state(state).model == "test-model"
+
+
+async def test_both_transports_send_the_sdks_headers(server, monkeypatch):
+    """The aiohttp path posts without the SDK's request builder, with the headers the SDK would send."""
+    seen = {}
+    for transport in TRANSPORTS:
+        monkeypatch.setenv("DSR_HTTP_TRANSPORT", transport)
+        lm = dsr.LM("m", api_base=server.url, api_key="sk-header-test", cache=False)
+        await lm.acall([{"role": "user", "content": transport}])
+        seen[transport] = dict(server.stats.last_headers)
+    aio, httpx = seen["aiohttp"], seen["httpx"]
+    assert aio["authorization"] == httpx["authorization"] == "Bearer sk-header-test"
+    for name in ("user-agent", "content-type", "accept", "x-stainless-lang", "x-stainless-package-version"):
+        assert aio[name] == httpx[name], name

@@ -11,7 +11,9 @@ completions and the usage behind them; ``acall`` with a signature as its second 
 
 from __future__ import annotations
 
+import collections
 import textwrap
+import weakref
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +29,12 @@ if TYPE_CHECKING:
     from ..lm import LM
 
 Message = dict[str, Any]
+
+
+# dsr's adapter classes -> signature -> system message (weak: a signature dropped by its program goes)
+_SYSTEM_MESSAGES: collections.defaultdict[type, weakref.WeakKeyDictionary[Any, str]] = collections.defaultdict(
+    weakref.WeakKeyDictionary
+)
 
 
 class Adapter:
@@ -65,11 +73,20 @@ class Adapter:
         return split_message_content(messages)
 
     def format_system_message(self, signature: type[Signature]) -> str:
-        return (
-            f"{self.format_field_description(signature)}\n"
-            f"{self.format_field_structure(signature)}\n"
-            f"{self.format_task_description(signature)}"
-        )
+        """The field descriptions, the structure and the task. A signature is immutable, so dsr's own adapters
+        keep the text per signature (it is most of the formatting work of a call); a subclass, which may format
+        from its own state, builds it every time."""
+        cache = _SYSTEM_MESSAGES[type(self)] if type(self).__module__.startswith("dsr_core.") else None
+        text = cache.get(signature) if cache is not None else None
+        if text is None:
+            text = (
+                f"{self.format_field_description(signature)}\n"
+                f"{self.format_field_structure(signature)}\n"
+                f"{self.format_task_description(signature)}"
+            )
+            if cache is not None:
+                cache[signature] = text
+        return text
 
     def format_field_description(self, signature: type[Signature]) -> str:
         return (

@@ -437,21 +437,13 @@ class LM(BaseLM):
         warn_cut: bool = True,
     ) -> LMResponse:
         """One request under the LM's limits; raises the SDK's errors (or a malformed body's) untranslated."""
-        import httpx2
-
         if self._rpm is not None:
             await self._rpm.wait(1)
         if self._tpm is not None:
             await self._tpm.wait(estimate)
         await self._in_flight.acquire()
         try:
-            client = state.client()
-            if timeout is None:
-                raw = await client.post("/chat/completions", body=body, cast_to=httpx2.Response)
-            else:
-                options: Any = {"timeout": timeout}
-                raw = await client.post("/chat/completions", body=body, cast_to=httpx2.Response, options=options)
-            response = parse_completion(raw.content, self.model, warn_cut=warn_cut)
+            response = parse_completion(await state.chat(body, timeout), self.model, warn_cut=warn_cut)
             if self._tpm is not None:
                 self._tpm.refund(estimate - response.usage.total_tokens)
             return response

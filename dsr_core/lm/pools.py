@@ -15,21 +15,32 @@ from ..runtime import runtime
 if TYPE_CHECKING:
     import openai
 
+    from .transport import DirectChat
+
 POOL_SIZE = 32  # connections per SDK client; see LoopClients
 
 
 class LoopClients:
-    """The SDK clients of one event loop.
+    """The SDK clients of one event loop, and how its chat requests go out.
 
-    One client per ``POOL_SIZE`` connections, used in turn: httpcore scans every connection of its pool
-    when a request starts and ends, so one pool of 256 connections spends most of the loop's time in that
-    scan; eight pools of 32 do the same work at a fraction of the cost (bench/RESULTS.md).
+    With aiohttp (the default) chat requests go through ``direct`` (transport.py: aiohttp configured by the
+    SDK client, the SDK's errors) and the one SDK client serves the rest (the ``/models`` probe). With the
+    SDK's httpx transport there is one client per ``POOL_SIZE`` connections, used in turn: httpcore scans
+    every connection of its pool when a request starts and ends, so one pool of 256 connections spends most
+    of the loop's time in that scan; eight pools of 32 do the same work at a fraction of the cost.
     """
 
-    def __init__(self, clients: list[openai.AsyncOpenAI], loop: asyncio.AbstractEventLoop, owner: ClientPools) -> None:
+    def __init__(
+        self,
+        clients: list[openai.AsyncOpenAI],
+        loop: asyncio.AbstractEventLoop,
+        owner: ClientPools,
+        direct: DirectChat | None = None,
+    ) -> None:
         self.clients = clients
         self.loop = loop
         self.owner = owner
+        self.direct = direct
         self._next = 0
         self._closer: Any = None
 
@@ -47,9 +58,9 @@ class LoopClients:
             try:
                 yield
             finally:
-                for client in self.clients:
+                for client in [*self.clients, *([self.direct] if self.direct is not None else [])]:
                     try:
-                        await client.close()
+                        await (client.aclose() if client is self.direct else client.close())
                     except Exception:  # noqa: BLE001 - closing is best effort at shutdown
                         pass
 
@@ -59,6 +70,16 @@ class LoopClients:
     def client(self) -> openai.AsyncOpenAI:
         self._next = (self._next + 1) % len(self.clients)  # one loop, one thread: no lock needed
         return self.clients[self._next]
+
+    async def chat(self, body: dict[str, Any], timeout: float | None = None) -> bytes:
+        """POST a chat-completions body; the raw answer, or the SDK's exception for a failure."""
+        if self.direct is not None:
+            return await self.direct.post(body, timeout)
+        import httpx2
+
+        options: Any = {"timeout": timeout} if timeout is not None else {}
+        raw = await self.client().post("/chat/completions", body=body, cast_to=httpx2.Response, options=options)
+        return raw.content  # type: ignore[no-any-return]
 
     def detach(self) -> None:
         """No longer the owner's clients for this loop: its next call on the loop makes new ones."""
@@ -77,10 +98,11 @@ class ClientPools:
         self.by_loop: dict[int, LoopClients] = {}
         self._lock = threading.Lock()
 
-    async def open(self, make: Callable[[], list[openai.AsyncOpenAI]]) -> LoopClients:
+    async def open(self, make: Callable[[], tuple[list[openai.AsyncOpenAI], DirectChat | None]]) -> LoopClients:
         """New clients for the running loop (its first call): made, registered, held by the runtime."""
         loop = asyncio.get_running_loop()
-        state = LoopClients(make(), loop, self)
+        clients, direct = make()
+        state = LoopClients(clients, loop, self, direct)
         await state.start_closer()
         with self._lock:  # taken once per event loop, never per call
             for loop_id, old in list(self.by_loop.items()):
@@ -100,38 +122,48 @@ class ClientPools:
         return {state.clients[0].api_key for state in list(self.by_loop.values())}
 
 
-def sdk_clients(max_concurrency: int, api_key: str, base_url: str | None, timeout: float) -> list[openai.AsyncOpenAI]:
-    """SDK clients for one loop: ``POOL_SIZE`` connections each, ``max_concurrency`` in all."""
+def sdk_clients(
+    max_concurrency: int, api_key: str, base_url: str | None, timeout: float
+) -> tuple[list[openai.AsyncOpenAI], DirectChat | None]:
+    """SDK clients for one loop, and the direct chat transport when aiohttp is the transport: one SDK client
+    and ``max_concurrency`` aiohttp connections; with httpx, ``POOL_SIZE`` connections per SDK client."""
     import openai  # deferred: importing the SDK costs ~0.45 s
 
+    from ..environment import environment
+
+    if environment().use_aiohttp and _has_aiohttp():
+        from .transport import DirectChat
+
+        client = openai.AsyncOpenAI(
+            api_key=api_key,
+            base_url=base_url,
+            max_retries=0,
+            timeout=timeout,
+            http_client=openai.DefaultAioHttpClient(limits=_httpx_limits(4), timeout=timeout),
+        )
+        return [client], DirectChat(client, max_concurrency, timeout)
     pools = max(1, math.ceil(max_concurrency / POOL_SIZE))
     per_pool = math.ceil(max_concurrency / pools)
-    return [
+    clients = [
         openai.AsyncOpenAI(
             api_key=api_key,
             base_url=base_url,
             max_retries=0,
             timeout=timeout,
-            http_client=http_client(openai, per_pool, timeout),
+            http_client=openai.DefaultAsyncHttpxClient(limits=_httpx_limits(per_pool), timeout=timeout),
         )
         for _ in range(pools)
     ]
+    return clients, None
 
 
-def http_client(openai: Any, connections: int, timeout: float) -> Any:
-    """The SDK's aiohttp transport when aiohttp is installed (measured about twice as fast per request as
-    httpcore at hundreds of requests in flight, bench/RESULTS.md); the SDK's httpx default otherwise."""
-    limits = _httpx_limits(connections)
-    from ..environment import environment
-
-    if environment().use_aiohttp:
-        try:
-            import aiohttp  # noqa: F401
-
-            return openai.DefaultAioHttpClient(limits=limits, timeout=timeout)
-        except ImportError:
-            pass
-    return openai.DefaultAsyncHttpxClient(limits=limits, timeout=timeout)
+def _has_aiohttp() -> bool:
+    """aiohttp comes with the openai[aiohttp] dependency; without it dsr uses the SDK's httpx transport."""
+    try:
+        import aiohttp  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def _httpx_limits(connections: int) -> Any:

@@ -157,6 +157,7 @@ class ServerStats:
     max_in_flight: int = 0
     faults_served: int = 0
     bodies: deque = field(default_factory=lambda: deque(maxlen=100_000))
+    last_headers: dict[str, str] = field(default_factory=dict)  # of the last chat request (names lower-cased)
 
 
 Responder = Callable[[ChatRequest], "str | list[str]"]
@@ -369,6 +370,7 @@ class LMTestServer:
         self, raw: bytes, headers: dict[str, str], writer: asyncio.StreamWriter, stats: ServerStats
     ) -> bool:
         body = json.loads(raw)
+        stats.last_headers = headers
         if self.record_bodies:
             stats.bodies.append(body)
         request = ChatRequest(body)
