@@ -63,6 +63,7 @@ __version__ = "0.1.0"
 # pydantic models cost more to build than the rest of the package)
 _LAZY = {
     **{name: ".adapters" for name in ("Code", "History", "Image", "Reasoning", "Tool", "ToolCalls", "Type")},
+    **{name: ".graph" for name in ("GraphProgram", "ProgramGraph", "trace_program")},
     "DataLoader": ".data",
     "load_examples": ".data",
     **{
@@ -81,7 +82,7 @@ _LAZY = {
 
 
 # DSPy's subpackages that programs reach as attributes (``dspy.teleprompt.MIPROv2``, ``dspy.predict.ReAct``)
-_SUBMODULES = {"adapters", "evaluate", "predict", "primitives", "signatures", "teleprompt", "utils"}
+_SUBMODULES = {"adapters", "evaluate", "graph", "predict", "primitives", "signatures", "teleprompt", "utils"}
 
 
 def __getattr__(name: str) -> Any:
@@ -131,6 +132,7 @@ __all__ = [
     "ExactMatch",
     "Example",
     "F1",
+    "GraphProgram",
     "History",
     "Image",
     "InputField",
@@ -152,6 +154,7 @@ __all__ = [
     "Parameter",
     "Predict",
     "Prediction",
+    "ProgramGraph",
     "ProgramStateError",
     "ReAct",
     "Reasoning",
@@ -179,6 +182,7 @@ __all__ = [
     "normalize_text",
     "settings",
     "trace",
+    "trace_program",
     "track_usage",
     "with_callbacks",
 ]

@@ -96,6 +96,9 @@ def dump_program_state(program: Module) -> dict[str, Any]:
     }
     if key_envs:
         metadata["lm_api_key_env"] = key_envs  # DSPy's LM has no such setting: kept out of the lm entries
+    extra = getattr(program, "state_metadata", None)
+    if callable(extra):
+        metadata.update(extra())  # what a program needs to rebuild itself (a GraphProgram's graph)
     return ProgramState(entries, metadata).to_json()
 
 
@@ -237,6 +240,9 @@ def load_program_state(
     """Load a state (keyed, or a bare Predict's flat file) into ``program``; nothing changes on an error."""
     if not isinstance(state, dict):
         raise ProgramStateError(f"{source}: program state must be a JSON object, got {type(state).__name__}")
+    prepare = getattr(program, "prepare_state", None)
+    if callable(prepare):
+        prepare(state, allow_unsafe_lm_state=allow_unsafe_lm_state)  # a GraphProgram builds its nodes first
     program_state = ProgramState.from_json(state)
     metadata = program_state.metadata or {}
     saved = program_state.predictors()

@@ -122,6 +122,42 @@ def program_show(path: Path) -> None:
             typer.echo(f"  lm: {entry['lm'].get('model')}")
 
 
+@program_app.command("graph")
+def program_graph(
+    source: str = typer.Argument(..., metavar="FILE_OR_MODEL", help="A program file, URL or models:/name@alias."),
+    examples: Path | None = typer.Option(
+        None, "--examples", help="A data file to trace the program on (a program not saved as a graph)."
+    ),
+    input_keys: list[str] = typer.Option(None, "--input-key", help="Input field of --examples (repeatable)."),
+    limit: int = typer.Option(3, "--limit", help="How many of --examples to trace on."),
+    out: Path | None = typer.Option(None, "--out", help="Where to write the picture (default: <name>.graph.dot)."),
+) -> None:
+    """Print a program's graph (nodes, fields on edges, LM calls per run) and write a picture of it: Graphviz
+    DOT, plus a PNG next to it when Graphviz's ``dot`` is installed. A program saved by a GraphProgram
+    carries its graph; any other is traced on the first ``--limit`` rows of ``--examples`` (real LM calls)."""
+    import dsr_core as dsr
+    from dsr_core.errors import DsrError
+    from dsr_core.graph import graph_in_state, render_dot, render_png, render_text, trace_program
+    from dsr_core.state import read_program_source
+
+    try:
+        graph = graph_in_state(read_program_source(source))
+        if graph is None:
+            if examples is None:
+                _fail(f"{source} was not saved as a graph; pass --examples DATA (and --input-key) to trace it")
+            if not input_keys:
+                _fail("--examples needs the input fields: --input-key NAME (once per field)")
+            rows = dsr.load_examples(examples, input_keys=input_keys, limit=limit)
+            graph = trace_program(dsr.load_program(source), rows)
+    except DsrError as exc:
+        _fail(str(exc))
+    typer.echo(render_text(graph))
+    target = out or Path(f"{Path(source.rsplit('/', 1)[-1]).stem or 'program'}.graph.dot")
+    target.write_text(render_dot(graph), encoding="utf-8")
+    picture = render_png(graph, target.with_suffix(".png"))
+    typer.echo(f"\npicture: {target}" + (f" and {picture}" if picture else " (install Graphviz for a PNG)"))
+
+
 def _load(config_path: Path, overrides: list[str] | None, lm: str | None = None) -> RunConfig:
     from .config import ConfigError, load_config
     from .services.local_lm import LOCAL_MODEL, local_sections, missing_extra

@@ -118,3 +118,24 @@ def test_serve_imports_programs_from_the_working_folder(server, workdir):
     finally:
         process.terminate()
         process.wait(30)
+
+
+def test_program_graph_traces_a_saved_program_and_writes_a_picture(server, tmp_path):
+    import dsr_core as dsr
+    from tests.programs import RewriteThenAnswer
+
+    server.responder = lambda request: request.reply(**{name: f"{name}!" for name in request.output_fields})
+    program = RewriteThenAnswer()
+    program.set_lm(dsr.LM("test-model", api_base=server.url))
+    program.save(tmp_path / "rag.json")
+    write_dataset(tmp_path / "dev.jsonl", 5)
+
+    plain = run_dsr(["program", "graph", "rag.json"], tmp_path)
+    assert plain.returncode != 0 and "was not saved as a graph; pass --examples" in plain.stderr
+
+    done = run_dsr(["program", "graph", "rag.json", "--examples", "dev.jsonl", "--input-key", "question"], tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "rewrite" in done.stdout and "answer.predict" in done.stdout and "2 LM calls per run" in done.stdout
+    dot = (tmp_path / "rag.graph.dot").read_text()
+    assert dot.startswith("digraph program {") and '"node:rewrite"' in dot
+    assert server.stats.requests == 3 * 2  # traced on the first three rows (the --limit default), two calls each
