@@ -75,7 +75,9 @@ _LAZY = {
             "COPRO",
             "MIPROv2",
             "GEPA",
+            "SIMBA",
             "GEPA",
+            "SIMBA",
         )
     },
 }

@@ -2,12 +2,13 @@
 dsr_core.teleprompt import MIPROv2``); they live in ``dsr_core.optimizers``. ``Teleprompter`` is DSPy's
 name for their base class."""
 
-from .optimizers import COPRO, GEPA, BootstrapFewShot, BootstrapFewShotWithRandomSearch, LabeledFewShot, MIPROv2
+from .optimizers import COPRO, GEPA, SIMBA, BootstrapFewShot, BootstrapFewShotWithRandomSearch, LabeledFewShot, MIPROv2
 from .optimizers.base import Optimizer as Teleprompter
 
 __all__ = [
     "COPRO",
     "GEPA",
+    "SIMBA",
     "BootstrapFewShot",
     "BootstrapFewShotWithRandomSearch",
     "LabeledFewShot",

@@ -55,7 +55,15 @@ class RunSection(Spec):
     )
 
 
-OPTIMIZERS = ("LabeledFewShot", "BootstrapFewShot", "BootstrapFewShotWithRandomSearch", "COPRO", "MIPROv2", "GEPA")
+OPTIMIZERS = (
+    "LabeledFewShot",
+    "BootstrapFewShot",
+    "BootstrapFewShotWithRandomSearch",
+    "COPRO",
+    "MIPROv2",
+    "GEPA",
+    "SIMBA",
+)
 
 
 class OptimizerConfig(BaseModel):

@@ -27,7 +27,14 @@ def get_lm(spec: LMInput) -> dsr.LM:
 
 
 def instantiate(ref: str, state: dict[str, Any] | None = None) -> dsr.Module:
-    """The program ``ref`` names, with ``state`` loaded; predictors keep whatever LM the program set."""
+    """The program ``ref`` names, with ``state`` loaded; predictors keep whatever LM the program set. A state
+    that carries a program graph (a structural optimizer's candidate) is that graph's program instead."""
+    from dsr_core.graph import GraphProgram, graph_in_state
+
+    if state and (graph := graph_in_state(state)) is not None:
+        program = GraphProgram(graph)
+        load_program_state(program, state, source=f"program.state for {ref} (a program graph)")
+        return program
     target = import_ref(ref)
     program = target() if callable(target) else target
     if not isinstance(program, dsr.Module):

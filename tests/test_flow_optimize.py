@@ -356,6 +356,25 @@ def test_gepa_flow_reflects_with_the_reflection_lm_and_traces_as_tasks(prefect_h
         assert "Reverse the word" in handle.read()  # the winning instruction is the one the feedback asked for
 
 
+def test_simba_flow_samples_trajectories_as_tasks_and_keeps_the_demos_that_help(prefect_harness, server, workdir):
+    from flows.optimize import run_optimization
+    from tests.test_simba import Server, knows_from_demos, words
+
+    server.responder = Server(knows_from_demos)
+    optimizer = {"name": "SIMBA", "bsize": 4, "num_candidates": 3, "max_steps": 3}
+    config = make_config(workdir, server, optimizer=optimizer, shard_size=4)
+    for split, rows in (("train", words(8)), ("dev", words(6, offset=50))):  # upper-cased words, not make_config's
+        with open(config["data"][split], "w") as handle:
+            handle.writelines(json.dumps(e.toDict()) + "\n" for e in rows)
+    config["metric"] = {"ref": "tests.test_simba:plain_metric"}
+    report = run_optimization(validate_config(config))
+    assert (report.baseline_score, report.optimized_score) == (0.0, 100.0)
+    checkpoint = CheckpointStore(str(workdir / "checkpoints"), "opt-test").read_latest()
+    assert checkpoint["status"] == "finished" and checkpoint["state"]["optimizer"] == "SIMBA"
+    with open(report.program_url) as handle:
+        assert json.load(handle)["encode"]["demos"]  # the program that won carries the demos that lifted it
+
+
 def test_a_crashed_run_is_marked_failed_in_mlflow_and_resumes(prefect_harness, server, workdir, monkeypatch):
     from mlflow.tracking import MlflowClient
 

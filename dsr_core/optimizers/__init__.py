@@ -21,6 +21,7 @@ from .copro import COPRO, CoproState
 from .gepa import GEPA, GepaState
 from .mipro import MiproState, MIPROv2
 from .random_search import BootstrapFewShotWithRandomSearch, RandomSearchState
+from .simba import SIMBA, SimbaState
 
 __all__ = [
     "COPRO",
@@ -42,6 +43,8 @@ __all__ = [
     "Optimizer",
     "OptimizerState",
     "RandomSearchState",
+    "SIMBA",
+    "SimbaState",
     "TraceCall",
     "TraceOutcome",
     "TraceWork",

@@ -5,7 +5,8 @@ batch by batch, then ObservationSummarizer), the program and module describers, 
 GenerateSingleModuleInstruction in each of the variants MIPROv2 uses (with or without the dataset summary,
 the program description and a tip; MIPROv2 never shows instruction history). Typos are DSPy's: the prompts
 are the same bytes DSPy sends. GEPA's reflection prompt is gepa's template text recast as a signature (its
-two placeholders become input fields, its fenced reply an output field). ``PROPOSAL_SIGNATURES`` is the registry work items name them by.
+two placeholders become input fields, its fenced reply an output field). SIMBA's OfferFeedback asks for advice
+per module from a better and a worse trajectory. ``PROPOSAL_SIGNATURES`` is the registry work items name them by.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import itertools
 import re
 
+from ..graph.proposals import ProposeSplit
 from ..signatures import Field, InputField, OutputField, Signature, make_signature
 
 
@@ -172,8 +174,57 @@ class ProposeInstructionFromFeedback(Signature):
     new_instruction: str = OutputField(desc="The new instruction for the assistant")
 
 
+# -- SIMBA: advice from contrasting a better and a worse trajectory (dspy/teleprompt/simba_utils.py) ------------
+
+
+class OfferFeedback(Signature):
+    """
+    You will be given two trajectories of an LLM-driven program's execution. Your goal is to help the program's modules
+    build up experience on how to maximize the reward value assigned to the program's outputs if it were to receive
+    similar inputs in the future.
+
+    The module won't see its own history. It will rely on your advice balancing being concrete and being generalizable.
+
+    In your advice:
+    - Avoid boilerplate. Offer advice that would change the module's behavior for the better in the future.
+    - Ensure that advice offered to a module M is specific to that M's specific sub-task, not the overall program.
+    - Rely on contrasting the behavior of the worse trajectory against the better trajectory in making recommendations.
+    - Ensure each unique module name appears exactly once as a key in the advice dictionary.
+    """  # noqa: E501
+
+    program_code: str = InputField(desc="The code of the program that we are analyzing")
+    modules_defn: str = InputField(desc="The definition of each module in the program, including its I/O")
+    program_inputs: str = InputField(desc="The inputs to the program that we are analyzing")
+    oracle_metadata: str = InputField(desc="Any (hidden) metadata about the training set instance we're analyzing")
+    worse_program_trajectory: str = InputField(
+        desc="The trajectory of the program's execution, showing each module's I/O"
+    )
+    worse_program_outputs: str = InputField(desc="The outputs of the program that we are analyzing")
+    worse_reward_value: float = InputField(desc="The reward value assigned to the program's outputs")
+    worse_reward_info: str = InputField(
+        desc="Additional information that might be helpful to understanding the assigned reward value."
+    )
+    better_program_trajectory: str = InputField(
+        desc="The trajectory of the program's execution, showing each module's I/O"
+    )
+    better_program_outputs: str = InputField(desc="The outputs of the program that we are analyzing")
+    better_reward_value: float = InputField(desc="The reward value assigned to the program's outputs")
+    better_reward_info: str = InputField(
+        desc="Additional information that might be helpful to understanding the assigned reward value."
+    )
+    module_names: list[str] = InputField(desc="The names of the modules in the program, for which we seek advice")
+    discussion: str = OutputField(desc="Discussing blame of where each module went wrong, if it did")
+    module_advice: dict[str, str] = OutputField(
+        desc="For each module, describe very concretely: If the module receives ${description of input or patterns "
+        "therein}, then it should ${description of content, behavior, or strategies to adopt and/or others to avoid}. "
+        "Basically, your advice be such that if the module has access to your tip, it would be much more likely to act "
+        "like the successful trajectory rather than the lower-scoring trajectory."
+    )
+
+
 PROPOSAL_SIGNATURES: dict[str, type[Signature]] = {
     "reflection": ProposeInstructionFromFeedback,
+    "offer_feedback": OfferFeedback,
     "basic": BasicGenerateInstruction,
     "attempts": GenerateInstructionGivenAttempts,
     "dataset_descriptor": DatasetDescriptor,
@@ -181,6 +232,7 @@ PROPOSAL_SIGNATURES: dict[str, type[Signature]] = {
     "observation_summarizer": ObservationSummarizer,
     "describe_program": DescribeProgram,
     "describe_module": DescribeModule,
+    "propose_split": ProposeSplit,
     **{
         instruction_signature_key(use_dataset_summary=data, program_aware=program, use_tip=tip): (
             generate_instruction_class(use_dataset_summary=data, program_aware=program, use_tip=tip)
