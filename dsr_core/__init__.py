@@ -76,8 +76,7 @@ _LAZY = {
             "MIPROv2",
             "GEPA",
             "SIMBA",
-            "GEPA",
-            "SIMBA",
+            "StructuralOptimizer",
         )
     },
 }
@@ -164,6 +163,7 @@ __all__ = [
     "SemanticF1",
     "Signature",
     "SignatureError",
+    "StructuralOptimizer",
     "Tool",
     "ToolCalls",
     "Type",

@@ -63,6 +63,7 @@ OPTIMIZERS = (
     "MIPROv2",
     "GEPA",
     "SIMBA",
+    "Structural",
 )
 
 
@@ -218,10 +219,13 @@ def check_references(config: RunConfig) -> list[tuple[str, str]]:
     return problems
 
 
+CLASS_NAMES = {"Structural": "StructuralOptimizer"}  # config names that differ from the class name
+
+
 def optimizer_class(name: str) -> type:
     from dsr_core import optimizers
 
-    return getattr(optimizers, name)
+    return getattr(optimizers, CLASS_NAMES.get(name, name))
 
 
 # objects, not settings: the flow supplies them from the other sections

@@ -36,6 +36,8 @@ from dsr_core.optimizers.base import (
     EvaluateWork,
     GenerateOutcome,
     GenerateWork,
+    GraphOutcome,
+    GraphWork,
     Optimizer,
     OptimizerState,
     TraceOutcome,
@@ -44,7 +46,7 @@ from dsr_core.state import ProgramState, dump_program_state
 from tasks import progress
 from tasks.evaluate import evaluate_shard
 from tasks.optimize import optimizer_work
-from tasks.program import get_lm, instantiate
+from tasks.program import get_lm, instantiate, with_state
 
 from .artifacts import open_file, result_storage_for
 from .checkpoint import CheckpointError, CheckpointStore
@@ -58,6 +60,7 @@ OUTCOMES: dict[str, type[BaseModel]] = {
     "bootstrap": BootstrapOutcome,
     "generate": GenerateOutcome,
     "trace": TraceOutcome,
+    "graph": GraphOutcome,
 }
 
 
@@ -218,7 +221,11 @@ class StepRunner:
                 evaluations.append((item, self.evaluate(item.program, item.split, item.indices)))
                 continue
             payload = item.model_dump(mode="json")
-            shards = self._shards(item.indices) if hasattr(item, "indices") else [[]]
+            # a graph is traced once, on all of its examples; other work with examples is split into shards
+            if isinstance(item, GraphWork):
+                shards = [item.indices]
+            else:
+                shards = self._shards(item.indices) if hasattr(item, "indices") else [[]]
             for n, shard in enumerate(shards):
                 part = {**payload, "indices": shard} if hasattr(item, "indices") else payload
                 examples = [(i, self.splits["train"][i].to_dict()) for i in shard]
@@ -242,13 +249,17 @@ class StepRunner:
         summaries = []
         for item, batch in evaluations:
             records = sorted(batch.records(), key=lambda r: r["index"])
-            usage.add(records_usage(records))
+            spent = records_usage(records)
+            usage.add(spent)
             outcome = EvaluateOutcome(
                 candidate=item.candidate,
                 split=item.split,
                 indices=[r["index"] for r in records],
                 scores=[r["score"] for r in records],
                 errors=sum(r["error_type"] is not None for r in records),
+                lm_calls=spent.lm_calls,
+                prompt_tokens=spent.prompt_tokens,
+                completion_tokens=spent.completion_tokens,
             )
             outcomes.append(outcome)
             summaries.append({"work": item, "outcome": outcome, "records": records})
@@ -497,8 +508,7 @@ def _finish(
 
     config = run.config
     indices = list(range(len(examples)))
-    optimized = student.deepcopy()
-    optimized.load_state(run.state.result)
+    optimized = with_state(student, run.state.result, source=f"the result of {run.name}")
     batches = {
         "baseline": runner.evaluate(student.dump_state(), split, indices),
         "optimized": runner.evaluate(optimized.dump_state(), split, indices),

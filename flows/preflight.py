@@ -27,7 +27,7 @@ from .shards import load_split
 Purpose = Literal["evaluate", "optimize", "check"]
 
 # optimizers that ask the prompt model for instructions (the others never call it)
-PROPOSING_OPTIMIZERS = {"COPRO", "MIPROv2"}
+PROPOSING_OPTIMIZERS = {"COPRO", "MIPROv2", "SIMBA", "Structural"}
 
 
 @dataclass

@@ -29,12 +29,8 @@ def get_lm(spec: LMInput) -> dsr.LM:
 def instantiate(ref: str, state: dict[str, Any] | None = None) -> dsr.Module:
     """The program ``ref`` names, with ``state`` loaded; predictors keep whatever LM the program set. A state
     that carries a program graph (a structural optimizer's candidate) is that graph's program instead."""
-    from dsr_core.graph import GraphProgram, graph_in_state
-
-    if state and (graph := graph_in_state(state)) is not None:
-        program = GraphProgram(graph)
-        load_program_state(program, state, source=f"program.state for {ref} (a program graph)")
-        return program
+    if state and is_graph_state(state):
+        return with_state(None, state, source=f"program.state for {ref} (a program graph)")
     target = import_ref(ref)
     program = target() if callable(target) else target
     if not isinstance(program, dsr.Module):
@@ -42,6 +38,28 @@ def instantiate(ref: str, state: dict[str, Any] | None = None) -> dsr.Module:
     if state:
         load_program_state(program, state, source=f"program.state for {ref}")
     return program
+
+
+def is_graph_state(state: dict[str, Any]) -> bool:
+    from dsr_core.graph import graph_in_state
+
+    return graph_in_state(state) is not None
+
+
+def with_state(program: dsr.Module | None, state: dict[str, Any], source: str = "state") -> dsr.Module:
+    """A copy of ``program`` with ``state`` loaded, or, for a state that carries a program graph, that
+    graph's program (the program's structure is the state's, not the class's)."""
+    if is_graph_state(state):
+        from dsr_core.graph import GraphProgram
+
+        graph_program = GraphProgram()
+        load_program_state(graph_program, state, source=source)
+        return graph_program
+    if program is None:
+        raise dsr.DsrError(f"{source}: a program to load the state into is needed")
+    loaded = program.deepcopy()
+    load_program_state(loaded, state, source=source)
+    return loaded
 
 
 def build_program(ref: str, state: dict[str, Any] | None, lm: LMInput) -> dsr.Module:

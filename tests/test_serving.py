@@ -467,3 +467,36 @@ def test_a_react_agent_is_served_like_any_program(server, tmp_path):
     assert response.status_code == 200, response.text
     assert response.json()["outputs"]["answer"] == "10092000"
     assert server.stats.requests == 4  # three react steps and the extract step
+
+
+def test_a_structurally_optimized_program_is_registered_and_served_as_its_graph(
+    prefect_harness, server, workdir, monkeypatch
+):
+    """Structural fuses two of ThreeSteps' calls; the registry holds the graph program and serve answers
+    with two LM calls per request."""
+    from flows.optimize import run_optimization
+    from flows.services.serving import ProgramService, create_app
+    from tests.test_structural import TRAIN, VAL, world
+
+    server.responder = world(max_outputs=2)
+    config = make_config(workdir, server, name="fused", register_as="threesteps", optimizer={"name": "Structural"})
+    for split, rows in (("train", TRAIN), ("dev", VAL)):
+        with open(config["data"][split], "w") as handle:
+            handle.writelines(json.dumps(e.toDict()) + "\n" for e in rows)
+    config["program"] = {"ref": "tests.test_structural:ThreeSteps"}
+    config["data"]["input_keys"] = ["question"]
+    config["metric"] = {"ref": "tests.test_structural:exact"}
+    config["lm"]["cache"] = False
+    config["optimizer"].update({"minibatch_size": 4, "propose_splits": False, "add_reasoning": False})
+    validated = validate_config(config)
+    report = run_optimization(validated)
+    assert (report.baseline_score, report.optimized_score) == (100.0, 100.0) and report.model_version == "1"
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", validated.mlflow.tracking_uri)
+    service = ProgramService("models:/threesteps@champion")
+    with Uvicorn(create_app(service)) as base, httpx.Client(base_url=base, timeout=20) as http:
+        server.reset_stats()
+        response = http.post("/predict", json={"question": "what is snow"})
+    assert response.status_code == 200, response.text
+    assert response.json()["outputs"]["answer"] == "what is snow:WHAT,IS,SNOW"
+    assert server.stats.requests == 2  # the fused graph: two LM calls where the Python program makes three

@@ -26,8 +26,9 @@ from ..modules.module import Module
 from ..modules.predict import Predict
 from ..primitives import Example, Prediction
 from ..runtime import runtime
+from ..signatures import Signature
 from ..state import ProgramState, load_lm_state, read_program_source
-from .ir import GraphError, PredictNode, ProgramGraph, StepNode
+from .ir import GraphError, PredictNode, ProgramGraph, SignatureSpec, StepNode
 from .steps import as_outputs, resolve_step
 from .trace import atrace_program, predict_node, trace_program
 from .validate import validate_graph
@@ -103,6 +104,13 @@ class GraphProgram(Module):
             for node in self.graph.nodes
         ]
         return self.graph.model_copy(update={"nodes": nodes})
+
+    @property
+    def signature(self) -> type[Signature]:
+        """The program's boundary as a signature: the graph's inputs and outputs (what ``dsr serve`` accepts
+        and returns for it, as for a Predict)."""
+        graph = self.graph
+        return SignatureSpec(inputs=graph.inputs, outputs=graph.outputs).to_signature()
 
     def map_named_predictors(self, func: Callable[[Predict], Any]) -> Module:
         """Replace every predictor with ``func(predictor)``; returns self (node names are attribute keys)."""

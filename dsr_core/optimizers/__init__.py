@@ -22,6 +22,7 @@ from .gepa import GEPA, GepaState
 from .mipro import MiproState, MIPROv2
 from .random_search import BootstrapFewShotWithRandomSearch, RandomSearchState
 from .simba import SIMBA, SimbaState
+from .structural import StructuralOptimizer, StructuralState
 
 __all__ = [
     "COPRO",
@@ -45,6 +46,8 @@ __all__ = [
     "RandomSearchState",
     "SIMBA",
     "SimbaState",
+    "StructuralOptimizer",
+    "StructuralState",
     "TraceCall",
     "TraceOutcome",
     "TraceWork",

@@ -87,7 +87,16 @@ class TraceWork(BaseModel):
     indices: list[int]
 
 
-Work = Annotated[BootstrapWork | EvaluateWork | GenerateWork | TraceWork, Field(discriminator="kind")]
+class GraphWork(BaseModel):
+    """Trace program ``program`` (a program state) on training examples ``indices`` into a ProgramGraph:
+    what a structural optimizer starts from. Tracing runs the program, so it is work, not state setup."""
+
+    kind: Literal["graph"] = "graph"
+    program: dict[str, Any]
+    indices: list[int]
+
+
+Work = Annotated[BootstrapWork | EvaluateWork | GenerateWork | TraceWork | GraphWork, Field(discriminator="kind")]
 
 
 class GenerateOutcome(BaseModel):
@@ -104,6 +113,14 @@ class BootstrapOutcome(BaseModel):
     index: int
     success: bool
     demos: dict[str, dict[str, Any]] = {}  # predictor name -> the demo its call produced
+    error: str | None = None
+    transient: bool = False  # the error was an infrastructure failure (a later attempt may succeed)
+
+
+class GraphOutcome(BaseModel):
+    """The traced graph (``ProgramGraph`` JSON), or the error that stopped the tracing."""
+
+    graph: dict[str, Any] | None = None
     error: str | None = None
     transient: bool = False  # the error was an infrastructure failure (a later attempt may succeed)
 
@@ -139,6 +156,10 @@ class EvaluateOutcome(BaseModel):
     indices: list[int]
     scores: list[float]
     errors: int = 0
+    # what the evaluation cost, summed over its examples (cached calls count as calls and carry no tokens)
+    lm_calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
 
     @property
     def mean(self) -> float:
@@ -216,6 +237,9 @@ def merge_evaluations(results: Iterable[Any]) -> dict[tuple[int, str], EvaluateO
             indices=[i for i, _ in rows],
             scores=[s for _, s in rows],
             errors=sum(outcome.errors for outcome in outcomes),
+            lm_calls=sum(outcome.lm_calls for outcome in outcomes),
+            prompt_tokens=sum(outcome.prompt_tokens for outcome in outcomes),
+            completion_tokens=sum(outcome.completion_tokens for outcome in outcomes),
         )
     return merged
 
@@ -265,32 +289,33 @@ class LocalRunner:
         self.provide_traceback = provide_traceback
 
     def program(self, state: dict[str, Any], base: Module | None = None) -> Module:
-        """``base`` (the student by default) with ``state`` loaded. A predictor whose saved LM is one of the
-        live LMs of the student or the teacher gets that LM back (its key, retries, limits and connections)."""
-        program = (base or self.student).deepcopy()
-        program.load_state(state)
-        live: dict[str, Any] = {}
-        if self.teacher_settings.get("lm") is not None:
-            live[_lm_key(self.teacher_settings["lm"])] = self.teacher_settings["lm"]
-        for module in (self.student, self.teacher):
-            for predictor in module.predictors() if module is not None else []:
-                if predictor.lm is not None:
-                    live.setdefault(_lm_key(predictor.lm), predictor.lm)
-        for predictor in program.predictors():
-            if predictor.lm is not None:
-                predictor.lm = live.get(_lm_key(predictor.lm), predictor.lm)
-        return program
+        """``base`` (the student by default) with ``state`` loaded; a state that carries a program graph is
+        built as the ``GraphProgram`` of that graph instead. A predictor whose saved LM is one of the live LMs
+        of the student or the teacher gets that LM back (its key, retries, limits and connections)."""
+        from ..graph import GraphProgram, graph_in_state
 
-    async def run(self, work: Sequence[BootstrapWork | EvaluateWork | GenerateWork | TraceWork]) -> list[Any]:
+        if graph_in_state(state) is not None:
+            program: Module = GraphProgram.from_program_state(state)
+        else:
+            program = (base or self.student).deepcopy()
+            program.load_state(state)
+        extra = [self.teacher_settings["lm"]] if self.teacher_settings.get("lm") is not None else []
+        return with_live_lms(program, [self.student, self.teacher], extra)
+
+    async def run(
+        self, work: Sequence[BootstrapWork | EvaluateWork | GenerateWork | TraceWork | GraphWork]
+    ) -> list[Any]:
         import asyncio
 
-        async def one(item: BootstrapWork | EvaluateWork | GenerateWork | TraceWork) -> list[Any]:
+        async def one(item: BootstrapWork | EvaluateWork | GenerateWork | TraceWork | GraphWork) -> list[Any]:
             if isinstance(item, BootstrapWork):
                 return list(await self.bootstrap(item))
             if isinstance(item, TraceWork):
                 return list(await self.traces(item))
             if isinstance(item, GenerateWork):
                 return [await self.generate(item)]
+            if isinstance(item, GraphWork):
+                return [await self.graph(item)]
             return [await self.evaluate(item)]
 
         batches = await asyncio.gather(*(one(item) for item in work))
@@ -328,13 +353,28 @@ class LocalRunner:
             provide_traceback=self.provide_traceback,
         )
         result = await evaluate.acall(self.program(work.program), indices=work.indices)
+        usage = result.usage
         return EvaluateOutcome(
             candidate=work.candidate,
             split=work.split,
             indices=[r.index for r in result.rows],
             scores=[r.score for r in result.rows],
             errors=result.errors,
+            lm_calls=usage.lm_calls,
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
         )
+
+    async def graph(self, work: GraphWork) -> GraphOutcome:
+        """Trace the program on the training examples into its graph (``dsr_core.graph.atrace_program``)."""
+        from ..graph import atrace_program
+
+        program = self.program(work.program)
+        try:
+            graph = await atrace_program(program, [self.trainset[i] for i in work.indices])
+        except Exception as exc:  # noqa: BLE001 - reported in the outcome; the optimizer decides what it means
+            return GraphOutcome(error=f"{type(exc).__name__}: {exc}", transient=is_transient(exc))
+        return GraphOutcome(graph=graph.model_dump(mode="json"))
 
     async def bootstrap(self, work: BootstrapWork) -> list[BootstrapOutcome]:
         """Run the teacher on each example, without the example itself among its demos (as DSPy), under the
@@ -461,7 +501,7 @@ class Optimizer:
     ) -> OptimizerState:
         raise NotImplementedError
 
-    def ask(self, state: Any) -> list[BootstrapWork | EvaluateWork | GenerateWork | TraceWork]:
+    def ask(self, state: Any) -> list[BootstrapWork | EvaluateWork | GenerateWork | TraceWork | GraphWork]:
         raise NotImplementedError
 
     def tell(self, state: Any, results: list[Any]) -> Any:
@@ -548,6 +588,20 @@ def _as_mapping_demo(demo: Any) -> dict[str, Any]:
 
 def _lm_key(lm: Any) -> str:
     return json.dumps(lm.dump_state(), sort_keys=True, default=str)
+
+
+def with_live_lms(program: Module, sources: Iterable[Module | None], extra: Iterable[Any] = ()) -> Module:
+    """``program`` with each predictor whose LM has the settings of a live LM (one of ``extra``, or of the
+    predictors of ``sources``) given that LM back: a loaded state names LMs by settings, never by object."""
+    live: dict[str, Any] = {_lm_key(lm): lm for lm in extra}
+    for module in sources:
+        for predictor in module.predictors() if module is not None else []:
+            if predictor.lm is not None:
+                live.setdefault(_lm_key(predictor.lm), predictor.lm)
+    for predictor in program.predictors():
+        if predictor.lm is not None:
+            predictor.lm = live.get(_lm_key(predictor.lm), predictor.lm)
+    return program
 
 
 def effective_max_errors(max_errors: int | None) -> int | None:

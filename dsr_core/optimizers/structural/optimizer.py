@@ -1,0 +1,434 @@
+"""StructuralOptimizer: the ask/tell machine that edits a program's graph (see the package docstring)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from pydantic import NonNegativeFloat, NonNegativeInt, PositiveInt
+
+from ...graph import (
+    AddReasoning,
+    Fuse,
+    GraphError,
+    GraphProgram,
+    PredictNode,
+    ProgramGraph,
+    Split,
+    StepNode,
+    apply_edit,
+    legal_fuses,
+    split_from_proposal,
+)
+from ...graph.ir import REASONING
+from ...modules.module import Module
+from ...primitives import Example
+from ..base import (
+    EvaluateOutcome,
+    EvaluateWork,
+    GenerateOutcome,
+    GenerateWork,
+    GraphOutcome,
+    GraphWork,
+    Optimizer,
+    WorkKey,
+    base_fields,
+    merge_evaluations,
+    rng_for,
+    with_live_lms,
+)
+from .state import Candidate, Evaluation, SplitProposal, SplitRequest, StructuralState, Trial, TrialKind
+
+log = logging.getLogger(__name__)
+
+SPLIT = "split"  # the step of a split question; its number is the request's
+SPLIT_SIGNATURE = "propose_split"  # the key of ProposeSplit in PROPOSAL_SIGNATURES
+
+
+def graph_program_state(graph: ProgramGraph) -> dict[str, Any]:
+    """The program state of ``graph`` run as a GraphProgram (the graph in its metadata, LMs as its nodes')."""
+    return GraphProgram(graph).dump_state()
+
+
+def node_key(node: PredictNode) -> str:
+    """What a split proposal for ``node`` depends on: its name and signature (not its wiring or demos)."""
+    blob = json.dumps([node.name, node.signature.model_dump(mode="json")], sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+class StructuralOptimizer(Optimizer):
+    """``StructuralOptimizer(metric, prompt_model=..., max_steps=3, minibatch_size=8, ...)``.
+
+    ``fuse_tolerance`` and ``min_gain`` are in score points (0-100). ``prompt_model`` proposes Splits (the
+    runner's prompt model when None); ``propose_splits=False`` and ``add_reasoning=False`` leave those edits
+    out. ``trace_examples`` training examples are traced to draw the student's graph.
+    """
+
+    name = "Structural"
+
+    def __init__(
+        self,
+        metric: Callable[..., Any] | None = None,
+        *,
+        prompt_model: Any = None,
+        max_steps: PositiveInt = 3,
+        minibatch_size: PositiveInt = 8,
+        trace_examples: PositiveInt = 3,
+        fuse_tolerance: NonNegativeFloat = 1.0,
+        min_gain: NonNegativeFloat = 1.0,
+        propose_splits: bool = True,
+        add_reasoning: bool = True,
+        num_threads: PositiveInt | None = None,
+        max_errors: NonNegativeInt | None = None,
+        seed: int = 0,
+    ) -> None:
+        self.metric = metric
+        self.prompt_model = prompt_model
+        self.max_steps = max_steps
+        self.minibatch_size = minibatch_size
+        self.trace_examples = trace_examples
+        self.fuse_tolerance = fuse_tolerance
+        self.min_gain = min_gain
+        self.propose_splits = propose_splits
+        self.add_reasoning = add_reasoning
+        self.num_threads = num_threads
+        self.max_errors = max_errors
+        self.seed = seed
+
+    # -- init --------------------------------------------------------------------------------------------------
+    def init_state(
+        self, program: Module, trainset: Sequence[Example], valset: Sequence[Example] | None
+    ) -> StructuralState:
+        if not trainset:
+            raise ValueError(f"{self.name} needs a non-empty trainset (its examples are traced and minibatched)")
+        if valset is not None and not valset:
+            raise ValueError(f"{self.name} needs a non-empty valset (or none: the trainset then validates)")
+        fields = base_fields(self.name, self.seed, program, trainset, valset)
+        if not fields["predictor_names"]:
+            raise ValueError(f"{self.name} needs a program with at least one predictor")
+        n_train = len(trainset)
+        traced = rng_for(self.seed, "trace").sample(range(n_train), min(self.trace_examples, n_train))
+        state = StructuralState(
+            **fields,
+            student=program.dump_state(),
+            trace_indices=sorted(traced),
+            val_split="val" if valset is not None else "train",
+            val_indices=list(range(len(valset) if valset is not None else n_train)),
+        )
+        if isinstance(program, GraphProgram):  # already a graph: nothing to trace
+            return self._baseline(state, program.to_graph())
+        return state
+
+    def planned_trials(self, state: StructuralState) -> int | None:
+        """Unknown: how many children each step has depends on the graph the previous step chose."""
+        return None
+
+    # -- ask ---------------------------------------------------------------------------------------------------
+    def ask(self, state: StructuralState) -> list[Any]:
+        if state.done:
+            return []
+        if state.phase == "trace":
+            return [GraphWork(program=state.student, indices=state.trace_indices)]
+        if state.phase == "propose":
+            graph = state.candidates[self._current(state)].graph
+            return [self._split_question(graph, request) for request in state.requests]
+        return [
+            EvaluateWork(
+                candidate=e.trial, program=state.candidates[e.candidate].program, split=e.split, indices=e.indices
+            )
+            for e in state.pending
+        ]
+
+    @staticmethod
+    def _split_question(graph: ProgramGraph, request: SplitRequest) -> GenerateWork:
+        node = graph.node(request.node)
+        assert isinstance(node, PredictNode)
+        return GenerateWork(
+            key=WorkKey(step=SPLIT, number=request.number),
+            signature=SPLIT_SIGNATURE,
+            inputs={
+                "step_signature": node.signature.text,
+                "step_instructions": node.signature.instructions,
+                "failures": "none",
+            },
+        )
+
+    # -- tell --------------------------------------------------------------------------------------------------
+    def tell(self, state: StructuralState, results: list[Any]) -> StructuralState:
+        state = state.model_copy(deep=True)
+        if state.done:
+            return state
+        if state.phase == "trace":
+            outcome = next((r for r in results if isinstance(r, GraphOutcome)), None)
+            if outcome is None:
+                raise ValueError(f"{self.name}: tell() got no GraphOutcome for the trace step")
+            return self._baseline(state, self._traced_graph(outcome))
+        if state.phase == "propose":
+            self._take_proposals(state, [r for r in results if isinstance(r, GenerateOutcome)])
+            return self._branch(state)
+        evaluated = self._record(state, results)
+        if state.phase == "baseline":
+            baseline = state.candidates[0]
+            self._set_val(baseline, *evaluated[0])
+            baseline.status, baseline.reason = "chosen", "the program as given"
+            state.current, state.best_score = 0, baseline.val_score
+            return self._next_step(state)
+        if state.phase == "minibatch":
+            return self._screen(state, evaluated)
+        return self._decide(state, evaluated)
+
+    def _traced_graph(self, outcome: GraphOutcome) -> ProgramGraph:
+        if outcome.error is not None:
+            if outcome.transient:
+                raise RuntimeError(f"{self.name}: tracing the program failed: {outcome.error} (resume to retry)")
+            raise GraphError(f"{self.name}: the program cannot be drawn as a graph: {outcome.error}")
+        assert outcome.graph is not None
+        graph = ProgramGraph.model_validate(outcome.graph)
+        opaque = [n.name for n in graph.nodes if isinstance(n, StepNode) and n.function is None]
+        if opaque:
+            raise GraphError(
+                f"{self.name}: the program's graph cannot run on its own: the values of step nodes {opaque} are "
+                "made by plain Python the trace could not name; mark the module-level function that makes each "
+                "with @dsr_core.graph.step and run again"
+            )
+        return graph
+
+    def _baseline(self, state: StructuralState, graph: ProgramGraph) -> StructuralState:
+        state.candidates = [
+            Candidate(
+                number=0,
+                step=0,
+                graph_hash=graph.hash,
+                parent_hash=graph.parent,
+                lm_calls_per_run=graph.lm_calls_per_run,
+                program=graph_program_state(graph),
+                status="baseline",
+            )
+        ]
+        state.pending = [Evaluation(trial=0, candidate=0, split=state.val_split, indices=state.val_indices)]
+        state.phase = "baseline"
+        return state
+
+    def _record(self, state: StructuralState, results: list[Any]) -> dict[int, tuple[float, EvaluateOutcome]]:
+        """The score (0-100) and outcome of every pending evaluation, by candidate; each becomes a trial."""
+        merged = merge_evaluations(results)
+        kind: TrialKind = (
+            "baseline" if state.phase == "baseline" else "minibatch" if state.phase == "minibatch" else "val"
+        )
+        evaluated = {}
+        for e in state.pending:
+            outcome = merged.get((e.trial, e.split))
+            if outcome is None:
+                raise ValueError(f"{self.name}: tell() got no evaluation of trial {e.trial} ({e.split})")
+            score = round(100.0 * outcome.mean, 4)
+            evaluated[e.candidate] = (score, outcome)
+            state.trials.append(
+                Trial(
+                    number=e.trial,
+                    kind=kind,
+                    params={"candidate": e.candidate, "step": state.step},
+                    n_examples=len(e.indices),
+                    score=score,
+                )
+            )
+        state.pending = []
+        return evaluated
+
+    @staticmethod
+    def _set_val(candidate: Candidate, score: float, outcome: EvaluateOutcome) -> None:
+        """The validation score and the measured cost per example (the graph's count when not measured)."""
+        n = max(len(outcome.scores), 1)
+        candidate.val_score = score
+        candidate.lm_calls = round(outcome.lm_calls / n, 4) if outcome.lm_calls else float(candidate.lm_calls_per_run)
+        tokens = outcome.prompt_tokens + outcome.completion_tokens
+        candidate.tokens = round(tokens / n, 4) if tokens else None
+
+    # -- a search step ---------------------------------------------------------------------------------------
+    def _next_step(self, state: StructuralState) -> StructuralState:
+        """Start the next step from the current graph: ask for split proposals first when there are new
+        nodes to ask about, else enumerate the children."""
+        if state.step >= self.max_steps:
+            return self._finish(state)
+        state.step += 1
+        state.children, state.minibatch = [], []
+        if self.propose_splits:
+            graph = state.candidates[self._current(state)].graph
+            new = [node for node in graph.predict_nodes() if node_key(node) not in state.proposals]
+            state.requests = [SplitRequest(number=i, node=node.name, key=node_key(node)) for i, node in enumerate(new)]
+            if state.requests:
+                state.phase = "propose"
+                return state
+        return self._branch(state)
+
+    def _take_proposals(self, state: StructuralState, outcomes: list[GenerateOutcome]) -> None:
+        by_number = {o.key.number: o for o in outcomes if o.key.step == SPLIT}
+        for request in state.requests:
+            outcome = by_number.get(request.number)
+            if outcome is None:
+                raise ValueError(f"{self.name}: tell() got no answer to split question {request.number}")
+            if outcome.error is not None:
+                if outcome.transient:
+                    raise RuntimeError(
+                        f"{self.name}: the prompt model failed on the split of {request.node!r}: {outcome.error}"
+                    )
+                log.info("no split proposal for node %r: %s", request.node, outcome.error)
+            state.proposals[request.key] = [
+                SplitProposal(
+                    node=request.node,
+                    sub_signatures=[str(s) for s in c["sub_signatures"]],
+                    sub_instructions=[str(s) for s in c.get("sub_instructions") or []],
+                )
+                for c in outcome.completions
+                if isinstance(c.get("sub_signatures"), list)
+            ]
+        state.requests = []
+
+    def _edits(self, state: StructuralState, graph: ProgramGraph) -> list[Fuse | Split | AddReasoning]:
+        """Every candidate edit of ``graph``: legal Fuses, the proposed Splits that apply, AddReasoning."""
+        edits: list[Fuse | Split | AddReasoning] = list(legal_fuses(graph))
+        for node in graph.predict_nodes():
+            for proposal in state.proposals.get(node_key(node), []):
+                try:
+                    edits.append(
+                        split_from_proposal(graph, node.name, proposal.sub_signatures, proposal.sub_instructions)
+                    )
+                except GraphError as exc:
+                    log.info("split proposal for %r does not apply: %s", node.name, exc)
+        if self.add_reasoning:
+            for node in graph.predict_nodes():
+                names = {f.name for f in (*node.signature.inputs, *node.signature.outputs)}
+                if REASONING.name not in names:
+                    edits.append(AddReasoning(node=node.name))
+        return edits
+
+    def _branch(self, state: StructuralState) -> StructuralState:
+        """Make the step's children (new graphs only) and score them and their parent on one minibatch."""
+        parent = state.candidates[self._current(state)]
+        graph = parent.graph
+        seen = {c.graph_hash for c in state.candidates}
+        for edit in self._edits(state, graph):
+            try:
+                child = apply_edit(graph, edit)
+                program = graph_program_state(child)
+            except GraphError as exc:
+                log.info("%r does not give a runnable graph: %s", edit, exc)
+                continue
+            if child.hash in seen:
+                continue
+            seen.add(child.hash)
+            state.children.append(len(state.candidates))
+            state.candidates.append(
+                Candidate(
+                    number=len(state.candidates),
+                    step=state.step,
+                    parent=parent.number,
+                    graph_hash=child.hash,
+                    parent_hash=graph.hash,
+                    edit=edit,
+                    lm_calls_per_run=child.lm_calls_per_run,
+                    program=program,
+                )
+            )
+        if not state.children:
+            return self._finish(state)
+        size = min(self.minibatch_size, state.n_train)
+        state.minibatch = sorted(rng_for(self.seed, "minibatch", state.step).sample(range(state.n_train), size))
+        start = state.next_trial
+        state.pending = [
+            Evaluation(trial=start + i, candidate=number, split="train", indices=state.minibatch)
+            for i, number in enumerate([parent.number, *state.children])
+        ]
+        state.phase = "minibatch"
+        return state
+
+    def _screen(self, state: StructuralState, evaluated: dict[int, tuple[float, EvaluateOutcome]]) -> StructuralState:
+        """Keep the children that look promising on the minibatch: a Fuse no worse than the parent minus the
+        tolerance, any other edit strictly better; confirm those on the validation set."""
+        parent_score = evaluated[self._current(state)][0]
+        promising = []
+        for number in state.children:
+            child = state.candidates[number]
+            child.minibatch_score, child.parent_minibatch_score = evaluated[number][0], parent_score
+            if isinstance(child.edit, Fuse):
+                keep = child.minibatch_score >= parent_score - self.fuse_tolerance
+                rule = f">= parent {parent_score:g} - {self.fuse_tolerance:g}"
+            else:
+                keep = child.minibatch_score > parent_score
+                rule = f"> parent {parent_score:g}"
+            if keep:
+                promising.append(number)
+            else:
+                child.status, child.reason = "screened_out", f"minibatch {child.minibatch_score:g} is not {rule}"
+        if not promising:
+            return self._finish(state)
+        start = state.next_trial
+        state.pending = [
+            Evaluation(trial=start + i, candidate=number, split=state.val_split, indices=state.val_indices)
+            for i, number in enumerate(promising)
+        ]
+        state.phase = "confirm"
+        return state
+
+    def _decide(self, state: StructuralState, evaluated: dict[int, tuple[float, EvaluateOutcome]]) -> StructuralState:
+        """Apply the acceptance rules on the validation set; the best accepted child becomes current."""
+        parent = state.candidates[self._current(state)]
+        accepted = []
+        for number, (score, outcome) in evaluated.items():
+            child = state.candidates[number]
+            self._set_val(child, score, outcome)
+            ok, child.reason = self._acceptance(child, parent)
+            child.status = "accepted" if ok else "rejected"
+            if ok:
+                accepted.append(child)
+        if not accepted:
+            return self._finish(state)
+        best = max(accepted, key=lambda c: (c.val_score or 0.0, -(c.lm_calls or 0.0), -(c.tokens or 0.0)))
+        best.status = "chosen"
+        state.current, state.best_score = best.number, best.val_score
+        return self._next_step(state)
+
+    def _acceptance(self, child: Candidate, parent: Candidate) -> tuple[bool, str]:
+        """A Fuse: score >= parent's - fuse_tolerance and fewer LM calls or tokens per example. A Split or
+        AddReasoning: score > parent's + min_gain. Returns the verdict and why."""
+        assert child.val_score is not None and parent.val_score is not None
+        if isinstance(child.edit, Fuse):
+            floor = parent.val_score - self.fuse_tolerance
+            fewer_calls = (child.lm_calls or 0.0) < (parent.lm_calls or 0.0)
+            fewer_tokens = child.tokens is not None and parent.tokens is not None and child.tokens < parent.tokens
+            cost = (
+                f"{child.lm_calls:g} vs {parent.lm_calls:g} LM calls, "
+                f"{child.tokens if child.tokens is not None else '?'} vs "
+                f"{parent.tokens if parent.tokens is not None else '?'} tokens per example"
+            )
+            if child.val_score < floor:
+                return False, f"val {child.val_score:g} < parent {parent.val_score:g} - {self.fuse_tolerance:g}"
+            if not (fewer_calls or fewer_tokens):
+                return False, f"no cheaper: {cost}"
+            return True, f"val {child.val_score:g} >= parent {parent.val_score:g} - {self.fuse_tolerance:g}; {cost}"
+        target = parent.val_score + self.min_gain
+        if child.val_score > target:
+            return True, f"val {child.val_score:g} > parent {parent.val_score:g} + {self.min_gain:g}"
+        return False, f"val {child.val_score:g} is not > parent {parent.val_score:g} + {self.min_gain:g}"
+
+    def _finish(self, state: StructuralState) -> StructuralState:
+        current = state.candidates[self._current(state)]
+        state.phase, state.done = "done", True
+        state.result, state.best_score = current.program, current.val_score
+        state.requests, state.pending = [], []
+        return state
+
+    @staticmethod
+    def _current(state: StructuralState) -> int:
+        assert state.current is not None  # set once the baseline is scored
+        return state.current
+
+    # -- the compiled program ----------------------------------------------------------------------------------
+    def finish(self, student: Module, state: StructuralState) -> Module:
+        """The best graph as a GraphProgram, its predictors on the student's live LMs, marked compiled."""
+        assert state.result is not None
+        compiled = with_live_lms(GraphProgram.from_program_state(state.result), [student])
+        compiled._compiled = True
+        return compiled
