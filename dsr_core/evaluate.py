@@ -27,6 +27,7 @@ from typing import Any
 
 from ._async import run_sync
 from .callback import with_callbacks
+from .costs import known_cost
 from .errors import ContextWindowExceededError, DsrError, LMError
 from .modules.module import Module
 from .primitives import Example, Prediction, Usage
@@ -47,8 +48,18 @@ class _UsageFields:
 
     @property
     def usage(self) -> Usage:
-        """Tokens and calls behind this example (tokens are spend: cached calls cost none)."""
-        return Usage(self.prompt_tokens, self.completion_tokens, self.lm_calls, self.cached_calls)
+        """Tokens, calls and cost behind this example (tokens are spend: cached calls cost none). An example
+        whose cost is unknown (an LM without prices) counts its uncached calls as unpriced."""
+        cost: float | None = getattr(self, "cost", None)
+        unpriced = 0 if cost is not None else self.lm_calls - self.cached_calls
+        return Usage(
+            self.prompt_tokens,
+            self.completion_tokens,
+            self.lm_calls,
+            self.cached_calls,
+            cost=cost or 0.0,
+            unpriced_calls=unpriced,
+        )
 
 
 @dataclass
@@ -68,6 +79,7 @@ class EvaluationRow(_UsageFields):
     cached_calls: int = 0
     transient: bool = False  # failed for an infrastructure reason (endpoint down, timeouts): worth a retry
     replayed: bool = False  # came back from a persisted result: no LM call was made for it this time
+    cost: float | None = None  # US dollars, from the LMs' prices; None: some call had no prices
 
     @property
     def cached(self) -> bool:
@@ -92,8 +104,9 @@ _SHARED_FIELDS = (
     "cached_calls",
     "transient",
     "replayed",
+    "cost",
 )
-_ADDED_LATER = ("transient", "replayed")  # records written before these existed lack them: False
+_ADDED_LATER = {"transient": False, "replayed": False, "cost": None}  # what records written before them read as
 
 
 @dataclass
@@ -122,6 +135,7 @@ class EvaluationRecord(_UsageFields):
     cached: bool
     transient: bool = False
     replayed: bool = False
+    cost: float | None = None
 
     @classmethod
     def from_dict(cls, record: Mapping[str, Any]) -> EvaluationRecord:
@@ -133,7 +147,7 @@ class EvaluationRecord(_UsageFields):
             gold=record["gold"],
             cached=record.get("cached", lm_calls > 0 and cached_calls == lm_calls),
             **{name: record[name] for name in _SHARED_FIELDS if name not in _ADDED_LATER},
-            **{name: record.get(name, False) for name in _ADDED_LATER},
+            **{name: record.get(name, default) for name, default in _ADDED_LATER.items()},
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -162,7 +176,14 @@ class EvaluationRecord(_UsageFields):
     def as_replayed(self) -> EvaluationRecord:
         """This record as a replay of a persisted result reports it: no LM call made, no tokens spent."""
         return replace(
-            self, prompt_tokens=0, completion_tokens=0, lm_calls=0, cached_calls=0, cached=False, replayed=True
+            self,
+            prompt_tokens=0,
+            completion_tokens=0,
+            lm_calls=0,
+            cached_calls=0,
+            cached=False,
+            replayed=True,
+            cost=0.0,
         )
 
 
@@ -285,6 +306,8 @@ class EvaluationResult:
             "prompt_tokens": usage.prompt_tokens,
             "completion_tokens": usage.completion_tokens,
             "lm_calls": usage.lm_calls,
+            "cached_calls": usage.cached_calls,
+            "cost": known_cost(usage),
             "cached_fraction": self.cached_fraction,
             "latency_p50": self.latency(0.5),
             "latency_p95": self.latency(0.95),
@@ -325,6 +348,7 @@ def ROW_SCHEMA() -> Any:  # noqa: N802 - a constant, built lazily so pyarrow is 
             ("prompt_tokens", pa.int64()),
             ("completion_tokens", pa.int64()),
             ("lm_calls", pa.int64()),
+            ("cost", pa.float64()),
             ("cached_calls", pa.int64()),
             ("cached", pa.bool_()),
             ("transient", pa.bool_()),
@@ -492,6 +516,7 @@ class ExampleRunner:
             lm_calls=usage.lm_calls,
             cached_calls=usage.cached_calls,
             transient=transient,
+            cost=known_cost(usage),
         )
         return row, triple
 

@@ -129,12 +129,19 @@ class Example:
 
 @dataclass
 class Usage:
-    """Tokens and calls behind a result. Cached calls are counted apart and are not spend."""
+    """Tokens and calls behind a result. Cached calls are counted apart and are not spend.
+
+    ``cost`` is in US dollars, from the prices of the LMs that made the calls (costs.py); ``unpriced_calls``
+    counts calls made with an LM that has none, so a total that includes them is unknown, not low.
+    ``cached_prompt_tokens`` are prompt tokens the provider served from its own prompt cache."""
 
     prompt_tokens: int = 0
     completion_tokens: int = 0
     lm_calls: int = 0
     cached_calls: int = 0
+    cost: float = 0.0
+    unpriced_calls: int = 0
+    cached_prompt_tokens: int = 0
 
     @property
     def total_tokens(self) -> int:
@@ -150,6 +157,9 @@ class Usage:
         self.completion_tokens += other.completion_tokens
         self.lm_calls += other.lm_calls
         self.cached_calls += other.cached_calls
+        self.cost += other.cost
+        self.unpriced_calls += other.unpriced_calls
+        self.cached_prompt_tokens += other.cached_prompt_tokens
 
     def __add__(self, other: Usage) -> Usage:
         total = Usage(**vars(self))

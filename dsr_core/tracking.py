@@ -20,6 +20,10 @@ if TYPE_CHECKING:
     from .modules.predict import Predict
 
 current_usage: contextvars.ContextVar[Usage | None] = contextvars.ContextVar("dsr_usage", default=None)
+# LM usage by the role of the LM that made the calls (LM.role: task, prompt, judge), for accounts split by role
+current_role_usage: contextvars.ContextVar[dict[str, Usage] | None] = contextvars.ContextVar(
+    "dsr_role_usage", default=None
+)
 current_trace: contextvars.ContextVar[list[tuple[Predict, dict[str, Any], Any]] | None] = contextvars.ContextVar(
     "dsr_trace", default=None
 )
@@ -37,6 +41,27 @@ def track_usage() -> Iterator[Usage]:
         yield usage
     finally:
         current_usage.reset(token)
+
+
+@contextmanager
+def track_usage_by_role() -> Iterator[dict[str, Usage]]:
+    """``with track_usage_by_role() as roles: ...``: every LM call made inside, added up per LM role."""
+    roles: dict[str, Usage] = {}
+    token = current_role_usage.set(roles)
+    try:
+        yield roles
+    finally:
+        current_role_usage.reset(token)
+
+
+def record_role_usage(role: str, usage: Usage) -> None:
+    """Add one call's usage to its LM role's total, when accounts by role are being kept."""
+    roles = current_role_usage.get()
+    if roles is not None:
+        total = roles.get(role)
+        if total is None:
+            total = roles[role] = Usage()
+        total.add(usage)
 
 
 @contextmanager

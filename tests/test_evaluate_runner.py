@@ -51,8 +51,9 @@ PERSISTED = {
     "cached": False,
     "transient": False,
     "replayed": False,
+    "cost": 0.00021,
 }
-OLDER = {k: v for k, v in PERSISTED.items() if k not in ("transient", "replayed")}
+OLDER = {k: v for k, v in PERSISTED.items() if k not in ("transient", "replayed", "cost")}
 
 
 async def test_the_runner_classifies_each_outcome_into_its_row(server):
@@ -124,15 +125,16 @@ async def test_records_are_the_rows_as_json_and_back(server, lm):
 def test_records_persisted_before_load_the_same():
     record = EvaluationRecord.from_dict(PERSISTED)
     assert record.to_dict() == PERSISTED and list(record.to_dict()) == list(PERSISTED)
-    assert record.usage == dsr.Usage(prompt_tokens=120, completion_tokens=9, lm_calls=2, cached_calls=1)
+    assert record.usage == dsr.Usage(prompt_tokens=120, completion_tokens=9, lm_calls=2, cached_calls=1, cost=0.00021)
     assert row_from_record(PERSISTED).inputs == {"question": "q7"}
     assert row_from_record(PERSISTED).to_record() == PERSISTED
     older = EvaluationRecord.from_dict(OLDER)
-    assert older.to_dict() == PERSISTED and not older.transient and not older.replayed
+    assert older.to_dict() == {**PERSISTED, "cost": None} and not older.transient and not older.replayed
     assert records_usage([PERSISTED, OLDER, record]).lm_calls == 6
+    assert older.usage.unpriced_calls == 1  # written before costs existed: its one uncached call is unpriced
 
 
-def test_a_replayed_record_reports_no_calls_and_no_tokens():
+def test_a_replayed_record_reports_no_calls_no_tokens_and_no_cost():
     replayed = EvaluationRecord.from_dict({**PERSISTED, "cached_calls": 2, "cached": True}).as_replayed()
     assert replayed.to_dict() == {
         **PERSISTED,
@@ -142,5 +144,6 @@ def test_a_replayed_record_reports_no_calls_and_no_tokens():
         "cached_calls": 0,
         "cached": False,
         "replayed": True,
+        "cost": 0.0,  # nothing was spent on it this time
     }
     assert replayed.usage == dsr.Usage() and replayed.to_row().replayed

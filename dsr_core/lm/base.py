@@ -19,7 +19,9 @@ from typing import Any
 
 from .. import settings as _settings
 from ..callback import active_callbacks, observed
+from ..costs import known_cost, price
 from ..primitives import Usage
+from ..tracking import record_role_usage
 from .history import inspect_history, record_history
 from .response import LMResponse, completion_outputs, completion_usage, output_text, value_of
 
@@ -113,6 +115,7 @@ class BaseLM:
         merged = {**self.kwargs, **kwargs}
         outputs = completion_outputs(raw, logprobs=bool(merged.get("logprobs")))
         usage = completion_usage(raw, cached)
+        price(usage, getattr(self, "prices", None))  # a custom LM may set prices too; otherwise unpriced
         response = LMResponse(
             texts=[output_text(o) for o in outputs],
             usage=usage,
@@ -127,7 +130,7 @@ class BaseLM:
             "response": raw,
             "outputs": response.texts,
             "usage": usage.to_dict(),
-            "cost": None,
+            "cost": known_cost(usage),
             "cached": cached,
             "latency": 0.0,
             "timestamp": time.time(),
@@ -138,6 +141,7 @@ class BaseLM:
             "rollout_id": kwargs.get("rollout_id"),
         }
         self._count(usage)
+        record_role_usage(getattr(self, "role", "task"), usage)
         record_history(self, entry)
         return response
 

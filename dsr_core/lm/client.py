@@ -31,10 +31,12 @@ from .. import settings as _settings
 from .._async import run_sync
 from ..cache import Cache, cache_enabled_globally, request_key
 from ..callback import active_callbacks, observed
+from ..costs import Prices, price
 from ..errors import LMAuthenticationError, LMError
 from ..limits import InFlightLimiter, RateLimiter
 from ..primitives import Usage
 from ..runtime import runtime
+from ..tracking import record_role_usage
 from .base import LM_CLASS_STATE_KEY, BaseLM
 from .failures import connection_error, connection_problem, describe, exhausted_error, fatal_error
 from .history import record_history
@@ -111,9 +113,13 @@ class LM(BaseLM):
         retry_backoff: tuple[float, float] = (0.5, 30.0),
         cache_store: Cache | None = None,
         callbacks: list[Any] | None = None,
+        prices: Prices | None = None,
+        role: str = "task",
         **kwargs: Any,
     ) -> None:
         self.model = model.removeprefix("openai/")
+        self.prices = prices  # what its calls cost (costs.py); None: their cost is unknown, never guessed
+        self.role = role  # whose spend its calls are in accounts split by role: task, prompt, judge
         self.callbacks = list(callbacks or [])
         cls = type(self)
         # a subclass's own forward/aforward must be used: those calls take BaseLM's path
@@ -347,6 +353,7 @@ class LM(BaseLM):
         started = time.perf_counter()
         response = await self._request_with_retries(body)
         response.latency = time.perf_counter() - started
+        price(response.usage, self.prices)
         if store is not None and key is not None:
             store.put(
                 key,
@@ -413,6 +420,7 @@ class LM(BaseLM):
 
     def _record(self, body: dict[str, Any], response: LMResponse, rollout_id: Any, cached_usage: Any) -> None:
         self._thread_usage().add(response.usage)
+        record_role_usage(self.role, response.usage)
         if _settings.get("disable_history"):
             return
         entry = {

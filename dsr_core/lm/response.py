@@ -122,12 +122,14 @@ def parse_completion(content: bytes, model: str, *, warn_cut: bool = True) -> LM
     usage = data.get("usage") or {}
     if warn_cut and "length" in finish:
         log.warning("LM %s: a reply was cut at max_tokens; raise max_tokens if outputs fail to parse", model)
+    details = usage.get("prompt_tokens_details") or {}
     return LMResponse(
         texts=texts,
         usage=Usage(
             prompt_tokens=int(usage.get("prompt_tokens") or 0),
             completion_tokens=int(usage.get("completion_tokens") or 0),
             lm_calls=1,
+            cached_prompt_tokens=int(details.get("cached_tokens") or 0) if isinstance(details, dict) else 0,
         ),
         finish_reasons=finish,
     )
