@@ -53,6 +53,11 @@ class RunSection(Spec):
     checkpoint_url: str = Field(
         ".dsr/checkpoints", description="optimizer checkpoints: {checkpoint_url}/{run name}/ (local or s3://)"
     )
+    # budgets: the run stops at a step boundary before going over one (flows/budget.py)
+    max_cost: float | None = Field(None, gt=0, description="US dollars (every LM the run uses needs prices)")
+    max_lm_calls: int | None = Field(None, ge=1)
+    max_tokens: int | None = Field(None, ge=1)
+    max_wall_time: float | None = Field(None, gt=0, description="seconds")
 
 
 OPTIMIZERS = (
@@ -216,6 +221,18 @@ def check_references(config: RunConfig) -> list[tuple[str, str]]:
     if config.monitor is not None and config.judge_lm is None:
         problems.append(("judge_lm", "the drift monitor ([monitor]) judges with a [judge_lm] section"))
     problems.extend(check_optimizer_params(config.optimizer))
+    if config.run.max_cost is not None:
+        sections = {"lm": config.lm, "prompt_lm": config.prompt_lm, "reflection_lm": config.reflection_lm}
+        sections["judge_lm"] = config.judge_lm if config.metric.ref == "judge" else None
+        for name, section in sections.items():
+            if section is not None and section.prices() is None:
+                problems.append(
+                    (
+                        f"{name}",
+                        "run.max_cost needs prices for every LM the run uses: input_price and output_price "
+                        "(USD per million tokens), or gpu_hour_price with tokens_per_second",
+                    )
+                )
     return problems
 
 

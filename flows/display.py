@@ -88,6 +88,7 @@ class EvaluationDisplay(LiveLine):
                 else []
             ),
             ("tokens", f"{report.prompt_tokens} in / {report.completion_tokens} out"),
+            ("cost", money(report.cost)),
             ("latency p50 / p95", f"{report.latency_p50:.3f}s / {report.latency_p95:.3f}s"),
             ("wall time", f"{report.wall_time:.1f}s in {report.shards} shards"),
             ("table", report.table_url),
@@ -96,6 +97,13 @@ class EvaluationDisplay(LiveLine):
         for key, value in rows:
             table.add_row(key, value)
         Console().print(table)
+
+
+def money(cost: float | None) -> str:
+    """A cost in US dollars, or why there is none (an LM without prices: never a guess)."""
+    if cost is None:
+        return "unknown (set input_price/output_price or gpu_hour_price on the LM sections)"
+    return f"${cost:,.4f}" if cost < 1 else f"${cost:,.2f}"
 
 
 class OptimizationDisplay(LiveLine):
@@ -121,14 +129,17 @@ class OptimizationDisplay(LiveLine):
         planned = info.get("planned_trials")
         trials = f"trial {info['trials']} of {planned}" if planned else f"{info['trials']} trials"
         best = info.get("best_score")
+        cost = "" if info.get("cost") is None else f", {money(info['cost'])}"
         return Text(
             f"optimizing [{info['phase']}]: {trials}, best {best if best is not None else '-'}, "
-            f"{info['lm_calls']} LM calls ({info['cached_calls']} cached), {info['tokens']:,} tokens, "
+            f"{info['lm_calls']} LM calls ({info['cached_calls']} cached), {info['tokens']:,} tokens{cost}, "
             f"{time.perf_counter() - self.started:.0f}s"
         )
 
     def summary(self, report: Any) -> None:
         title = f"dsr optimize: {report.run_name}" + (" (already finished)" if report.already_finished else "")
+        if report.stop_reason:
+            title += f" ({report.status}: run it again with a higher cap to continue)"
         table = Table(title=title, show_header=False)
         rows = [
             ("optimizer", report.optimizer),
@@ -140,6 +151,12 @@ class OptimizationDisplay(LiveLine):
             ("trials", f"{report.trials} in {report.steps} steps" + (" (resumed)" if report.resumed else "")),
             ("LM calls", f"{report.lm_calls} ({report.cached_calls} cached)"),
             ("tokens", f"{report.prompt_tokens} in / {report.completion_tokens} out"),
+            ("cost", money(report.cost)),
+            *[
+                (f"  {role}", f"{spent['lm_calls']} LM calls, {spent['tokens']:,} tokens, {money(spent['cost'])}")
+                for role, spent in report.by_role.items()
+            ],
+            *([("stopped", report.stop_reason)] if report.stop_reason else []),
             ("wall time", f"{report.wall_time:.1f}s"),
             ("program", report.program_url),
             ("checkpoints", report.checkpoint_url),

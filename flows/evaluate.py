@@ -37,6 +37,8 @@ class EvaluationReport(BaseModel):
     prompt_tokens: int
     completion_tokens: int
     lm_calls: int
+    cached_calls: int = 0
+    cost: float | None = None  # US dollars; None when an LM the evaluation used has no prices
     cached_fraction: float
     latency_p50: float
     latency_p95: float
@@ -141,6 +143,8 @@ def evaluate_flow(
         prompt_tokens=result.usage.prompt_tokens,
         completion_tokens=result.usage.completion_tokens,
         lm_calls=result.usage.lm_calls,
+        cached_calls=result.usage.cached_calls,
+        cost=summary["cost"],
         cached_fraction=result.cached_fraction,
         latency_p50=summary["latency_p50"],
         latency_p95=summary["latency_p95"],

@@ -29,6 +29,7 @@ from pydantic import BaseModel
 
 import dsr_core as dsr
 from dsr_core import imports
+from dsr_core.costs import known_cost
 from dsr_core.evaluate import EvaluationResult, records_usage
 from dsr_core.optimizers.base import (
     BootstrapOutcome,
@@ -49,6 +50,7 @@ from tasks.optimize import optimizer_work
 from tasks.program import get_lm, instantiate, with_state
 
 from .artifacts import open_file, result_storage_for
+from .budget import Budget, Spend, cost_summary, work_units
 from .checkpoint import CheckpointError, CheckpointStore
 from .config import RunConfig, optimizer_class, resolve_config
 from .evaluate import EvaluationFailed, check_not_all_failed, code_version, task_runner_for
@@ -70,7 +72,8 @@ MIN_SHARD = 20  # examples per task unless run.shard_size says otherwise
 class OptimizationReport(BaseModel):
     run_name: str
     optimizer: str
-    status: str = "finished"
+    status: str = "finished"  # or "stopped: budget" (see stop_reason; running it again continues)
+    stop_reason: str | None = None
     resumed: bool = False
     already_finished: bool = False
     steps: int
@@ -84,6 +87,8 @@ class OptimizationReport(BaseModel):
     cached_calls: int
     prompt_tokens: int
     completion_tokens: int
+    cost: float | None = None  # US dollars; None when an LM the run used has no prices
+    by_role: dict[str, dict[str, Any]] = {}  # per LM role (task, prompt, judge): cost, tokens, lm_calls
     wall_time: float
     checkpoint_url: str
     program_url: str
@@ -212,7 +217,10 @@ class StepRunner:
         return batch
 
     def run(self, work: list[Any]) -> tuple[list[Any], list[dict[str, Any]], dsr.Usage]:
-        """Compute a step's work. Returns (outcomes for tell, evaluation summaries, LM usage)."""
+        """Compute a step's work. Returns (outcomes for tell, evaluation summaries, LM usage by role).
+
+        Evaluations are the task LM's spend (with an LM judge's calls, when the metric is one); the other work
+        reports its usage per LM role (task, prompt, judge) from where the calls were made."""
         evaluations: list[tuple[EvaluateWork, ShardBatch]] = []
         others = ShardBatch(self.work_task, "work", replay=self.replay)
         kinds: list[str] = []
@@ -244,13 +252,13 @@ class StepRunner:
                     code_version=self.code_version,
                 )
                 kinds.append(item.kind)
-        usage = dsr.Usage()
+        roles: dict[str, dsr.Usage] = {}
         outcomes: list[Any] = []
         summaries = []
         for item, batch in evaluations:
             records = sorted(batch.records(), key=lambda r: r["index"])
             spent = records_usage(records)
-            usage.add(spent)
+            add_usage(roles, "task", spent)
             outcome = EvaluateOutcome(
                 candidate=item.candidate,
                 split=item.split,
@@ -266,10 +274,21 @@ class StepRunner:
         check_step_not_all_failed([r for summary in summaries for r in summary["records"]])
         worked: list[Any] = []
         for kind, result in zip(kinds, others.results() if kinds else [], strict=True):
-            usage.add(dsr.Usage(**{k: v for k, v in result["usage"].items() if k != "total_tokens"}))
+            by_role = result.get("usage_by_role") or {"prompt" if kind == "generate" else "task": result["usage"]}
+            for role, spent in by_role.items():
+                add_usage(roles, role, usage_from_dict(spent))
             worked.extend(OUTCOMES[kind].model_validate(o) for o in result["outcomes"])
         check_work_not_all_failed(worked)
-        return outcomes + worked, summaries, usage
+        return outcomes + worked, summaries, roles
+
+
+def usage_from_dict(values: dict[str, Any]) -> dsr.Usage:
+    """A Usage from its ``to_dict()`` form (which adds ``total_tokens``)."""
+    return dsr.Usage(**{k: v for k, v in values.items() if k != "total_tokens"})
+
+
+def add_usage(roles: dict[str, dsr.Usage], role: str, usage: dsr.Usage) -> None:
+    roles.setdefault(role, dsr.Usage()).add(usage)
 
 
 def check_step_not_all_failed(records: list[dict[str, Any]]) -> None:
@@ -337,6 +356,15 @@ def trial_records(
 # -- the flow ----------------------------------------------------------------------------------------------------
 
 
+FINISHED = "finished"
+STOPPED = "stopped: budget"  # a run its budget stopped at a step boundary; running it again continues it
+
+
+def _caps(config: RunConfig) -> str:
+    caps = {k: getattr(config.run, k) for k in ("max_cost", "max_lm_calls", "max_tokens", "max_wall_time")}
+    return ", ".join(f"{k} = {v:g}" for k, v in caps.items() if v is not None) or "no caps"
+
+
 def run_name_for(config: RunConfig, flow_run_id: Any) -> str:
     """``run.name``, or one derived from the Prefect flow run: stable when Prefect retries the flow run (so the
     retry resumes the checkpoint), new for every scheduled run (so each night optimizes afresh)."""
@@ -370,8 +398,13 @@ class Run:
     mlflow_run_id: str
     step: int = 0
     trials: list[dict[str, Any]] = field(default_factory=list)
-    usage: dsr.Usage = field(default_factory=dsr.Usage)
+    spend: Spend = field(default_factory=Spend)
     resumed: bool = False
+
+    @property
+    def usage(self) -> dsr.Usage:
+        """Everything the run's LM calls spent, all roles together."""
+        return self.spend.total
 
     def save(self, status: str, report: dict[str, Any] | None = None) -> None:
         self.store.write(
@@ -384,6 +417,7 @@ class Run:
                 "state": self.state.model_dump(mode="json"),
                 "trials": self.trials,
                 "usage": {k: v for k, v in self.usage.to_dict().items() if k != "total_tokens"},
+                "spend": self.spend.to_json(),
                 "mlflow_run_id": self.mlflow_run_id,
                 "updated_at": time.time(),
                 "report": report,
@@ -399,6 +433,7 @@ class Run:
             "lm_calls": self.usage.lm_calls,
             "cached_calls": self.usage.cached_calls,
             "tokens": self.usage.total_tokens,
+            "cost": known_cost(self.usage),
         }
 
 
@@ -416,7 +451,7 @@ def _open_run(
         run.save("running")  # the run and its MLflow parent are on record before any work is paid for
         return run
     check_compatible(checkpoint, expected, store.url)
-    if checkpoint.get("status") == "finished":
+    if checkpoint.get("status") == FINISHED:
         logger.info("run %s already finished; reporting it (start a new run.name to optimize again)", name)
         return OptimizationReport.model_validate({**checkpoint["report"], "already_finished": True})
     try:
@@ -426,7 +461,9 @@ def _open_run(
     run_id = checkpoint.get("mlflow_run_id") or tracking.start_optimization(config, name, expected)
     run = Run(config, name, store, expected, state, run_id, step=int(checkpoint["step"]), resumed=True)
     run.trials = list(checkpoint.get("trials", []))
-    run.usage = dsr.Usage(**checkpoint.get("usage", {}))
+    run.spend = Spend.from_json(checkpoint.get("spend"), checkpoint.get("usage"))
+    if checkpoint.get("status") == STOPPED:
+        logger.info("run %s stopped at its budget before; continuing with %s", name, _caps(config))
     tracking.resume_optimization(config, run_id, run.trials)
     logger.info("resuming %s at step %d (%d trials done) from %s", name, run.step, len(run.trials), store.url)
     return run
@@ -464,13 +501,22 @@ def optimize_flow(
     trial_log = tracking.TrialLog(config, run.mlflow_run_id)
     planned = optimizer.planned_trials(run.state)
     progress.notify_step(progress_key, run.progress(planned))
+    budget = Budget.of(config.run)
+    stopped: str | None = None
     while not run.state.done:
+        before = run.state.model_copy(deep=True)  # what a stop keeps: the state the last step left
+        work = optimizer.ask(run.state)
+        units = work_units(work)
+        if budget is not None and (stopped := budget.exceeded_by(run.spend, units)) is not None:
+            run.state = before
+            logger.info("stopping %s at step %d before it goes over its budget: %s", run.name, run.step, stopped)
+            break
         mark = time.perf_counter()
-        outcomes, summaries, step_usage = runner.run(optimizer.ask(run.state))
+        outcomes, summaries, step_usage = runner.run(work)
         with dsr.context(max_errors=None):  # a failed attempt is not a demo; only [optimizer] max_errors stops a run
             run.state = optimizer.tell(run.state, outcomes)
         run.step += 1
-        run.usage.add(step_usage)
+        run.spend.add_step(step_usage, units, time.perf_counter() - mark)
         new = trial_records(summaries, run.state, len(run.trials), run.step, time.perf_counter() - mark)
         run.trials.extend(new)
         run.save("running")
@@ -482,11 +528,16 @@ def optimize_flow(
     trial_log.close()
     tracking.log_missing_trials(config, run.mlflow_run_id, run.trials)
     progress.notify_step(progress_key, run.progress(planned, "final evaluation"))
-    report, program_state = _finish(run, student, runner, valset or trainset, "val" if valset else "train")
+    result = run.state.result if stopped is None else optimizer.best_so_far(run.state)
+    report, program_state = _finish(
+        run, student, runner, valset or trainset, "val" if valset else "train", result or student.dump_state()
+    )
     report["wall_time"] = round(time.perf_counter() - started, 3)
+    if stopped is not None:
+        report.update(status=STOPPED, stop_reason=stopped)
     tracking.finish_optimization(config, run.mlflow_run_id, report, run.trials, program_state)
-    run.save("finished", report)
-    progress.notify_step(progress_key, run.progress(planned, "done"))
+    run.save(STOPPED if stopped is not None else FINISHED, report)
+    progress.notify_step(progress_key, run.progress(planned, "stopped: budget" if stopped is not None else "done"))
     logger.info(
         "%s: baseline %.2f -> optimized %.2f on %d %s examples; program at %s",
         run.name,
@@ -500,15 +551,16 @@ def optimize_flow(
 
 
 def _finish(
-    run: Run, student: dsr.Module, runner: StepRunner, examples: list[Any], split: str
+    run: Run, student: dsr.Module, runner: StepRunner, examples: list[Any], split: str, result: dict[str, Any]
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Score the baseline and the result on the same examples, save the program, register it.
-    Returns the report (without wall time) and the program state."""
+    """Score the baseline and ``result`` (the optimizer's, or its best so far when a budget stopped the run)
+    on the same examples, save the program, register it. Returns the report (without wall time) and the
+    program state."""
     from .services import registry
 
     config = run.config
     indices = list(range(len(examples)))
-    optimized = with_state(student, run.state.result, source=f"the result of {run.name}")
+    optimized = with_state(student, result, source=f"the result of {run.name}")
     batches = {
         "baseline": runner.evaluate(student.dump_state(), split, indices),
         "optimized": runner.evaluate(optimized.dump_state(), split, indices),
@@ -519,7 +571,7 @@ def _finish(
         )
     scores = {name: _mean_score(batch) for name, batch in batches.items()}
     for batch in batches.values():  # the report's LM totals include these two evaluations
-        run.usage.add(records_usage(batch.records()))
+        run.spend.add_step({"task": records_usage(batch.records())}, {}, 0.0)
     lm = get_lm(config.lm.model_dump())
     for predictor in optimized.predictors():
         predictor.lm = predictor.lm or lm  # the saved program carries its LM settings (never the key)
@@ -542,6 +594,7 @@ def _finish(
         "cached_calls": run.usage.cached_calls,
         "prompt_tokens": run.usage.prompt_tokens,
         "completion_tokens": run.usage.completion_tokens,
+        **cost_summary(run.spend),
         "wall_time": 0.0,
         "checkpoint_url": run.store.url,
         "program_url": program_url,

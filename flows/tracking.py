@@ -206,9 +206,15 @@ def finish_optimization(
     client = client_for(config)
     now = int(time.time() * 1000)
     metrics = ("baseline_score", "optimized_score", "champion_score", "lm_calls", "prompt_tokens", "completion_tokens")
-    client.log_batch(
-        run_id, metrics=[Metric(k, float(report[k]), now, 0) for k in metrics if report.get(k) is not None]
-    )
+    values = {k: float(report[k]) for k in metrics if report.get(k) is not None}
+    if report.get("cost") is not None:
+        values["cost_usd"] = float(report["cost"])
+    for role, spent in (report.get("by_role") or {}).items():  # split by LM role: task, prompt, judge
+        values[f"tokens.{role}"] = float(spent["tokens"])
+        values[f"lm_calls.{role}"] = float(spent["lm_calls"])
+        if spent.get("cost") is not None:
+            values[f"cost_usd.{role}"] = float(spent["cost"])
+    client.log_batch(run_id, metrics=[Metric(k, v, now, 0) for k, v in values.items()])
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         pq.write_table(trials_table(trials), folder / "trials.parquet")

@@ -17,7 +17,7 @@ import dsr_core as dsr
 from dsr_core._async import run_sync
 from dsr_core.cache import get_default_cache
 from dsr_core.optimizers.base import LocalRunner, Work
-from dsr_core.tracking import track_usage
+from dsr_core.tracking import track_usage, track_usage_by_role
 
 from .evaluate import SHARD_TASK_OPTIONS
 from .program import build_metric, build_program, get_lm
@@ -56,9 +56,9 @@ def optimizer_work(
         None,
         build_metric(metric, judge_lm),
         concurrency=concurrency,
-        prompt_lm=get_lm(prompt_lm or lm),
+        prompt_lm=get_lm(prompt_lm or lm, "prompt"),
     )
-    with track_usage() as usage:
+    with track_usage() as usage, track_usage_by_role() as roles:
         outcomes = run_sync(runner.run([item]))
     get_default_cache().flush()
     original = [index for index, _ in examples]
@@ -69,4 +69,9 @@ def optimizer_work(
             record["index"] = original[record["index"]]
         records.append(record)
     transient = any(getattr(outcome, "transient", False) for outcome in outcomes)
-    return {"outcomes": records, "usage": usage.to_dict(), "transient": transient}
+    return {
+        "outcomes": records,
+        "usage": usage.to_dict(),
+        "usage_by_role": {role: spent.to_dict() for role, spent in roles.items()},
+        "transient": transient,
+    }

@@ -21,9 +21,9 @@ LMInput = LMSpec | Mapping[str, Any]  # a spec or its JSON dump
 MetricInput = MetricSpec | Mapping[str, Any]
 
 
-def get_lm(spec: LMInput) -> dsr.LM:
-    """The process's LM for ``spec``."""
-    return registry.lm(LMSpec.model_validate(spec))
+def get_lm(spec: LMInput, role: str = "task") -> dsr.LM:
+    """The process's LM for ``spec`` in ``role`` (task, prompt, judge: how accounts split its spend)."""
+    return registry.lm(LMSpec.model_validate(spec), role)
 
 
 def instantiate(ref: str, state: dict[str, Any] | None = None) -> dsr.Module:
@@ -78,7 +78,7 @@ def build_metric(metric: MetricInput, judge_lm: LMInput | None) -> Any:
     if spec.ref == "judge":
         if judge_lm is None:
             raise dsr.DsrError("metric 'judge' needs a [judge_lm] section")
-        return dsr.LLMJudge(spec.criteria or JUDGE_CRITERIA, lm=get_lm(judge_lm))
+        return dsr.LLMJudge(spec.criteria or JUDGE_CRITERIA, lm=get_lm(judge_lm, "judge"))
     if spec.ref in dsr.metrics.BUILTIN_METRICS:
         return dsr.metrics.BUILTIN_METRICS[spec.ref]
     return import_ref(spec.ref)

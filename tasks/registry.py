@@ -24,13 +24,14 @@ class TaskRegistry:
         self._lms: dict[str, dsr.LM] = {}
         self._sinks: dict[str, Any] = {}
 
-    def lm(self, spec: LMSpec) -> dsr.LM:
-        """The LM for ``spec``, built on first use."""
-        key = spec.key()
+    def lm(self, spec: LMSpec, role: str = "task") -> dsr.LM:
+        """The LM for ``spec`` in ``role`` (task, prompt, judge), built on first use: one per spec and role,
+        so accounts split by role even when two roles name the same model."""
+        key = f"{role}:{spec.key()}"
         with self._lock:
             lm = self._lms.get(key)
             if lm is None:
-                lm = self._lms[key] = spec.build()
+                lm = self._lms[key] = spec.build(role)
             return lm
 
     def register_sink(self, key: str, sink: Any) -> None:

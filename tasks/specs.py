@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 import dsr_core as dsr
+from dsr_core.costs import Prices
 from dsr_core.imports import import_ref
 
 JUDGE_CRITERIA = "The response correctly and fully answers the task."  # the judge's criteria when none is given
@@ -69,6 +70,34 @@ class LMSpec(Spec):
     cache: bool = True
     num_retries: int = Field(5, ge=0)
     timeout: float = Field(120.0, gt=0)
+    # what calls cost (US dollars); unset: costs are reported as unknown, never guessed (dsr_core/costs.py)
+    input_price: float | None = Field(None, ge=0, description="USD per million prompt tokens")
+    output_price: float | None = Field(None, ge=0, description="USD per million completion tokens")
+    cached_input_price: float | None = Field(
+        None, ge=0, description="USD per million prompt tokens served from the provider's prompt cache"
+    )
+    gpu_hour_price: float | None = Field(None, ge=0, description="USD per GPU hour (a self-hosted endpoint)")
+    tokens_per_second: float | None = Field(
+        None, gt=0, description="the self-hosted endpoint's measured throughput, prompt + completion tokens"
+    )
+
+    @model_validator(mode="after")
+    def _prices_are_complete(self) -> LMSpec:
+        self.prices()  # raises for an incomplete or contradictory set, naming what is missing
+        return self
+
+    def prices(self) -> Prices | None:
+        """The prices the fields give, or None when none are set."""
+        values = {
+            "input": self.input_price,
+            "output": self.output_price,
+            "cached_input": self.cached_input_price,
+            "gpu_hour": self.gpu_hour_price,
+            "tokens_per_second": self.tokens_per_second,
+        }
+        if all(v is None for v in values.values()):
+            return None
+        return Prices(**values)
 
     def result_params(self) -> dict[str, Any]:
         """The settings that change what the model answers (not where it is served or how fast)."""
@@ -78,8 +107,9 @@ class LMSpec(Spec):
         """Identifies the spec: equal specs share one LM per process."""
         return self.model_dump_json()
 
-    def build(self) -> dsr.LM:
-        """A new LM client with these settings (the key is read from ``api_key_env`` when a call needs it)."""
+    def build(self, role: str = "task") -> dsr.LM:
+        """A new LM client with these settings (the key is read from ``api_key_env`` when a call needs it);
+        ``role`` is whose spend its calls are in accounts by role (task, prompt, judge)."""
         return dsr.LM(
             self.model,
             api_base=self.api_base,
@@ -92,4 +122,6 @@ class LMSpec(Spec):
             cache=self.cache,
             num_retries=self.num_retries,
             timeout=self.timeout,
+            prices=self.prices(),
+            role=role,
         )

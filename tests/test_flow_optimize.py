@@ -150,6 +150,8 @@ def test_config_problems_of_the_optimize_section(workdir, server):
     assert "optimizer.max_bootstraped_demos: BootstrapFewShot has no parameter" in str(error.value)
     assert "max_bootstrapped_demos" in str(error.value)  # the list of what it takes
     with pytest.raises(ConfigError, match="optimizer.name"):
+        validate_config(make_config(workdir, server, optimizer={"name": "BetterTogether"}))
+    with pytest.raises(ConfigError, match="GEPA: exactly one of auto, max_full_evals and max_metric_calls"):
         validate_config(make_config(workdir, server, optimizer={"name": "GEPA"}))
 
 

@@ -549,6 +549,11 @@ class Optimizer:
             state = optimizer.tell(state, run_sync(runner.run(optimizer.ask(state))))
         return optimizer.finish(student, state)
 
+    def best_so_far(self, state: Any) -> dict[str, Any] | None:
+        """The program state of the best candidate a state holds, for a run stopped before it is done (by a
+        budget); None when the optimizer cannot name one yet (the caller then keeps the student)."""
+        return state.result  # type: ignore[no-any-return]
+
     def finish(self, student: Module, state: Any) -> Module:
         """The program of a finished state, marked compiled as DSPy marks it (a compiled teacher keeps its demos)."""
         compiled = student.deepcopy()

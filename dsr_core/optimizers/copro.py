@@ -134,6 +134,10 @@ class COPRO(Optimizer):
     def planned_trials(self, state: CoproState) -> int:
         return self.depth * self.breadth * len(state.predictor_names)
 
+    def best_so_far(self, state: CoproState) -> dict[str, Any] | None:
+        """The program with the best instruction of each predictor finished so far."""
+        return state.result or state.program
+
     def ask(self, state: CoproState) -> list[Any]:
         if state.done:
             return []

@@ -170,6 +170,10 @@ class BootstrapFewShotWithRandomSearch(Optimizer):
             state.result = state.candidates[state.best or 0].program
         return state
 
+    def best_so_far(self, state: RandomSearchState) -> dict[str, Any] | None:
+        """The best candidate scored so far."""
+        return state.result or (state.candidates[state.best].program if state.best is not None else None)
+
     def finish(self, student: Module, state: RandomSearchState) -> Module:
         """The best program with DSPy's ``candidate_programs``: every scored candidate (score, subscores, seed,
         program), best first."""

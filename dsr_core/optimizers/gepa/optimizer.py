@@ -468,6 +468,13 @@ class GEPA(Optimizer):
 
     # -- the result ------------------------------------------------------------------------------------------
 
+    def best_so_far(self, state: GepaState) -> dict[str, Any] | None:
+        """The candidate with the best mean validation score in the pool so far."""
+        if state.result is not None or not state.candidates:
+            return state.result
+        best = state.candidates[best_candidate(state.val_scores)]
+        return with_instructions(state.program, best.instructions)
+
     def finish(self, student: Module, state: GepaState) -> Module:
         """The best program; with ``track_stats``, DSPy's ``detailed_results`` on it too."""
         compiled = super().finish(student, state)

@@ -277,6 +277,13 @@ class MIPROv2(Optimizer):
             fewshot_aware=self.fewshot_aware_proposer,
         )
 
+    def best_so_far(self, state: MiproState) -> dict[str, Any] | None:
+        """The best fully evaluated trial so far (the baseline until another one beats it)."""
+        if state.result is not None or state.best_trial is None:
+            return state.result
+        best = state.trials[state.best_trial]
+        return state.program if best.kind == "baseline" else self._search().candidate(state, best.params)
+
     def _search(self) -> TrialSearch:
         return TrialSearch(
             minibatch_size=self.minibatch_size,

@@ -461,6 +461,18 @@ class SIMBA(Optimizer):
 
     # -- the result ------------------------------------------------------------------------------------------
 
+    def best_so_far(self, state: SimbaState) -> dict[str, Any] | None:
+        """The step winner with the best mini-batch mean so far (the baseline before the first step)."""
+        if state.result is not None or not state.winners:
+            return state.result
+
+        def mean(number: int) -> float:
+            scores = state.programs[number].scores
+            return sum(scores) / len(scores) if scores else 0.0
+
+        best = max(state.winners, key=mean)  # max keeps the earlier of equals
+        return program_state(state.program, state.programs[best])
+
     def finish(self, student: Module, state: SimbaState) -> Module:
         """The best program, with DSPy's ``candidate_programs`` and ``trial_logs`` (see result.py)."""
         compiled = super().finish(student, state)

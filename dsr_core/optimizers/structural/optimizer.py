@@ -420,6 +420,12 @@ class StructuralOptimizer(Optimizer):
         state.requests, state.pending = [], []
         return state
 
+    def best_so_far(self, state: StructuralState) -> dict[str, Any] | None:
+        """The current graph (the best accepted so far), once the baseline is scored."""
+        if state.result is not None or state.current is None:
+            return state.result
+        return state.candidates[state.current].program
+
     @staticmethod
     def _current(state: StructuralState) -> int:
         assert state.current is not None  # set once the baseline is scored

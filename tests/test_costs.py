@@ -1,0 +1,191 @@
+"""What runs cost: prices applied per call, accounts by LM role that add up, budgets that stop a run at a step
+boundary and a resume with a higher budget that ends where an uninterrupted run ends."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import dsr_core as dsr
+from dsr_core.costs import Prices, known_cost
+from dsr_core.tracking import track_usage_by_role
+from flows.checkpoint import CheckpointStore
+from flows.config import ConfigError, validate_config
+from tests.programs import learns_from_demos
+from tests.test_flow_optimize import make_config
+
+API = {"input_price": 2.0, "output_price": 8.0}  # USD per million tokens
+PROMPT = {"input_price": 10.0, "output_price": 30.0}
+
+
+# -- prices --------------------------------------------------------------------------------------------------------
+
+
+def test_prices_per_token_per_cached_token_and_per_gpu_hour():
+    assert Prices(input=2.0, output=8.0).of(1_000_000, 500_000) == pytest.approx(2.0 + 4.0)
+    cached = Prices(input=2.0, output=8.0, cached_input=0.5)
+    assert cached.of(1_000_000, 0, cached_prompt_tokens=400_000) == pytest.approx(0.6 * 2.0 + 0.4 * 0.5)
+    gpu = Prices(gpu_hour=3.6, tokens_per_second=1000)  # 1000 tokens a second at $3.60 an hour
+    assert gpu.of(600, 400) == pytest.approx(3.6 / 3600)  # one second of GPU time
+    for bad, message in [
+        ({"input": 1.0}, "give both input and output"),
+        ({"gpu_hour": 2.0}, "needs the endpoint's measured tokens_per_second"),
+        ({"input": 1.0, "output": 1.0, "gpu_hour": 1.0, "tokens_per_second": 5}, "not both"),
+        ({"input": -1.0, "output": 1.0}, "non-negative"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            Prices(**bad)
+
+
+async def test_each_call_is_priced_by_its_own_lm_and_unpriced_calls_make_the_total_unknown(server):
+    server.record_bodies = True
+    priced = dsr.LM("task-model", api_base=server.url, prices=Prices(input=2.0, output=8.0))
+    unpriced = dsr.LM("judge-model", api_base=server.url, role="judge")
+    with track_usage_by_role() as roles:
+        first = await dsr.Predict("question -> answer", lm=priced).acall(question="what is rain")
+        again = await dsr.Predict("question -> answer", lm=priced).acall(question="what is rain")  # cached
+        await dsr.Predict("question -> answer", lm=unpriced).acall(question="is it wet")
+    usage = first.usage
+    assert usage.cost == pytest.approx((usage.prompt_tokens * 2.0 + usage.completion_tokens * 8.0) / 1e6)
+    assert usage.cost > 0 and known_cost(usage) == round(usage.cost, 6)
+    assert again.usage.cached_calls == 1 and again.usage.cost == 0 and known_cost(again.usage) == 0  # free
+    assert set(roles) == {"task", "judge"} and roles["task"].lm_calls == 2 and roles["task"].cached_calls == 1
+    assert roles["judge"].unpriced_calls == 1 and known_cost(roles["judge"]) is None
+
+
+def test_max_cost_needs_prices_on_every_lm_the_run_uses(workdir, server):
+    config = make_config(workdir, server, max_cost=1.0)
+    with pytest.raises(ConfigError, match=r"lm: run.max_cost needs prices"):
+        validate_config(config)
+    config["lm"].update(API)
+    assert validate_config(config).run.max_cost == 1.0
+
+
+# -- accounts ------------------------------------------------------------------------------------------------------
+
+
+def test_an_evaluation_reports_its_cost_per_example_and_in_all(prefect_harness, server, workdir):
+    import pyarrow.parquet as pq
+
+    from flows.evaluate import run_evaluation
+
+    server.responder = learns_from_demos
+    config = make_config(workdir, server, name="eval-cost")
+    config["lm"].update(API)
+    report = run_evaluation(validate_config(config))
+    table = pq.read_table(report.table_url).to_pylist()
+    expected = [(r["prompt_tokens"] * 2.0 + r["completion_tokens"] * 8.0) / 1e6 for r in table]
+    assert [r["cost"] for r in table] == pytest.approx(expected) and all(c > 0 for c in expected)
+    assert report.cost == pytest.approx(sum(expected), abs=1e-6)
+    assert report.prompt_tokens == sum(r["prompt_tokens"] for r in table)
+
+
+def test_an_optimization_accounts_by_role_and_the_parts_add_up(prefect_harness, server, workdir):
+    from mlflow.tracking import MlflowClient
+
+    from flows.optimize import run_optimization
+
+    def copro_responder(request):
+        if "proposed_instruction" in request.output_fields:
+            return [
+                request.reply(
+                    proposed_instruction=f"Reverse the word, then uppercase it ({i}).",
+                    proposed_prefix_for_output_field="Code:",
+                )
+                for i in range(request.body.get("n", 1))
+            ]
+        word = request.inputs.get("word", "")
+        return request.reply(code=word[::-1].upper() if "Reverse the word" in request.instructions else word)
+
+    server.responder = copro_responder
+    config = make_config(workdir, server, optimizer={"name": "COPRO", "breadth": 3, "depth": 2})
+    config["lm"].update(API)
+    config["prompt_lm"] = {"model": "prompt-model", "api_base": server.url, "temperature": 1.0, **PROMPT}
+    report = run_optimization(validate_config(config))
+    assert set(report.by_role) == {"task", "prompt"}
+    assert report.by_role["prompt"]["lm_calls"] >= 1
+    assert report.lm_calls == sum(r["lm_calls"] for r in report.by_role.values())
+    assert report.cost == pytest.approx(sum(r["cost"] for r in report.by_role.values()), abs=1e-6)
+    assert report.by_role["prompt"]["cost"] > 0 and report.by_role["task"]["cost"] > 0
+    metrics = MlflowClient(tracking_uri=config["mlflow"]["tracking_uri"]).get_run(report.mlflow_run_id).data.metrics
+    assert metrics["cost_usd"] == pytest.approx(report.cost)
+    assert metrics["lm_calls.prompt"] == report.by_role["prompt"]["lm_calls"]
+
+
+# -- budgets -------------------------------------------------------------------------------------------------------
+
+
+def final_program(report) -> dict:
+    with open(report.program_url) as handle:
+        return {k: v for k, v in json.load(handle).items() if k != "metadata"}
+
+
+def trials_of(workdir, name) -> list[dict]:
+    """The trials without what depends on caches and replays (time, calls, tokens)."""
+    spend = ("seconds", "lm_calls", "cached_calls", "prompt_tokens", "completion_tokens")
+    trials = CheckpointStore(str(workdir / "checkpoints"), name).read_latest()["trials"]
+    return [{k: v for k, v in t.items() if k not in spend} for t in trials]
+
+
+def test_a_budget_stops_at_a_step_boundary_and_a_higher_one_continues_to_the_same_end(prefect_harness, server, workdir):
+    from flows.optimize import run_optimization
+
+    server.responder = learns_from_demos
+    capped = make_config(workdir, server, name="capped", max_lm_calls=60)
+    stopped = run_optimization(validate_config(capped))  # first: later runs replay its persisted shards
+    assert stopped.status == "stopped: budget" and "run.max_lm_calls = 60" in stopped.stop_reason
+    checkpoint = CheckpointStore(str(workdir / "checkpoints"), "capped").read_latest()
+    assert checkpoint["status"] == "stopped: budget" and checkpoint["step"] > 0
+    assert checkpoint["spend"]["by_role"]["task"]["lm_calls"] <= 60 + 2 * 12  # the steps, then the final scoring
+    assert stopped.model_dump()["optimized_score"] is not None  # finished with the best program found so far
+
+    whole = run_optimization(validate_config(make_config(workdir, server, name="whole")))
+    assert whole.status == "finished" and whole.optimized_score == 100.0 and checkpoint["step"] < whole.steps
+
+    again = make_config(workdir, server, name="capped", max_lm_calls=10_000)
+    resumed = run_optimization(validate_config(again))
+    assert resumed.status == "finished" and resumed.resumed and resumed.steps == whole.steps
+    assert final_program(resumed) == final_program(whole)
+    assert trials_of(workdir, "capped") == trials_of(workdir, "whole")
+
+
+@pytest.mark.parametrize(
+    ("name", "params"),
+    [
+        ("BootstrapFewShotWithRandomSearch", {"num_candidate_programs": 3}),
+        ("COPRO", {"breadth": 2, "depth": 2}),
+        ("MIPROv2", {"auto": None, "num_candidates": 2, "num_trials": 3, "minibatch_size": 4}),
+        ("GEPA", {"max_metric_calls": 60, "reflection_minibatch_size": 2}),
+        ("SIMBA", {"bsize": 4, "num_candidates": 2, "max_steps": 2}),
+    ],
+)
+def test_every_optimizer_names_its_best_program_so_far_mid_run(server, lm, name, params):
+    """What a budget stop finishes with: after a few steps, a program state that loads into the student."""
+    from dsr_core._async import run_sync
+    from dsr_core.optimizers import LocalRunner
+    from flows.config import optimizer_class
+    from tests.programs import WordCode, code
+
+    def responder(request):
+        if request.output_fields and request.output_fields[0] != "code":  # any proposal or reflection
+            return request.reply(**{field: "Reverse the word." for field in request.output_fields})
+        return learns_from_demos(request)
+
+    server.responder = responder
+    train = [dsr.Example(word=f"w{i}x", code=code(f"w{i}x")).with_inputs("word") for i in range(10)]
+    student = WordCode()
+    student.set_lm(lm)
+    optimizer = optimizer_class(name)(metric=lambda e, p, t=None: p.code == e.code, seed=0, **params)
+    runner = LocalRunner(student, train, train[:6], optimizer.metric)
+    state = optimizer.init_state(student, train, train[:6])
+    named = []
+    for _ in range(4):
+        if state.done:
+            break
+        state = optimizer.tell(state, run_sync(runner.run(optimizer.ask(state))))
+        named.append(optimizer.best_so_far(state))
+    assert any(found is not None for found in named), f"{name} never named a best program"
+    for found in named:
+        if found is not None:
+            student.deepcopy().load_state(found)  # a program state of the student
