@@ -245,15 +245,36 @@ def optimize(
     set_: list[str] = typer.Option(None, "--set", help=SET_HELP),
     name: str = typer.Option(None, "--name", help="Run name (sets run.name): an unfinished run of that name resumes."),
     lm: str = typer.Option(None, "--lm", help=LM_HELP),
+    estimate: bool = typer.Option(
+        False, "--estimate", help="Predict LM calls, tokens, cost and wall time by phase instead of running."
+    ),
 ) -> None:
-    """Optimize a program as a Prefect flow; checkpoint every step; log trials to MLflow; register the result."""
+    """Optimize a program as a Prefect flow; checkpoint every step; log trials to MLflow; register the result.
+    With --estimate: what the run would cost, from the optimizer's plan and a few real calls, without running."""
     from .display import OptimizationDisplay
 
     config = _load(config_path, [*(set_ or []), *([f"run.name={json.dumps(name)}"] if name else [])], lm)
+    if estimate:
+        _estimate(config)
+        return
     from .optimize import run_optimization
 
     report = _run_with_display(OptimizationDisplay(), run_optimization, config, "optimization")
     _where_to_look(config, report)
+
+
+def _estimate(config: Any) -> None:
+    from dsr_core.errors import DsrError
+
+    from .estimate import estimate, print_estimate, save_estimate
+    from .services.local_lm import serve_local_models
+
+    try:
+        with serve_local_models(config) as served:
+            result = estimate(served)
+    except DsrError as exc:
+        _fail(str(exc))
+    print_estimate(result, save_estimate(config, result))
 
 
 def _where_to_look(config: Any, report: Any) -> None:

@@ -89,6 +89,8 @@ class OptimizationReport(BaseModel):
     completion_tokens: int
     cost: float | None = None  # US dollars; None when an LM the run used has no prices
     by_role: dict[str, dict[str, Any]] = {}  # per LM role (task, prompt, judge): cost, tokens, lm_calls
+    estimated_lm_calls: int | None = None  # what `dsr optimize --estimate` predicted for this run, if it was asked
+    estimated_cost: float | None = None
     wall_time: float
     checkpoint_url: str
     program_url: str
@@ -550,6 +552,17 @@ def optimize_flow(
     return OptimizationReport.model_validate(report)
 
 
+def estimated(config: RunConfig, name: str) -> dict[str, Any]:
+    """The estimate made for this run before it started (``dsr optimize --estimate``), to show beside the
+    actual numbers; nothing when there was none."""
+    from .estimate import read_estimate
+
+    found = read_estimate(config.run.checkpoint_url, name)
+    if not found:
+        return {}
+    return {"estimated_lm_calls": found["total"]["lm_calls"], "estimated_cost": found["total"]["cost"]}
+
+
 def _finish(
     run: Run, student: dsr.Module, runner: StepRunner, examples: list[Any], split: str, result: dict[str, Any]
 ) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -595,6 +608,7 @@ def _finish(
         "prompt_tokens": run.usage.prompt_tokens,
         "completion_tokens": run.usage.completion_tokens,
         **cost_summary(run.spend),
+        **estimated(config, run.name),
         "wall_time": 0.0,
         "checkpoint_url": run.store.url,
         "program_url": program_url,
