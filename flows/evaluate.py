@@ -17,11 +17,12 @@ from pydantic import BaseModel
 
 import dsr_core as dsr
 from dsr_core import imports
-from dsr_core.evaluate import EvaluationResult
+from dsr_core.evaluate import EvaluationResult, records_usage
 from tasks import progress
 from tasks.evaluate import evaluate_shard
 
 from .artifacts import result_storage_for, write_table
+from .budget import Budget, Spend
 from .config import RunConfig, resolve_config
 from .preflight import preflight
 from .shards import ShardBatch, auto_shard_size, replays_allowed
@@ -48,6 +49,9 @@ class EvaluationReport(BaseModel):
     mlflow_run_id: str | None = None
     replayed: int = 0  # examples whose result came back from a persisted shard (no LM call made for them)
     phase_seconds: dict[str, float] = {}
+    status: str = "finished"  # or "stopped: budget": the score covers the examples evaluated before the stop
+    stop_reason: str | None = None
+    planned: int | None = None  # the examples the evaluation was asked for (n is how many it scored)
 
 
 class EvaluationFailed(dsr.DsrError):
@@ -93,26 +97,40 @@ def evaluate_flow(
     logger.info("evaluating %d examples in %d shards of up to %d", len(devset), len(starts), size)
     progress.notify_start(progress_key, len(devset))
     task = evaluate_shard.with_options(result_storage=result_storage_for(config.run.artifacts_url))
-    shards = ShardBatch(task, "records", replay=replays_allowed(config))
     input_keys = list(config.data.input_keys)
     version = code_version(config)
     started = time.perf_counter()
     phases["load"] = started - mark
-    for s in starts:
-        shards.submit(
-            config.program.ref,
-            prepared.program_state,
-            config.lm,
-            config.metric,
-            config.judge_lm,
-            [e.to_dict() for e in devset[s : s + size]],
-            input_keys,
-            s,
-            concurrency=min(config.lm.max_concurrency, size),
-            progress_key=progress_key,
-            code_version=version,
-        )
-    records = shards.records()
+    budget = Budget.of(config.run)
+    # with a budget, shards go in waves of the worker count, and no wave starts that would go over a cap
+    waves = [starts] if budget is None else [starts[i : i + workers] for i in range(0, len(starts), workers)]
+    records: list[dict[str, Any]] = []
+    spend = Spend()
+    stopped: str | None = None
+    for wave in waves:
+        units = {"task": sum(len(devset[s : s + size]) for s in wave)}
+        if budget is not None and (stopped := budget.exceeded_by(spend, units)) is not None:
+            logger.info("stopping the evaluation after %d examples: %s", len(records), stopped)
+            break
+        wave_started = time.perf_counter()
+        shards = ShardBatch(task, "records", replay=replays_allowed(config))
+        for s in wave:
+            shards.submit(
+                config.program.ref,
+                prepared.program_state,
+                config.lm,
+                config.metric,
+                config.judge_lm,
+                [e.to_dict() for e in devset[s : s + size]],
+                input_keys,
+                s,
+                concurrency=min(config.lm.max_concurrency, size),
+                progress_key=progress_key,
+                code_version=version,
+            )
+        done = shards.records()
+        records.extend(done)
+        spend.add_step({"task": records_usage(done)}, units, time.perf_counter() - wave_started)
     wall = time.perf_counter() - started
     result = EvaluationResult.from_records(sorted(records, key=lambda r: r["index"]), wall_time=wall)
     phases["shards"] = wall
@@ -154,6 +172,9 @@ def evaluate_flow(
         mlflow_run_id=run_id,
         replayed=replayed,
         phase_seconds=phases,
+        status="finished" if stopped is None else "stopped: budget",
+        stop_reason=stopped,
+        planned=len(devset),
     )
 
 

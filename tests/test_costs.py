@@ -189,3 +189,14 @@ def test_every_optimizer_names_its_best_program_so_far_mid_run(server, lm, name,
     for found in named:
         if found is not None:
             student.deepcopy().load_state(found)  # a program state of the student
+
+
+def test_an_evaluation_under_a_budget_stops_between_waves_with_what_it_scored(prefect_harness, server, workdir):
+    from flows.evaluate import run_evaluation
+
+    server.responder = learns_from_demos
+    config = make_config(workdir, server, name="eval-capped", shard_size=2, max_workers=2, max_lm_calls=6)
+    report = run_evaluation(validate_config(config))
+    assert report.status == "stopped: budget" and "run.max_lm_calls = 6" in report.stop_reason
+    assert (report.n, report.planned, report.lm_calls) == (4, 12, 4)  # one wave of two 2-example shards
+    assert server.stats.requests == 4
