@@ -31,7 +31,7 @@ from .costs import known_cost
 from .errors import ContextWindowExceededError, DsrError, LMError
 from .modules.module import Module
 from .primitives import Example, Prediction, Usage
-from .tracking import current_usage
+from .tracking import current_usage, track_usage_by_role
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +80,9 @@ class EvaluationRow(_UsageFields):
     transient: bool = False  # failed for an infrastructure reason (endpoint down, timeouts): worth a retry
     replayed: bool = False  # came back from a persisted result: no LM call was made for it this time
     cost: float | None = None  # US dollars, from the LMs' prices; None: some call had no prices
+    judge_lm_calls: int = 0  # of the calls above, those an LM judge made (an LM with role "judge")
+    judge_prompt_tokens: int = 0
+    judge_completion_tokens: int = 0
 
     @property
     def cached(self) -> bool:
@@ -105,8 +108,19 @@ _SHARED_FIELDS = (
     "transient",
     "replayed",
     "cost",
+    "judge_lm_calls",
+    "judge_prompt_tokens",
+    "judge_completion_tokens",
 )
-_ADDED_LATER = {"transient": False, "replayed": False, "cost": None}  # what records written before them read as
+# what records written before these existed read them as
+_ADDED_LATER = {
+    "transient": False,
+    "replayed": False,
+    "cost": None,
+    "judge_lm_calls": 0,
+    "judge_prompt_tokens": 0,
+    "judge_completion_tokens": 0,
+}
 
 
 @dataclass
@@ -136,6 +150,9 @@ class EvaluationRecord(_UsageFields):
     transient: bool = False
     replayed: bool = False
     cost: float | None = None
+    judge_lm_calls: int = 0
+    judge_prompt_tokens: int = 0
+    judge_completion_tokens: int = 0
 
     @classmethod
     def from_dict(cls, record: Mapping[str, Any]) -> EvaluationRecord:
@@ -184,6 +201,9 @@ class EvaluationRecord(_UsageFields):
             cached=False,
             replayed=True,
             cost=0.0,
+            judge_lm_calls=0,
+            judge_prompt_tokens=0,
+            judge_completion_tokens=0,
         )
 
 
@@ -349,6 +369,9 @@ def ROW_SCHEMA() -> Any:  # noqa: N802 - a constant, built lazily so pyarrow is 
             ("completion_tokens", pa.int64()),
             ("lm_calls", pa.int64()),
             ("cost", pa.float64()),
+            ("judge_lm_calls", pa.int64()),
+            ("judge_prompt_tokens", pa.int64()),
+            ("judge_completion_tokens", pa.int64()),
             ("cached_calls", pa.int64()),
             ("cached", pa.bool_()),
             ("transient", pa.bool_()),
@@ -483,24 +506,26 @@ class ExampleRunner:
         token = current_usage.set(usage)
         started = time.perf_counter()
         stage, outputs, transient = "program", None, False
-        try:
-            prediction = await self.program.acall(**inputs)
-            outputs = prediction.to_dict()
-            stage = "metric"
-            value = await call_metric(self.metric, example, prediction, arity=self.arity)
-            score = _as_score(value)
-            error_type = error = failed_stage = None
-            triple = (example, prediction, value)
-        except Exception as exc:  # noqa: BLE001 - one failing example never sinks the evaluation
-            score, error_type, error, failed_stage = self.failure_score, type(exc).__name__, str(exc), stage
-            transient = is_transient(exc)
-            spent = getattr(exc, "usage", None)  # the calls of a reply that did not parse
-            if isinstance(spent, Usage) and usage.lm_calls == 0:
-                usage.add(spent)
-            triple = (example, Prediction(), self.failure_score)  # DSPy keeps no prediction for it
-            self._log_failure(example, exc)
-        finally:
-            current_usage.reset(token)
+        with track_usage_by_role() as by_role:  # which calls were the judge's
+            try:
+                prediction = await self.program.acall(**inputs)
+                outputs = prediction.to_dict()
+                stage = "metric"
+                value = await call_metric(self.metric, example, prediction, arity=self.arity)
+                score = _as_score(value)
+                error_type = error = failed_stage = None
+                triple = (example, prediction, value)
+            except Exception as exc:  # noqa: BLE001 - one failing example never sinks the evaluation
+                score, error_type, error, failed_stage = self.failure_score, type(exc).__name__, str(exc), stage
+                transient = is_transient(exc)
+                spent = getattr(exc, "usage", None)  # the calls of a reply that did not parse
+                if isinstance(spent, Usage) and usage.lm_calls == 0:
+                    usage.add(spent)
+                triple = (example, Prediction(), self.failure_score)  # DSPy keeps no prediction for it
+                self._log_failure(example, exc)
+            finally:
+                current_usage.reset(token)
+        judge = by_role.get("judge") or Usage()
         row = EvaluationRow(
             index=index,
             inputs=inputs,
@@ -517,6 +542,9 @@ class ExampleRunner:
             cached_calls=usage.cached_calls,
             transient=transient,
             cost=known_cost(usage),
+            judge_lm_calls=judge.lm_calls,
+            judge_prompt_tokens=judge.prompt_tokens,
+            judge_completion_tokens=judge.completion_tokens,
         )
         return row, triple
 

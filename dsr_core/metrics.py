@@ -297,12 +297,21 @@ class JudgeSignature(Signature):
     score: float = OutputField(desc="a number from 0.0 to 1.0")
 
 
+FEEDBACK_FIELD = "feedback"
+FEEDBACK_DESC = "why the response gets this score: what it does right or wrong against the criteria"
+
+
 class LLMJudge:
     """Score predictions with a separate judge LM.
 
     ``LLMJudge("The answer is factually consistent with the reference.", lm=judge_lm)`` uses a built-in
     judging signature; pass a Signature instead to judge your own way (its inputs are filled from the
     example and the prediction by name, its first float/bool output is the score).
+
+    With ``feedback=True`` the judge explains its verdict and the metric returns
+    ``Prediction(score=..., feedback=...)`` (DSPy's feedback convention, which GEPA's reflection reads): the
+    feedback is the judge's text outputs, or a ``feedback`` output added before the score when its
+    signature has none.
     """
 
     def __init__(
@@ -311,6 +320,7 @@ class LLMJudge:
         *,
         lm: Any = None,
         fields: list[str] | None = None,
+        feedback: bool = False,
     ) -> None:
         from .modules.predict import Predict
 
@@ -322,7 +332,6 @@ class LLMJudge:
             self.signature = ensure_signature(criteria_or_signature)
         self.lm = lm
         self.fields = fields
-        self.predict = Predict(self.signature)
         outputs = self.signature.output_fields
         score_fields = [n for n, f in outputs.items() if f.annotation in (float, int, bool)]
         if not score_fields:
@@ -330,6 +339,14 @@ class LLMJudge:
                 f"LLMJudge: the signature {self.signature.signature} has no float/int/bool output to use as score"
             )
         self.score_field = score_fields[0]
+        self.feedback = feedback
+        self.feedback_fields: list[str] = []
+        if feedback:
+            self.feedback_fields = [n for n, f in outputs.items() if n != self.score_field and f.annotation is str]
+            if not self.feedback_fields:  # the verdict comes before the score, so the score follows from it
+                self.signature = self.signature.prepend(FEEDBACK_FIELD, OutputField(desc=FEEDBACK_DESC))
+                self.feedback_fields = [FEEDBACK_FIELD]
+        self.predict = Predict(self.signature)
         self.__name__ = "llm_judge"
 
     def _inputs(self, example: Any, prediction: Any) -> dict[str, Any]:
@@ -350,11 +367,18 @@ class LLMJudge:
         values.update(prediction.to_dict() if hasattr(prediction, "to_dict") else dict(prediction))
         return {name: values[name] for name in self.signature.input_fields if name in values}
 
-    async def __call__(self, example: Any, prediction: Any, trace: Any = None) -> float:
+    async def __call__(self, example: Any, prediction: Any, trace: Any = None) -> float | Prediction:
         judged = await self.predict.acall(**self._inputs(example, prediction), **({"lm": self.lm} if self.lm else {}))
         value = judged[self.score_field]
-        score = float(value)
-        return min(1.0, max(0.0, score))
+        score = min(1.0, max(0.0, float(value)))
+        if not self.feedback:
+            return score
+        texts = [(name, judged[name]) for name in self.feedback_fields if judged.get(name) not in (None, "")]
+        if len(texts) == 1:
+            text = str(texts[0][1])
+        else:
+            text = "\n".join(f"{name}: {value}" for name, value in texts)
+        return Prediction(score=score, feedback=text)
 
 
 def _render(values: dict[str, Any]) -> str:

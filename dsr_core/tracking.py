@@ -45,13 +45,21 @@ def track_usage() -> Iterator[Usage]:
 
 @contextmanager
 def track_usage_by_role() -> Iterator[dict[str, Usage]]:
-    """``with track_usage_by_role() as roles: ...``: every LM call made inside, added up per LM role."""
+    """``with track_usage_by_role() as roles: ...``: every LM call made inside, added up per LM role. Nested,
+    the inner accounts are added to the outer ones when the inner block ends."""
     roles: dict[str, Usage] = {}
+    outer = current_role_usage.get()
     token = current_role_usage.set(roles)
     try:
         yield roles
     finally:
         current_role_usage.reset(token)
+        if outer is not None:
+            for role, usage in roles.items():
+                total = outer.get(role)
+                if total is None:
+                    total = outer[role] = Usage()
+                total.add(usage)
 
 
 def record_role_usage(role: str, usage: Usage) -> None:

@@ -149,3 +149,31 @@ def _plain(usage: dsr.Usage) -> dict[str, Any]:
 
 def _fields(values: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in values.items() if k != "total_tokens"}
+
+
+def records_by_role(records: list[dict[str, Any]], judge_prices: Any = None) -> dict[str, dsr.Usage]:
+    """An evaluation's spend split into the task's and an LM judge's (the records carry the judge's part):
+    the judge's cost from its prices (its tokens are all uncached: a cached call has none)."""
+    from dsr_core.evaluate import records_usage
+
+    total = records_usage(records)
+    judge = dsr.Usage(
+        prompt_tokens=sum(r.get("judge_prompt_tokens", 0) for r in records),
+        completion_tokens=sum(r.get("judge_completion_tokens", 0) for r in records),
+        lm_calls=sum(r.get("judge_lm_calls", 0) for r in records),
+    )
+    if not judge.lm_calls:
+        return {"task": total}
+    if judge_prices is not None:
+        judge.cost = judge_prices.of(judge.prompt_tokens, judge.completion_tokens)
+    else:
+        judge.unpriced_calls = judge.lm_calls
+    task = dsr.Usage(
+        prompt_tokens=total.prompt_tokens - judge.prompt_tokens,
+        completion_tokens=total.completion_tokens - judge.completion_tokens,
+        lm_calls=total.lm_calls - judge.lm_calls,
+        cached_calls=total.cached_calls,
+        cost=max(0.0, total.cost - judge.cost),
+        unpriced_calls=max(0, total.unpriced_calls - judge.unpriced_calls),
+    )
+    return {"task": task, "judge": judge}

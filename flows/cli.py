@@ -32,7 +32,7 @@ app.add_typer(lm_app, name="lm")
 
 RUN_KEY_WIDTH = 11  # `dsr runs show`: the widest key ("best score:")
 SET_HELP = "Override a config key, e.g. --set lm.max_concurrency=32 (repeatable)."
-LM_HELP = "The model for [lm] (sets lm.model); 'local' runs the bundled model on a server started for the run."
+LM_HELP = "The model of the lm section (sets lm.model); 'local' runs the bundled model on a server started for the run."
 
 
 class _Options:
@@ -408,7 +408,8 @@ def runs_show(
         _fail(str(exc))
     if checkpoint is None:
         _fail(f"no run {name!r} under {checkpoint_url}")
-    from .display import fields_table, print_table, trials_table
+    from .display import fields_table, lineage_table, print_table, trials_table
+    from .lineage import lineage_rows
 
     info = summary(checkpoint)
     print_table(
@@ -425,6 +426,16 @@ def runs_show(
     )
     if checkpoint.get("trials"):
         print_table(trials_table(checkpoint["trials"]))
+    try:
+        candidates = lineage_rows(checkpoint.get("state") or {})
+    except ValueError as exc:  # a state this version cannot read: the rest of the run is still worth showing
+        candidates = None
+        typer.echo(f"candidates: not shown ({type(exc).__name__}: the saved optimizer state does not load)")
+    if candidates:
+        front = sum(bool(row["pareto"]) for row in candidates)
+        counts = f"{len(candidates)}" + (f" ({front} on the Pareto front)" if front else "")
+        print_table(fields_table([("candidates:", counts)], RUN_KEY_WIDTH))
+        print_table(lineage_table(candidates))
     report = info["report"]
     if report:
         result = [

@@ -231,3 +231,46 @@ def trials_table(trials: list[dict[str, Any]]) -> Table:
         for t in trials
     )
     return plain_table(["trial", "step", "kind", "split", "n", "score", "best"], rows, right={"step", "n", "score"})
+
+
+def lineage_table(rows: list[dict[str, Any]]) -> Table:
+    """``dsr runs show``: every candidate of an optimizer that keeps a lineage (GEPA, SIMBA, Structural), with
+    its parents, how it was made and its score; cost per example and the Pareto front where it has them."""
+    costs = any(row["lm_calls"] is not None or row["tokens"] is not None for row in rows)
+    front = any(row["pareto"] is not None for row in rows)
+    status = any(row["status"] is not None for row in rows)
+    columns = [
+        "candidate",
+        "parents",
+        "step",
+        "origin",
+        "score",
+        "on",
+        *(["calls/ex", "tokens/ex"] if costs else []),
+        *(["pareto"] if front else []),
+        *(["status"] if status else []),
+        "best",
+    ]
+    table_rows = []
+    for row in rows:
+        values = [
+            f"#{row['candidate']}",
+            ", ".join(f"#{p}" for p in row["parents"]) or None,
+            row["step"],
+            row["origin"],
+            None if row["score"] is None else f"{row['score']:.2f}",
+            row["scored_on"],
+        ]
+        if costs:
+            values += [_number(row["lm_calls"]), _number(row["tokens"])]
+        if front:
+            values.append("yes" if row["pareto"] else "")
+        if status:
+            values.append(row["status"] or "")
+        values.append("*" if row["best"] else "")
+        table_rows.append(values)
+    return plain_table(columns, table_rows, right={"step", "score", "calls/ex", "tokens/ex"})
+
+
+def _number(value: float | None) -> str | None:
+    return None if value is None else f"{value:g}"

@@ -112,7 +112,7 @@ def stand_in_outcomes(work: list[Any], runner: LocalRunner, real: Callable[[Any]
             outcomes.append(EvaluateOutcome(candidate=item.candidate, split=item.split, indices=item.indices,
                                             scores=scores))  # fmt: skip
         elif isinstance(item, BootstrapWork):
-            names = [name for name, _ in runner.student.named_predictors()]
+            names = [name for name, _ in runner.program(item.teacher).named_predictors()]  # the teacher's nodes
             for i in item.indices:
                 demo = {"augmented": True, **runner.trainset[i].to_dict()}
                 outcomes.append(BootstrapOutcome(index=i, success=True, demos=dict.fromkeys(names, demo)))

@@ -17,12 +17,12 @@ from pydantic import BaseModel
 
 import dsr_core as dsr
 from dsr_core import imports
-from dsr_core.evaluate import EvaluationResult, records_usage
+from dsr_core.evaluate import EvaluationResult
 from tasks import progress
 from tasks.evaluate import evaluate_shard
 
 from .artifacts import result_storage_for, write_table
-from .budget import Budget, Spend
+from .budget import Budget, Spend, cost_summary, records_by_role
 from .config import RunConfig, resolve_config
 from .preflight import preflight
 from .shards import ShardBatch, auto_shard_size, replays_allowed
@@ -40,6 +40,7 @@ class EvaluationReport(BaseModel):
     lm_calls: int
     cached_calls: int = 0
     cost: float | None = None  # US dollars; None when an LM the evaluation used has no prices
+    by_role: dict[str, dict[str, Any]] = {}  # task and (with an LM judge) judge: cost, tokens, lm_calls
     cached_fraction: float
     latency_p50: float
     latency_p95: float
@@ -130,7 +131,8 @@ def evaluate_flow(
             )
         done = shards.records()
         records.extend(done)
-        spend.add_step({"task": records_usage(done)}, units, time.perf_counter() - wave_started)
+        judge_prices = config.judge_lm.prices() if config.judge_lm else None
+        spend.add_step(records_by_role(done, judge_prices), units, time.perf_counter() - wave_started)
     wall = time.perf_counter() - started
     result = EvaluationResult.from_records(sorted(records, key=lambda r: r["index"]), wall_time=wall)
     phases["shards"] = wall
@@ -172,6 +174,7 @@ def evaluate_flow(
         mlflow_run_id=run_id,
         replayed=replayed,
         phase_seconds=phases,
+        by_role=cost_summary(spend)["by_role"],
         status="finished" if stopped is None else "stopped: budget",
         stop_reason=stopped,
         planned=len(devset),

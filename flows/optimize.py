@@ -50,7 +50,7 @@ from tasks.optimize import optimizer_work
 from tasks.program import get_lm, instantiate, with_state
 
 from .artifacts import open_file, result_storage_for
-from .budget import Budget, Spend, cost_summary, work_units
+from .budget import Budget, Spend, cost_summary, records_by_role, work_units
 from .checkpoint import CheckpointError, CheckpointStore
 from .config import RunConfig, optimizer_class, resolve_config
 from .evaluate import EvaluationFailed, check_not_all_failed, code_version, task_runner_for
@@ -183,6 +183,7 @@ class StepRunner:
         self.code_version = code_version(config)
         self.lm = config.lm.model_dump()
         self.judge = config.judge_lm.model_dump() if config.judge_lm else None
+        self.judge_prices = config.judge_lm.prices() if config.judge_lm else None
         # GEPA reflects with [reflection_lm], then [prompt_lm], then [lm]; the other optimizers propose with [prompt_lm]
         reflection = config.reflection_lm if config.optimizer.name == "GEPA" else None
         prompt_lm = reflection or config.prompt_lm
@@ -260,7 +261,8 @@ class StepRunner:
         for item, batch in evaluations:
             records = sorted(batch.records(), key=lambda r: r["index"])
             spent = records_usage(records)
-            add_usage(roles, "task", spent)
+            for role, usage in records_by_role(records, self.judge_prices).items():
+                add_usage(roles, role, usage)
             outcome = EvaluateOutcome(
                 candidate=item.candidate,
                 split=item.split,
@@ -523,6 +525,7 @@ def optimize_flow(
         run.trials.extend(new)
         run.save("running")
         trial_log.submit(new)
+        trial_log.submit_step(run.step, run.state)
         progress.notify_step(progress_key, run.progress(planned))
         state = run.state
         logger.info("step %d: %s; %d trials, best %s", run.step, state.current_phase, len(run.trials), state.best_score)
@@ -537,7 +540,9 @@ def optimize_flow(
     report["wall_time"] = round(time.perf_counter() - started, 3)
     if stopped is not None:
         report.update(status=STOPPED, stop_reason=stopped)
-    tracking.finish_optimization(config, run.mlflow_run_id, report, run.trials, program_state)
+    tracking.finish_optimization(
+        config, run.mlflow_run_id, report, run.trials, program_state, state=run.state, baseline=student.dump_state()
+    )
     run.save(STOPPED if stopped is not None else FINISHED, report)
     progress.notify_step(progress_key, run.progress(planned, "stopped: budget" if stopped is not None else "done"))
     logger.info(
@@ -584,7 +589,7 @@ def _finish(
         )
     scores = {name: _mean_score(batch) for name, batch in batches.items()}
     for batch in batches.values():  # the report's LM totals include these two evaluations
-        run.spend.add_step({"task": records_usage(batch.records())}, {}, 0.0)
+        run.spend.add_step(records_by_role(batch.records(), runner.judge_prices), {}, 0.0)
     lm = get_lm(config.lm.model_dump())
     for predictor in optimized.predictors():
         predictor.lm = predictor.lm or lm  # the saved program carries its LM settings (never the key)

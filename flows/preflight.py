@@ -27,7 +27,7 @@ from .shards import load_split
 Purpose = Literal["evaluate", "optimize", "check"]
 
 # optimizers that ask the prompt model for instructions (the others never call it)
-PROPOSING_OPTIMIZERS = {"COPRO", "MIPROv2", "SIMBA", "Structural"}
+PROPOSING_OPTIMIZERS = {"COPRO", "MIPROv2", "SIMBA", "Structural", "GEPA"}
 
 
 @dataclass
@@ -47,6 +47,9 @@ def lm_sections(config: RunConfig, purpose: Purpose) -> dict[str, LMSpec]:
         sections["judge_lm"] = config.judge_lm
     if purpose != "evaluate" and config.optimizer.name in PROPOSING_OPTIMIZERS and config.prompt_lm is not None:
         sections["prompt_lm"] = config.prompt_lm
+    if purpose != "evaluate" and config.optimizer.name == "GEPA" and config.reflection_lm is not None:
+        sections["reflection_lm"] = config.reflection_lm  # it replaces [prompt_lm] for GEPA
+        sections.pop("prompt_lm", None)
     return sections
 
 

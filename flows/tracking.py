@@ -6,8 +6,11 @@ nothing here uses ``mlflow.start_run``.
 
 from __future__ import annotations
 
+import logging
 import tempfile
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +18,8 @@ from .config import RunConfig
 from .tracking_store import ensure_tracking_store
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+
+_log = logging.getLogger("dsr")
 
 
 def client_for(config: RunConfig) -> Any:
@@ -100,31 +105,47 @@ def log_missing_trials(config: RunConfig, run_id: str, trials: list[dict[str, An
 
 
 class TrialLog:
-    """Nested trial runs written in order by one background thread, so MLflow's round trips (a few sqlite or
-    HTTP calls per trial) stay off the optimization's step loop. A failure is logged and left to
-    ``log_missing_trials``, which the flow calls at the end (and a resumed run calls at its start)."""
+    """Nested trial runs (and each step's candidate lineage) written in order by one background thread, so
+    MLflow's round trips (a few sqlite or HTTP calls per trial) stay off the optimization's step loop. A
+    failure is logged: missing trials are left to ``log_missing_trials``, which the flow calls at the end (and
+    a resumed run calls at its start); the next step's lineage replaces a lineage that was not written."""
 
     def __init__(self, config: RunConfig, parent_id: str) -> None:
         import queue
         import threading
 
         self.config, self.parent_id = config, parent_id
-        self._queue: queue.Queue[list[dict[str, Any]] | None] = queue.Queue()
+        self._queue: queue.Queue[tuple[str, Callable[[], None]] | None] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="dsr-mlflow-trials", daemon=True)
         self._thread.start()
 
     def submit(self, trials: list[dict[str, Any]]) -> None:
         if trials:
-            self._queue.put(list(trials))
+            job = partial(log_trials, self.config, self.parent_id, list(trials))
+            self._queue.put(("trials; retrying at the end", job))
+
+    def submit_step(self, step: int, state: Any) -> None:
+        """The candidate lineage of ``state`` after ``step`` (read now: the state changes with the next step),
+        for the optimizers that keep one."""
+        from .lineage import lineage_rows, step_metrics
+
+        try:
+            rows = lineage_rows(state)
+            metrics = step_metrics(rows) if rows is not None else {}
+        except Exception:  # noqa: BLE001 - bookkeeping never stops an optimization
+            _log.warning("MLflow: could not read the candidate lineage of step %d", step, exc_info=True)
+            return
+        if rows is not None:
+            job = partial(log_lineage, self.config, self.parent_id, step, rows, metrics)
+            self._queue.put((f"the lineage of step {step}", job))
 
     def _run(self) -> None:
-        import logging
-
-        while (trials := self._queue.get()) is not None:
+        while (item := self._queue.get()) is not None:
+            what, job = item
             try:
-                log_trials(self.config, self.parent_id, trials)
-            except Exception:  # noqa: BLE001 - reconciled at the end of the run
-                logging.getLogger("dsr").warning("MLflow: could not log trials; retrying at the end", exc_info=True)
+                job()
+            except Exception:  # noqa: BLE001 - an MLflow failure never fails the optimization
+                _log.warning("MLflow: could not log %s", what, exc_info=True)
 
     def close(self) -> None:
         """Wait until every submitted trial is written (or has failed)."""
@@ -162,6 +183,23 @@ def log_trials(config: RunConfig, parent_id: str, trials: list[dict[str, Any]]) 
     client.log_batch(parent_id, metrics=parent_metrics)
 
 
+LINEAGE_FILE = "lineage.json"
+
+
+def log_lineage(
+    config: RunConfig, run_id: str, step: int, rows: list[dict[str, Any]], metrics: dict[str, float]
+) -> None:
+    """The candidate lineage after ``step`` as ``lineage.json`` (each step replaces it) and its metrics
+    (``candidates``, ``frontier_size``, ``frontier_best_score``) at that step."""
+    from mlflow.entities import Metric
+
+    client = client_for(config)
+    client.log_dict(run_id, {"step": step, "candidates": rows}, LINEAGE_FILE)
+    if metrics:
+        now = int(time.time() * 1000)
+        client.log_batch(run_id, metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()])
+
+
 def trials_table(trials: list[dict[str, Any]]) -> Any:
     import pyarrow as pa
 
@@ -195,9 +233,17 @@ def plot_trials(trials: list[dict[str, Any]], path: Path, title: str) -> None:
 
 
 def finish_optimization(
-    config: RunConfig, run_id: str, report: dict[str, Any], trials: list[dict[str, Any]], program: dict[str, Any]
+    config: RunConfig,
+    run_id: str,
+    report: dict[str, Any],
+    trials: list[dict[str, Any]],
+    program: dict[str, Any],
+    *,
+    state: Any = None,
+    baseline: dict[str, Any] | None = None,
 ) -> None:
-    """Final metrics and artifacts on the parent run: the trials table, the plot, the program JSON."""
+    """Final metrics and artifacts on the parent run: the trials table, the plot, the program JSON; with the
+    optimizer's ``state`` and the ``baseline`` program, the pictures of ``write_pictures`` too."""
     import json
 
     import pyarrow.parquet as pq
@@ -215,10 +261,101 @@ def finish_optimization(
         if spent.get("cost") is not None:
             values[f"cost_usd.{role}"] = float(spent["cost"])
     client.log_batch(run_id, metrics=[Metric(k, v, now, 0) for k, v in values.items()])
+    title = f"{report['run_name']} ({config.optimizer.name})"
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         pq.write_table(trials_table(trials), folder / "trials.parquet")
-        plot_trials(trials, folder / "trials.png", f"{report['run_name']} ({config.optimizer.name})")
+        plot_trials(trials, folder / "trials.png", title)
         (folder / "program.json").write_text(json.dumps(program, indent=2, ensure_ascii=False), encoding="utf-8")
         client.log_artifacts(run_id, str(folder))
+    if state is not None or baseline is not None:
+        try:
+            with tempfile.TemporaryDirectory() as tmp:
+                if write_pictures(Path(tmp), title, state, baseline, program, report.get("steps")):
+                    client.log_artifacts(run_id, tmp)
+        except Exception:  # noqa: BLE001 - an MLflow failure never fails the optimization
+            _log.warning("MLflow: could not log the lineage and graph pictures", exc_info=True)
     client.set_terminated(run_id)
+
+
+def write_pictures(
+    folder: Path,
+    title: str,
+    state: Any,
+    baseline: dict[str, Any] | None,
+    program: dict[str, Any],
+    step: int | None = None,
+) -> list[str]:
+    """Write what a run's state and programs can show into ``folder``; returns the names written.
+
+    - ``lineage.json`` and ``lineage.png``: the candidate tree of an optimizer that keeps one;
+    - ``quality_cost.json`` and ``quality_cost.png``: a structural search's candidates, score against cost,
+      with their Pareto front;
+    - ``graph_baseline.*`` and ``graph_winner.*`` (``.dot``, ``.txt``, ``.png``): the program graphs, when the
+      baseline or the result is a graph program (the PNG from Graphviz when installed, else matplotlib).
+
+    Each picture is drawn on its own: one that fails is logged and the others are still written."""
+    import json
+
+    from dsr_core.graph import graph_in_state
+    from dsr_core.optimizers.structural import StructuralState, quality_cost_table
+
+    from .lineage import as_state, lineage_rows
+    from .pictures import plot_lineage, plot_quality_cost
+
+    def attempt(what: str, draw: Callable[[], Any]) -> Any:
+        try:
+            return draw()
+        except Exception:  # noqa: BLE001 - a picture that cannot be drawn leaves the others
+            _log.warning("MLflow: could not draw %s", what, exc_info=True)
+            return None
+
+    def write_json(name: str, value: Any) -> None:
+        (folder / name).write_text(json.dumps(value, indent=2, ensure_ascii=False, default=str), encoding="utf-8")
+
+    loaded = attempt("the optimizer state", lambda: as_state(state)) if state is not None else None
+    rows = attempt("the candidate lineage", lambda: lineage_rows(loaded)) if loaded is not None else None
+    if rows is not None:
+        attempt(LINEAGE_FILE, lambda: write_json(LINEAGE_FILE, {"step": step, "candidates": rows}))
+        attempt("lineage.png", lambda: plot_lineage(rows, folder / "lineage.png", f"{title}: candidate lineage"))
+    if isinstance(loaded, StructuralState):
+        table = partial(quality_cost_table, loaded)
+        attempt("quality_cost.json", lambda: write_json("quality_cost.json", [r.model_dump() for r in table()]))
+        if rows is not None:
+            attempt(
+                "quality_cost.png",
+                lambda: plot_quality_cost(rows, folder / "quality_cost.png", f"{title}: quality against cost"),
+            )
+
+    def find_graphs() -> dict[str, Any]:
+        if isinstance(loaded, StructuralState) and loaded.candidates:
+            first = loaded.candidates[0].graph  # the graph traced from the program as configured
+        else:
+            first = graph_in_state(baseline) if baseline is not None else None
+        return {"baseline": first, "winner": graph_in_state(program)}
+
+    for name, graph in (attempt("the program graphs", find_graphs) or {}).items():
+        if graph is not None:
+            attempt(f"graph_{name}", partial(write_graph, folder, f"graph_{name}", graph, f"{title}: {name}"))
+    return sorted(path.name for path in folder.iterdir())
+
+
+def write_graph(folder: Path, stem: str, graph: Any, title: str) -> None:
+    """``stem.dot`` (Graphviz), ``stem.txt`` (the text listing) and ``stem.png``: drawn by Graphviz when its
+    ``dot`` is installed, by matplotlib otherwise, so there is always a picture."""
+    import subprocess
+
+    from dsr_core.graph import render_dot, render_png, render_text
+
+    from .pictures import plot_graph
+
+    (folder / f"{stem}.dot").write_text(render_dot(graph), encoding="utf-8")
+    (folder / f"{stem}.txt").write_text(render_text(graph) + "\n", encoding="utf-8")
+    picture = folder / f"{stem}.png"
+    try:
+        drawn = render_png(graph, picture)
+    except (OSError, subprocess.SubprocessError):
+        _log.warning("Graphviz could not draw %s; drawing it with matplotlib", stem, exc_info=True)
+        drawn = None
+    if drawn is None:
+        plot_graph(graph, picture, title)

@@ -200,3 +200,25 @@ def test_an_evaluation_under_a_budget_stops_between_waves_with_what_it_scored(pr
     assert report.status == "stopped: budget" and "run.max_lm_calls = 6" in report.stop_reason
     assert (report.n, report.planned, report.lm_calls) == (4, 12, 4)  # one wave of two 2-example shards
     assert server.stats.requests == 4
+
+
+def test_an_lm_judges_calls_are_its_own_role_with_its_own_prices(prefect_harness, server, workdir):
+    import pyarrow.parquet as pq
+
+    from flows.evaluate import run_evaluation
+    from tests.test_monitor import judge
+
+    server.responder = judge
+    config = make_config(workdir, server, name="judged")
+    config["metric"] = {"ref": "judge"}
+    config["lm"].update(API)
+    config["judge_lm"] = {"model": "judge-model", "api_base": server.url, **PROMPT}
+    report = run_evaluation(validate_config(config))
+    table = pq.read_table(report.table_url).to_pylist()
+    assert set(report.by_role) == {"task", "judge"}
+    assert report.by_role["judge"]["lm_calls"] == report.by_role["task"]["lm_calls"] == 12  # one each per example
+    judge_tokens = sum(r["judge_prompt_tokens"] + r["judge_completion_tokens"] for r in table)
+    assert report.by_role["judge"]["tokens"] == judge_tokens > 0
+    judge_cost = sum(r["judge_prompt_tokens"] * 10.0 + r["judge_completion_tokens"] * 30.0 for r in table) / 1e6
+    assert report.by_role["judge"]["cost"] == pytest.approx(judge_cost, abs=1e-6)
+    assert report.cost == pytest.approx(report.by_role["task"]["cost"] + report.by_role["judge"]["cost"], abs=1e-6)

@@ -52,8 +52,12 @@ PERSISTED = {
     "transient": False,
     "replayed": False,
     "cost": 0.00021,
+    "judge_lm_calls": 0,
+    "judge_prompt_tokens": 0,
+    "judge_completion_tokens": 0,
 }
-OLDER = {k: v for k, v in PERSISTED.items() if k not in ("transient", "replayed", "cost")}
+ADDED_LATER = ("transient", "replayed", "cost", "judge_lm_calls", "judge_prompt_tokens", "judge_completion_tokens")
+OLDER = {k: v for k, v in PERSISTED.items() if k not in ADDED_LATER}
 
 
 async def test_the_runner_classifies_each_outcome_into_its_row(server):

@@ -194,3 +194,16 @@ def test_references_are_checked_once_and_a_checked_config_is_handed_on_as_is(ser
     unchecked = RunConfig.model_validate(base_config(workdir, server, metric={"ref": "tests.programs:no_such_metric"}))
     with pytest.raises(ConfigError, match="metric.ref: cannot import"):
         resolve_config(unchecked)  # made without validate_config: checked when a flow gets it
+
+
+def test_every_lm_section_of_a_gepa_run_is_checked_and_can_be_the_bundled_model(workdir, server):
+    from flows.preflight import lm_sections
+    from flows.services.local_lm import local_sections
+    from tests.test_flow_optimize import make_config
+
+    config = make_config(workdir, server, optimizer={"name": "GEPA", "max_metric_calls": 10})
+    config["prompt_lm"] = {"model": "proposer", "api_base": server.url}
+    config["reflection_lm"] = {"model": "local"}
+    validated = validate_config(config)
+    assert set(lm_sections(validated, "optimize")) == {"lm", "reflection_lm"}  # it replaces prompt_lm for GEPA
+    assert local_sections(validated) == ["reflection_lm"]  # started for the run like the other sections

@@ -61,7 +61,7 @@ INSTALL_COMMAND = 'CMAKE_ARGS="-DGGML_NATIVE=OFF" pip install --no-cache-dir -e 
 DEFAULT_PORT = 8478
 LOCAL_MAX_CONCURRENCY = 2  # one request computing, one waiting: the server never idles between requests
 DEFAULT_MAX_TOKENS = 1000  # for requests that name no limit (LMSpec's default)
-LM_SECTIONS = ("lm", "judge_lm", "prompt_lm")
+LM_SECTIONS = ("lm", "judge_lm", "prompt_lm", "reflection_lm")
 # the server modules llama_cpp.server imports at start-up (its `server` extra)
 _SERVER_MODULES = ("llama_cpp", "uvicorn", "sse_starlette", "starlette_context", "pydantic_settings")
 
