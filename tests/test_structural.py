@@ -3,7 +3,8 @@
 The responder models a small world by field name, as a capable model would: every output field follows its
 rule from the inputs and the outputs before it. Two failure modes make structure matter: a call asked for
 more than ``max_outputs`` fields loses track of the last one, and a call that must produce ``keywords`` and
-the ``answer`` built from them together gets the answer wrong on the questions ``hard`` picks.
+the ``answer`` built from them together gets the answer wrong on the questions ``hard`` picks. A world
+``misled_by_demos`` gets every answer wrong in a call that shows it demos (to test re-bootstrapping).
 """
 
 from __future__ import annotations
@@ -33,8 +34,8 @@ RULES = {
 }
 
 
-def world(*, max_outputs=3, hard=lambda question: False):
-    """The responder: the rules, the two failure modes, and a sensible answer to a split proposal."""
+def world(*, max_outputs=3, hard=lambda question: False, misled_by_demos=False):
+    """The responder: the rules, the failure modes, and a sensible answer to a split proposal."""
 
     def respond(request):
         if "sub_signatures" in request.output_fields:
@@ -48,6 +49,8 @@ def world(*, max_outputs=3, hard=lambda question: False):
             produced[asked[-1]] = "lost track"
         if {"keywords", "answer"} <= set(asked) and hard(values["question"]):
             produced["answer"] = "confused"
+        if misled_by_demos and request.demos and "answer" in produced:
+            produced["answer"] = "copied from a demo"
         return request.reply(**produced)
 
     return respond
@@ -292,20 +295,116 @@ def test_add_reasoning_is_an_edit_of_its_own():
     assert state.candidates[1].status == "screened_out"
 
 
+# -- re-bootstrapping the demos of an accepted edit ---------------------------------------------------------------------
+
+
+def rebootstrapping(**options):
+    return StructuralOptimizer(
+        metric=exact,
+        minibatch_size=4,
+        max_steps=1,
+        propose_splits=False,
+        add_reasoning=False,
+        rebootstrap=True,
+        **options,
+    )
+
+
+def test_a_fused_node_gets_demos_from_its_successful_training_runs(server):
+    lima = TRAIN[3].question
+    server.responder = world(max_outputs=2, hard=lambda question: question == lima)  # the fused call fails there
+    student = ThreeSteps()
+    optimizer = rebootstrapping(fuse_tolerance=30.0)  # one failed minibatch example in four is tolerated
+    state = drive(optimizer, student, TRAIN, VAL)
+
+    child = next(c for c in state.candidates if c.edit == Fuse(a="expand", b="answer"))
+    assert child.graph.node("expand+answer").demos == []  # nothing to merge from the student
+    assert child.status == "accepted" and "re-bootstrapped demos (candidate" in child.reason
+    (rebooted,) = [c for c in state.candidates if c.rebootstrapped]
+    assert (rebooted.parent, rebooted.parent_hash, rebooted.edit) == (child.number, child.graph_hash, None)
+    assert rebooted.rebootstrapped == ["expand+answer"] and rebooted.status == "chosen"
+    assert state.current == rebooted.number and state.result == rebooted.program
+    assert rebooted.graph.parent == child.graph_hash
+
+    fused = rebooted.graph.node("expand+answer")
+    assert fused.signature.text == "query, question -> keywords, answer"
+    # every successful training run, in the seeded order, and never the one the fused call got wrong
+    assert sorted(rebooted.demo_examples) == [0, 1, 2] and len(fused.demos) == 3
+    questions = [TRAIN[i].question for i in rebooted.demo_examples]
+    assert [demo["question"] for demo in fused.demos] == questions
+    for demo, question in zip(fused.demos, questions, strict=True):
+        assert set(demo) == {"augmented", "query", "question", "keywords", "answer"}
+        query = question.upper()
+        assert (demo["query"], demo["keywords"], demo["answer"]) == (
+            query,
+            query.replace(" ", ","),
+            f"{question}:{query.replace(' ', ',')}",
+        )
+    assert rebooted.graph.node("rewrite") == child.graph.node("rewrite")  # other nodes keep their demos
+    assert (rebooted.val_score, rebooted.lm_calls) == (100.0, 2.0) and rebooted.tokens > child.tokens
+
+    rows = {row.candidate: row for row in quality_cost_table(state)}
+    assert rows[rebooted.number].edit == "Rebootstrap(expand+answer)"
+    assert rows[rebooted.number].rebootstrapped == ["expand+answer"] and rows[child.number].rebootstrapped == []
+    assert [t.kind for t in state.recorded_trials][-1] == "val"
+
+    compiled = optimizer.finish(student, state)
+    assert [len(p.demos) for _, p in compiled.named_predictors()] == [0, 3]
+    assert dsr.Evaluate(VAL, exact)(compiled).score == 100.0
+
+
+def test_rebootstrapped_demos_that_lower_the_val_score_are_not_kept(server):
+    server.responder = world(max_outputs=2, misled_by_demos=True)
+    student = ThreeSteps()
+    optimizer = rebootstrapping()
+    state = drive(optimizer, student, TRAIN, VAL)
+
+    child = next(c for c in state.candidates if c.edit == Fuse(a="expand", b="answer"))
+    (rebooted,) = [c for c in state.candidates if c.rebootstrapped]
+    assert len(rebooted.graph.node("expand+answer").demos) == 4  # the teacher had no demos to be misled by
+    assert (rebooted.val_score, rebooted.status) == (0.0, "rejected")
+    assert rebooted.reason == "val 0 < 100 without the re-bootstrapped demos"
+    assert child.status == "chosen" and state.current == child.number
+    assert state.result == child.program and state.best_score == 100.0
+    compiled = optimizer.finish(student, state)
+    assert all(p.demos == [] for p in compiled.predictors())
+    assert dsr.Evaluate(VAL, exact)(compiled).score == 100.0
+
+
+def test_an_accepted_split_gets_demos_for_each_of_its_parts(server):
+    server.responder = world(hard=lambda question: True)
+    optimizer = StructuralOptimizer(metric=exact, minibatch_size=4, max_steps=1, rebootstrap=True)
+    state = drive(optimizer, Overloaded(), TRAIN, VAL)
+    split = next(c for c in state.candidates if isinstance(c.edit, Split))
+    assert split.status == "accepted"
+    (rebooted,) = [c for c in state.candidates if c.rebootstrapped]
+    assert rebooted.rebootstrapped == ["solve_1", "solve_2"] and rebooted.status == "chosen"
+    first, second = rebooted.graph.predict_nodes()
+    assert {frozenset(d) for d in first.demos} == {frozenset({"augmented", "question", "keywords"})}
+    assert {frozenset(d) for d in second.demos} == {frozenset({"augmented", "question", "keywords", "answer"})}
+    assert len(first.demos) == len(second.demos) == 4 and sorted(rebooted.demo_examples) == [0, 1, 2, 3]
+    assert state.current == rebooted.number and state.result == rebooted.program
+
+
 # -- state, resuming, results ------------------------------------------------------------------------------------------
 
 
-def test_resuming_from_every_checkpoint_gives_the_same_final_state(server):
+@pytest.mark.parametrize("rebootstrap", [False, True])
+def test_resuming_from_every_checkpoint_gives_the_same_final_state(server, rebootstrap):
     server.responder = world(max_outputs=2)
-    optimizer = StructuralOptimizer(metric=exact, minibatch_size=3, seed=7)
+    optimizer = StructuralOptimizer(metric=exact, minibatch_size=3, seed=7, rebootstrap=rebootstrap)
     checkpoints: list[str] = []
-    final = drive(optimizer, ThreeSteps(), TRAIN, VAL, checkpoints=checkpoints).model_dump_json()
+    state = drive(optimizer, ThreeSteps(), TRAIN, VAL, checkpoints=checkpoints)
+    final = state.model_dump_json()
     assert len(checkpoints) >= 6 and checkpoints[-1] == final
+    phases = [StructuralState.model_validate_json(c).phase for c in checkpoints]
+    assert ("reconfirm" in phases) == rebootstrap
+    assert any(c.rebootstrapped for c in state.candidates) == rebootstrap
     for checkpoint in checkpoints[:-1]:
         resumed = drive(optimizer, ThreeSteps(), TRAIN, VAL, state=StructuralState.model_validate_json(checkpoint))
         assert resumed.model_dump_json() == final
-    again = drive(StructuralOptimizer(metric=exact, minibatch_size=3, seed=7), ThreeSteps(), TRAIN, VAL)
-    assert again.model_dump_json() == final  # deterministic for a seed
+    again = StructuralOptimizer(metric=exact, minibatch_size=3, seed=7, rebootstrap=rebootstrap)
+    assert drive(again, ThreeSteps(), TRAIN, VAL).model_dump_json() == final  # deterministic for a seed
 
 
 def test_the_result_saves_and_loads_with_load_program(tmp_path, server):

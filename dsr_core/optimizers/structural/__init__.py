@@ -19,6 +19,12 @@ The run:
     parent's minus ``fuse_tolerance`` (points, 0-100) and it costs fewer LM calls or tokens per example; a
     Split or AddReasoning only when it beats the parent by more than ``min_gain`` points. The accepted
     child with the best score (then fewer calls, then fewer tokens, then the first) becomes current.
+  - rebootstrap (``rebootstrap=True``, off by default): when that child is a Fuse or a Split, it runs as
+    the teacher (``BootstrapWork``) on a seeded sample of training examples, and the demos of its
+    successful runs (at most ``max_bootstrapped_demos``, DSPy's 4) replace the demos of the nodes the edit
+    made (``a+b``, the parts of a split); every other node keeps its demos. That graph is a candidate of its
+    own (``rebootstrapped`` names the nodes, ``demo_examples`` the runs), scored on the validation set, and
+    becomes current only when it scores no worse than the child without those demos.
   The search ends when a step accepts nothing, has no children, or ``max_steps`` steps ran.
 - result: the current graph's GraphProgram state, which ``dsr.load_program`` rebuilds. ``best_score`` is
   its validation score.
@@ -26,8 +32,8 @@ The run:
 Every candidate stays in the state (hash, parent hash, edit, minibatch and validation score, cost,
 verdict and why); ``quality_cost_table`` gives them as rows with their Pareto-front flags. Every draw
 comes from ``rng_for``, so a run is the same for a seed, and resuming from any checkpoint gives the same
-final state. Re-bootstrapping demos for fused nodes is not done here: a fused node keeps the merged demos
-``Fuse`` carries over.
+final state. Without ``rebootstrap`` a fused node keeps the merged demos ``Fuse`` carries over and the
+parts of a split the node's demos restricted to their fields.
 """
 
 from .optimizer import StructuralOptimizer, graph_program_state, node_key

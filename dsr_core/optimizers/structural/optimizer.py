@@ -27,6 +27,8 @@ from ...graph.ir import REASONING
 from ...modules.module import Module
 from ...primitives import Example
 from ..base import (
+    BootstrapOutcome,
+    BootstrapWork,
     EvaluateOutcome,
     EvaluateWork,
     GenerateOutcome,
@@ -40,6 +42,7 @@ from ..base import (
     rng_for,
     with_live_lms,
 )
+from .rebootstrap import bootstrapped_demos, new_nodes, with_node_demos
 from .state import Candidate, Evaluation, SplitProposal, SplitRequest, StructuralState, Trial, TrialKind
 
 log = logging.getLogger(__name__)
@@ -65,6 +68,12 @@ class StructuralOptimizer(Optimizer):
     ``fuse_tolerance`` and ``min_gain`` are in score points (0-100). ``prompt_model`` proposes Splits (the
     runner's prompt model when None); ``propose_splits=False`` and ``add_reasoning=False`` leave those edits
     out. ``trace_examples`` training examples are traced to draw the student's graph.
+
+    ``rebootstrap=True``: when a Fuse or Split becomes the current graph, its new nodes get demos from its
+    own successful runs on a seeded sample of training examples (``max_bootstrapped_demos`` per node, as
+    BootstrapFewShot keeps them), kept only if the validation score does not drop. Off by default: it costs
+    a bootstrap run and a validation run per accepted edit, and demos lengthen every prompt of the nodes
+    that get them, which works against the cost a Fuse saves.
     """
 
     name = "Structural"
@@ -81,6 +90,8 @@ class StructuralOptimizer(Optimizer):
         min_gain: NonNegativeFloat = 1.0,
         propose_splits: bool = True,
         add_reasoning: bool = True,
+        rebootstrap: bool = False,
+        max_bootstrapped_demos: PositiveInt = 4,
         num_threads: PositiveInt | None = None,
         max_errors: NonNegativeInt | None = None,
         seed: int = 0,
@@ -94,6 +105,8 @@ class StructuralOptimizer(Optimizer):
         self.min_gain = min_gain
         self.propose_splits = propose_splits
         self.add_reasoning = add_reasoning
+        self.rebootstrap = rebootstrap
+        self.max_bootstrapped_demos = max_bootstrapped_demos
         self.num_threads = num_threads
         self.max_errors = max_errors
         self.seed = seed
@@ -135,6 +148,9 @@ class StructuralOptimizer(Optimizer):
         if state.phase == "propose":
             graph = state.candidates[self._current(state)].graph
             return [self._split_question(graph, request) for request in state.requests]
+        if state.phase == "rebootstrap":
+            teacher = state.candidates[self._current(state)].program
+            return [BootstrapWork(teacher=teacher, indices=state.bootstrap)]
         return [
             EvaluateWork(
                 candidate=e.trial, program=state.candidates[e.candidate].program, split=e.split, indices=e.indices
@@ -169,6 +185,8 @@ class StructuralOptimizer(Optimizer):
         if state.phase == "propose":
             self._take_proposals(state, [r for r in results if isinstance(r, GenerateOutcome)])
             return self._branch(state)
+        if state.phase == "rebootstrap":
+            return self._take_demos(state, [r for r in results if isinstance(r, BootstrapOutcome)])
         evaluated = self._record(state, results)
         if state.phase == "baseline":
             baseline = state.candidates[0]
@@ -178,6 +196,8 @@ class StructuralOptimizer(Optimizer):
             return self._next_step(state)
         if state.phase == "minibatch":
             return self._screen(state, evaluated)
+        if state.phase == "reconfirm":
+            return self._keep_demos(state, evaluated)
         return self._decide(state, evaluated)
 
     def _traced_graph(self, outcome: GraphOutcome) -> ProgramGraph:
@@ -388,6 +408,8 @@ class StructuralOptimizer(Optimizer):
         best = max(accepted, key=lambda c: (c.val_score or 0.0, -(c.lm_calls or 0.0), -(c.tokens or 0.0)))
         best.status = "chosen"
         state.current, state.best_score = best.number, best.val_score
+        if self.rebootstrap and isinstance(best.edit, Fuse | Split):
+            return self._start_rebootstrap(state)
         return self._next_step(state)
 
     def _acceptance(self, child: Candidate, parent: Candidate) -> tuple[bool, str]:
@@ -413,11 +435,78 @@ class StructuralOptimizer(Optimizer):
             return True, f"val {child.val_score:g} > parent {parent.val_score:g} + {self.min_gain:g}"
         return False, f"val {child.val_score:g} is not > parent {parent.val_score:g} + {self.min_gain:g}"
 
+    # -- re-bootstrapping the demos of an accepted edit's new nodes ----------------------------------------------
+    def _start_rebootstrap(self, state: StructuralState) -> StructuralState:
+        """Run the chosen child as the teacher on a seeded sample of training examples (as many as
+        BootstrapFewShot tries in one batch)."""
+        size = min(state.n_train, max(2 * self.max_bootstrapped_demos, 8))
+        state.bootstrap = rng_for(self.seed, "rebootstrap", state.step).sample(range(state.n_train), size)
+        state.phase = "rebootstrap"
+        return state
+
+    def _take_demos(self, state: StructuralState, outcomes: list[BootstrapOutcome]) -> StructuralState:
+        """The chosen child with its new nodes' demos from the successful runs, as a candidate of its own to
+        confirm on the validation set; nothing to confirm when no run gave a demo or the demos change nothing."""
+        child = state.candidates[self._current(state)]
+        assert child.parent is not None  # a Fuse or Split child
+        nodes = new_nodes(child.graph, state.candidates[child.parent].graph)
+        try:
+            demos, used = bootstrapped_demos(outcomes, state.bootstrap, nodes, self.max_bootstrapped_demos)
+        except ValueError as exc:
+            raise ValueError(f"{self.name}: {exc}") from None
+        except RuntimeError as exc:
+            raise RuntimeError(f"{self.name}: {exc}") from None
+        state.bootstrap = []
+        graph = with_node_demos(child.graph, demos)
+        if not demos or graph.hash in {c.graph_hash for c in state.candidates}:
+            why = "no successful training run" if not demos else "the same demos"
+            child.reason += f"; re-bootstrapping {nodes} gave {why}"
+            return self._next_step(state)
+        number = len(state.candidates)
+        state.candidates.append(
+            Candidate(
+                number=number,
+                step=state.step,
+                parent=child.number,
+                graph_hash=graph.hash,
+                parent_hash=child.graph_hash,
+                lm_calls_per_run=graph.lm_calls_per_run,
+                program=graph_program_state(graph),
+                rebootstrapped=sorted(demos, key=nodes.index),
+                demo_examples=used,
+            )
+        )
+        state.pending = [
+            Evaluation(trial=state.next_trial, candidate=number, split=state.val_split, indices=state.val_indices)
+        ]
+        state.phase = "reconfirm"
+        return state
+
+    def _keep_demos(
+        self, state: StructuralState, evaluated: dict[int, tuple[float, EvaluateOutcome]]
+    ) -> StructuralState:
+        """The re-bootstrapped child becomes current when it scores no worse than the child without its demos."""
+        child = state.candidates[self._current(state)]
+        ((number, (score, outcome)),) = evaluated.items()
+        candidate = state.candidates[number]
+        self._set_val(candidate, score, outcome)
+        assert candidate.val_score is not None and child.val_score is not None
+        if candidate.val_score >= child.val_score:
+            candidate.status = "chosen"
+            candidate.reason = f"val {candidate.val_score:g} >= {child.val_score:g} without the re-bootstrapped demos"
+            child.status = "accepted"
+            child.reason += f"; its re-bootstrapped demos (candidate {number}) were kept"
+            state.current, state.best_score = number, candidate.val_score
+        else:
+            candidate.status = "rejected"
+            candidate.reason = f"val {candidate.val_score:g} < {child.val_score:g} without the re-bootstrapped demos"
+        return self._next_step(state)
+
     def _finish(self, state: StructuralState) -> StructuralState:
         current = state.candidates[self._current(state)]
         state.phase, state.done = "done", True
         state.result, state.best_score = current.program, current.val_score
-        state.requests, state.pending = [], []
+        state.requests, state.pending, state.bootstrap = [], [], []
         return state
 
     def best_so_far(self, state: StructuralState) -> dict[str, Any] | None:

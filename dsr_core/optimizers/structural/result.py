@@ -10,7 +10,8 @@ from .state import Candidate, StructuralState
 
 class CostRow(BaseModel):
     """One candidate as a caller prints it. ``pareto``: no other validated candidate scores at least as
-    well at no more LM calls and tokens per example while being better in one of them."""
+    well at no more LM calls and tokens per example while being better in one of them. ``rebootstrapped``:
+    the nodes whose demos were re-bootstrapped to make this candidate (its edit reads ``Rebootstrap(...)``)."""
 
     candidate: int
     step: int
@@ -24,6 +25,7 @@ class CostRow(BaseModel):
     tokens: float | None
     status: str
     reason: str
+    rebootstrapped: list[str] = []
     pareto: bool = False
 
 
@@ -55,13 +57,16 @@ def _row(candidate: Candidate) -> CostRow:
         parent=candidate.parent,
         graph_hash=candidate.graph_hash,
         parent_hash=candidate.parent_hash,
-        edit=describe_edit(candidate.edit),
+        edit=f"Rebootstrap({', '.join(candidate.rebootstrapped)})"
+        if candidate.rebootstrapped
+        else describe_edit(candidate.edit),
         minibatch_score=candidate.minibatch_score,
         val_score=candidate.val_score,
         lm_calls=candidate.lm_calls,
         tokens=candidate.tokens,
         status=candidate.status,
         reason=candidate.reason,
+        rebootstrapped=list(candidate.rebootstrapped),
     )
 
 

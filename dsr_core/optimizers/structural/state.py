@@ -11,7 +11,7 @@ from pydantic import BaseModel
 from ...graph import Edit, ProgramGraph, graph_in_state
 from ..base import OptimizerState, TrialRecord
 
-Phase = Literal["trace", "baseline", "propose", "minibatch", "confirm", "done"]
+Phase = Literal["trace", "baseline", "propose", "minibatch", "confirm", "rebootstrap", "reconfirm", "done"]
 Status = Literal["baseline", "pending", "screened_out", "rejected", "accepted", "chosen"]
 TrialKind = Literal["baseline", "minibatch", "val"]
 ACCEPTED: tuple[Status, ...] = ("accepted", "chosen")
@@ -21,7 +21,11 @@ class Candidate(BaseModel):
     """One graph the search scored: the baseline (no parent, no edit) or ``edit`` applied to candidate
     ``parent``. Costs are per example, measured on the validation set; ``lm_calls_per_run`` is the graph's
     own count. ``status``: ``screened_out`` on the minibatch, ``rejected`` on the validation set,
-    ``accepted`` (passed the rule, another child won), ``chosen`` (became the current graph)."""
+    ``accepted`` (passed the rule, another child won), ``chosen`` (became the current graph).
+
+    A re-bootstrapped candidate is its parent (an accepted Fuse or Split) with the demos of the nodes in
+    ``rebootstrapped`` taken from the parent's successful runs on training examples ``demo_examples``; it
+    has no edit of its own."""
 
     number: int
     step: int  # the search step that made it; the baseline is step 0's parent
@@ -38,6 +42,8 @@ class Candidate(BaseModel):
     tokens: float | None = None  # prompt + completion; None when nothing was measured (cached or not filled)
     status: Status = "pending"
     reason: str = ""
+    rebootstrapped: list[str] = []  # the nodes whose demos were re-bootstrapped (empty: not re-bootstrapped)
+    demo_examples: list[int] = []  # the training examples whose successful runs gave those demos
 
     @property
     def accepted(self) -> bool:
@@ -97,6 +103,7 @@ class StructuralState(OptimizerState):
     minibatch: list[int] = []  # the running step's shared training examples
     children: list[int] = []  # the running step's candidates
     requests: list[SplitRequest] = []  # the running step's split questions
+    bootstrap: list[int] = []  # the running step's re-bootstrap examples, in the order their demos are taken
     proposals: dict[str, list[SplitProposal]] = {}  # per node key: the answers, reused while the node is unchanged
     pending: list[Evaluation] = []
     trials: list[Trial] = []
