@@ -99,6 +99,17 @@ class EvaluationDisplay(LiveLine):
         Console().print(table)
 
 
+def estimated_calls(report: Any) -> str:
+    """``; estimated N`` when ``dsr optimize --estimate`` was run for this run before it started."""
+    return f"; estimated {report.estimated_lm_calls}" if report.estimated_lm_calls is not None else ""
+
+
+def estimated_cost(report: Any) -> str:
+    if report.estimated_lm_calls is None:
+        return ""
+    return f" (estimated {money(report.estimated_cost)})" if report.estimated_cost is not None else ""
+
+
 def money(cost: float | None) -> str:
     """A cost in US dollars, or why there is none (an LM without prices: never a guess)."""
     if cost is None:
@@ -149,9 +160,9 @@ class OptimizationDisplay(LiveLine):
                 f"({report.eval_examples} examples)",
             ),
             ("trials", f"{report.trials} in {report.steps} steps" + (" (resumed)" if report.resumed else "")),
-            ("LM calls", f"{report.lm_calls} ({report.cached_calls} cached)"),
+            ("LM calls", f"{report.lm_calls} ({report.cached_calls} cached)" + estimated_calls(report)),
             ("tokens", f"{report.prompt_tokens} in / {report.completion_tokens} out"),
-            ("cost", money(report.cost)),
+            ("cost", money(report.cost) + estimated_cost(report)),
             *[
                 (f"  {role}", f"{spent['lm_calls']} LM calls, {spent['tokens']:,} tokens, {money(spent['cost'])}")
                 for role, spent in report.by_role.items()

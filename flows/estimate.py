@@ -171,24 +171,27 @@ def plan(optimizer: Any, state: Any, runner: LocalRunner, concurrency: int, seed
 # -- the sample ----------------------------------------------------------------------------------------------------
 
 
-def measure(runner: LocalRunner, size: int, generation: GenerateWork | None) -> Sample:
-    """Run the program on the first ``size`` training examples, and ``generation`` once, for real and around
+def measure(runner: LocalRunner, size: int, generation: GenerateWork | None, concurrency: int) -> Sample:
+    """Run the program on the first ``size`` training examples (at most ``concurrency`` at once, as the run
+    will: a run's seconds then include the waiting it will see), and ``generation`` once, for real and around
     the cache: calls, tokens and seconds per run and per generation."""
+    import asyncio
+
     sample = Sample()
     examples = runner.trainset[:size]
 
-    async def one(example: dsr.Example) -> float:
-        started = time.perf_counter()
-        try:
-            await runner.student.acall(**example.inputs().to_dict())
-        except Exception:  # noqa: BLE001 - a run that fails still shows what its calls cost (counted below)
-            sample.failed_runs += 1
-        return time.perf_counter() - started
+    async def one(example: dsr.Example, slots: asyncio.Semaphore) -> float:
+        async with slots:
+            started = time.perf_counter()
+            try:
+                await runner.student.acall(**example.inputs().to_dict())
+            except Exception:  # noqa: BLE001 - a run that fails still shows what its calls cost (counted below)
+                sample.failed_runs += 1
+            return time.perf_counter() - started
 
     async def runs() -> list[float]:
-        import asyncio
-
-        return list(await asyncio.gather(*(one(e) for e in examples)))
+        slots = asyncio.Semaphore(concurrency)
+        return list(await asyncio.gather(*(one(e, slots) for e in examples)))
 
     with dsr.context(cache=False), track_usage_by_role() as roles:
         seconds = run_sync(runs()) if examples else []
@@ -250,7 +253,8 @@ def estimate(config: RunConfig, *, sample_size: int = 3) -> Estimate:
         )
     phases["final evaluation"] = final_evaluation(recording.full_evaluations, len(valset or trainset), config,
                                                  concurrency)  # fmt: skip
-    sample = measure(runner, min(sample_size, len(trainset)), first_generation[0] if first_generation else None)
+    generation = first_generation[0] if first_generation else None
+    sample = measure(runner, min(sample_size, len(trainset)), generation, concurrency)
     result = Estimate(run_name_for(config, "estimate"), config.optimizer.name, phases, sample, concurrency)
     result.rows, result.total = _rows(config, phases, sample)
     return result
