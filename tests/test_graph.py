@@ -568,3 +568,12 @@ async def test_bare_predict_traces_saves_and_loads(tmp_path):
     assert outputs(await loaded.acall(question="where is lima")) == outputs(
         await predict.acall(question="where is lima")
     )
+
+
+async def test_a_predictors_own_adapter_survives_the_graph(tmp_path):
+    predict = dsr.Predict("question -> answer", adapter=dsr.JSONAdapter())
+    program = await GraphProgram.afrom_program(predict, TRAIN)
+    assert program.graph.nodes[0].adapter == "dsr_core.adapters.json_adapter:JSONAdapter"
+    program.save(tmp_path / "p.json")
+    loaded = load_graph_program(tmp_path / "p.json")
+    assert isinstance(loaded.__dict__["self"].adapter, dsr.JSONAdapter)

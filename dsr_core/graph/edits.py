@@ -85,6 +85,7 @@ class Fuse(_Edit):
             demos=_merge_demos(a, b, links, signature),
             lm=a.lm,
             config={**b.config, **a.config},
+            adapter=a.adapter or b.adapter,
             bindings=bindings,
         )
         producers = {(a.name, f): fused.name for f in a_outputs} | {
@@ -153,6 +154,7 @@ class Split(_Edit):
                     demos=_project_demos(node.demos, signature),
                     lm=node.lm,
                     config=node.config,
+                    adapter=node.adapter,
                     bindings=bindings,
                 )
             )

@@ -187,7 +187,16 @@ def graph_in_state(state: Mapping[str, Any]) -> ProgramGraph | None:
 
 def _predictor(node: PredictNode, allow_unsafe_lm_state: bool) -> Predict:
     lm = load_lm_state(node.lm, f"graph node {node.name!r}", allow_unsafe_lm_state) if node.lm else None
-    return Predict(node.signature.to_signature(), lm=lm, demos=[dict(d) for d in node.demos], **node.config)
+    adapter = None
+    if node.adapter is not None:
+        from ..imports import import_ref
+
+        try:
+            adapter = import_ref(node.adapter)()
+        except Exception as exc:  # noqa: BLE001 - reported with the node and the reference
+            raise GraphError(f"graph node {node.name!r}: cannot build adapter {node.adapter!r}: {exc}") from None
+    signature = node.signature.to_signature()
+    return Predict(signature, lm=lm, demos=[dict(d) for d in node.demos], adapter=adapter, **node.config)
 
 
 async def _step(node: StepNode, kwargs: dict[str, Any]) -> dict[str, Any]:

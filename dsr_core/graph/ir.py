@@ -137,6 +137,7 @@ class PredictNode(_Node):
     demos: list[dict[str, Any]] = []
     lm: dict[str, Any] | None = None
     config: dict[str, Any] = {}
+    adapter: str | None = None  # the predictor's own adapter as ``module:Class`` (None: the call's default)
 
     @property
     def input_fields(self) -> list[FieldSpec]:

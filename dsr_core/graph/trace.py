@@ -308,8 +308,17 @@ def predict_node(name: str, predictor: Predict, bindings: list[Binding]) -> Pred
         demos=[jsonable(d.to_dict() if hasattr(d, "to_dict") else dict(d)) for d in predictor.demos],
         lm=predictor.lm.dump_state() if predictor.lm is not None else None,
         config={k: v for k, v in predictor.config.items() if isinstance(v, (str, int, float, bool, type(None)))},
+        adapter=_adapter_ref(predictor.adapter),
         bindings=bindings,
     )
+
+
+def _adapter_ref(adapter: Any) -> str | None:
+    """``module:Class`` of a predictor's own adapter, rebuilt with no arguments when the graph runs."""
+    if adapter is None:
+        return None
+    cls = type(adapter)
+    return f"{cls.__module__}:{cls.__qualname__}"
 
 
 def _value_field(name: str, values: list[Any]) -> FieldSpec:
