@@ -30,21 +30,14 @@ __all__ = [
 ]
 
 
-# DSPy's ``dspy.adapters.types`` path to the custom types, imported when first asked for
-_CUSTOM_TYPES = {
-    "Code": "code",
-    "History": "history",
-    "Image": "image",
-    "Reasoning": "reasoning",
-    "Type": "custom_types",
-}
+_CUSTOM_TYPES = frozenset({"Code", "History", "Image", "Reasoning", "Type"})  # DSPy's dspy.adapters.types path
 
 
 def __getattr__(name: str) -> Any:
-    if name in _CUSTOM_TYPES:
-        import importlib
+    if name in _CUSTOM_TYPES:  # imported on first use, as the package imports them
+        from .. import adapters
 
-        return getattr(importlib.import_module(f".{_CUSTOM_TYPES[name]}", __package__), name)
+        return getattr(adapters, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

@@ -207,6 +207,37 @@ class OptimizerState(BaseModel):
         return next((trial for trial in self.recorded_trials if trial.number == candidate), None)
 
 
+class ScoredTrial(TrialRecord):
+    """A trial with the number of examples it was scored on and its score (0-100)."""
+
+    n_examples: int
+    score: float
+
+    @classmethod
+    def of(cls, number: int, kind: str, params: dict[str, int], outcome: EvaluateOutcome) -> Any:
+        """The trial of one merged evaluation outcome."""
+        return cls(
+            number=number,
+            kind=kind,
+            params=params,
+            n_examples=len(outcome.scores),
+            score=round(100.0 * outcome.mean, 4),
+        )
+
+
+class PhasedState(OptimizerState):
+    """A state that names its phase in ``phase`` and keeps its trials in ``trials`` (both declared by the
+    subclass, with its own phase names and trial kinds)."""
+
+    @property
+    def current_phase(self) -> str:
+        return "done" if self.done else self.phase  # type: ignore[attr-defined,no-any-return]
+
+    @property
+    def recorded_trials(self) -> Sequence[TrialRecord]:
+        return self.trials  # type: ignore[attr-defined,no-any-return]
+
+
 def base_fields(optimizer: str, seed: int, program: Module, trainset: Sequence[Any], valset: Any) -> dict[str, Any]:
     """The OptimizerState fields of a fresh state."""
     return {

@@ -259,7 +259,7 @@ class GEPA(Optimizer):
             Candidate(number=0, instructions=instructions, origin="seed", val_scores=outcome.scores)
         )
         state.metric_calls += len(outcome.scores)
-        state.trials.append(self._trial(0, "baseline", {"iteration": -1}, outcome))
+        state.trials.append(Trial.of(0, "baseline", {"iteration": -1}, outcome))
         state.best_score = round(100.0 * state.candidates[0].mean, 4)
         state.phase = "search"
 
@@ -328,7 +328,7 @@ class GEPA(Optimizer):
             )
             it.stage = "full" if improved else "done"
             it.outcome = None if improved else "rejected"
-        state.trials.append(self._trial(trial_number(it.number, stage), stage, params, outcome))
+        state.trials.append(Trial.of(trial_number(it.number, stage), stage, params, outcome))
         state.trials.sort(key=lambda trial: trial.number)
 
     def _new_candidate(self, state: GepaState, it: Iteration, val_scores: list[float]) -> Candidate:
@@ -343,16 +343,6 @@ class GEPA(Optimizer):
             ancestor=it.ancestor,
             val_scores=val_scores,
             discovered_at=spent_before,
-        )
-
-    @staticmethod
-    def _trial(number: int, kind: str, params: dict[str, int], outcome: EvaluateOutcome) -> Trial:
-        return Trial(
-            number=number,
-            kind=kind,  # type: ignore[arg-type]
-            params=params,
-            n_examples=len(outcome.scores),
-            score=round(100.0 * outcome.mean, 4),
         )
 
     # -- committing finished iterations ----------------------------------------------------------------------

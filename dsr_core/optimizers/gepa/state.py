@@ -3,12 +3,11 @@ running now, and every finished iteration and evaluation. All of it JSON: the st
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from ..base import OptimizerState, TrialRecord
+from ..base import PhasedState, ScoredTrial
 
 STAGE_OFFSETS = {"minibatch": 1, "subsample": 2, "full": 3}  # trial number = 3 * iteration + offset
 
@@ -74,16 +73,14 @@ class Iteration(BaseModel):
     metric_calls: int = 0
 
 
-class Trial(TrialRecord):
+class Trial(ScoredTrial):
     """One evaluation GEPA asked for; ``number`` is its EvaluateWork's candidate id."""
 
     kind: Literal["baseline", "minibatch", "subsample", "full"]
     params: dict[str, int]  # iteration, parent (and other_parent, ancestor for merges)
-    n_examples: int
-    score: float  # 0-100
 
 
-class GepaState(OptimizerState):
+class GepaState(PhasedState):
     phase: Literal["baseline", "search", "done"] = "baseline"
     program: dict[str, Any]  # the program as given; every candidate is it with other instructions
     val_split: Literal["train", "val"]  # "train" when there is no valset (DSPy validates on the trainset)
@@ -108,10 +105,6 @@ class GepaState(OptimizerState):
             return "done" if self.done else self.phase
         front = self.running[0]
         return "merge" if front.kind == "merge" else front.stage
-
-    @property
-    def recorded_trials(self) -> Sequence[Trial]:
-        return self.trials
 
     @property
     def val_scores(self) -> list[list[float]]:

@@ -379,9 +379,7 @@ class SIMBA(Optimizer):
             state.programs.append(program)
             added.append(program)
             state.trials.append(
-                self._trial(
-                    number, "minibatch", {"step": step.number, "program": number, "parent": plan.source}, outcome
-                )
+                Trial.of(number, "minibatch", {"step": step.number, "program": number, "parent": plan.source}, outcome)
             )
         self._end_step(state, added)
 
@@ -415,21 +413,11 @@ class SIMBA(Optimizer):
             state.final_scores.append(outcome.mean)
             step = state.programs[number].step
             params = {"step": -1 if step is None else step, "program": number}
-            state.trials.append(self._trial(len(state.programs) + position, "final", params, outcome))
+            state.trials.append(Trial.of(len(state.programs) + position, "final", params, outcome))
         best = state.final[state.final_scores.index(max(state.final_scores))]
         state.result = program_state(state.program, state.programs[best])
         state.best_score = round(100.0 * max(state.final_scores), 4)
         state.phase, state.done = "done", True
-
-    @staticmethod
-    def _trial(number: int, kind: str, params: dict[str, int], outcome: EvaluateOutcome) -> Trial:
-        return Trial(
-            number=number,
-            kind=kind,  # type: ignore[arg-type]
-            params=params,
-            n_examples=len(outcome.scores),
-            score=round(100.0 * outcome.mean, 4),
-        )
 
     # -- starting steps --------------------------------------------------------------------------------------
 

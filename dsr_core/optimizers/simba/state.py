@@ -4,12 +4,11 @@ All of it JSON: the state is the checkpoint."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from ..base import OptimizerState, TraceCall, TrialRecord
+from ..base import PhasedState, ScoredTrial, TraceCall
 
 Strategy = Literal["append_a_demo", "append_a_rule"]
 
@@ -102,17 +101,15 @@ class StepRecord(BaseModel):
     winner: int | None
 
 
-class Trial(TrialRecord):
+class Trial(ScoredTrial):
     """One evaluation SIMBA asked for: a new candidate on its step's mini-batch, or a winner scored at the
     end. ``number`` is its EvaluateWork's candidate id."""
 
     kind: Literal["minibatch", "final"]
     params: dict[str, int]  # step and program (and parent for a candidate)
-    n_examples: int
-    score: float  # 0-100
 
 
-class SimbaState(OptimizerState):
+class SimbaState(PhasedState):
     phase: Literal["sample", "rules", "evaluate", "final", "done"] = "sample"
     program: dict[str, Any]  # the program as given; every pool program is it with other instructions and demos
     program_code: str  # the program's source, shown to the prompt model
@@ -129,14 +126,6 @@ class SimbaState(OptimizerState):
     final: list[int] = []  # the winners scored at the end, and their scores
     final_scores: list[float] = []
     trials: list[Trial] = []
-
-    @property
-    def current_phase(self) -> str:
-        return "done" if self.done else self.phase
-
-    @property
-    def recorded_trials(self) -> Sequence[Trial]:
-        return self.trials
 
 
 def program_state(base: dict[str, Any], program: Program | Plan) -> dict[str, Any]:

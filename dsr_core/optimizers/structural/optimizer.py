@@ -243,17 +243,9 @@ class StructuralOptimizer(Optimizer):
             outcome = merged.get((e.trial, e.split))
             if outcome is None:
                 raise ValueError(f"{self.name}: tell() got no evaluation of trial {e.trial} ({e.split})")
-            score = round(100.0 * outcome.mean, 4)
-            evaluated[e.candidate] = (score, outcome)
-            state.trials.append(
-                Trial(
-                    number=e.trial,
-                    kind=kind,
-                    params={"candidate": e.candidate, "step": state.step},
-                    n_examples=len(e.indices),
-                    score=score,
-                )
-            )
+            trial = Trial.of(e.trial, kind, {"candidate": e.candidate, "step": state.step}, outcome)
+            evaluated[e.candidate] = (trial.score, outcome)
+            state.trials.append(trial)
         state.pending = []
         return evaluated
 

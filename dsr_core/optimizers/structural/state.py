@@ -3,13 +3,12 @@ running now and every evaluation asked for. All of it JSON: the state is the che
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any, Literal
 
 from pydantic import BaseModel
 
 from ...graph import Edit, ProgramGraph, graph_in_state
-from ..base import OptimizerState, TrialRecord
+from ..base import PhasedState, ScoredTrial
 
 Phase = Literal["trace", "baseline", "propose", "minibatch", "confirm", "rebootstrap", "reconfirm", "done"]
 Status = Literal["baseline", "pending", "screened_out", "rejected", "accepted", "chosen"]
@@ -82,16 +81,14 @@ class SplitProposal(BaseModel):
     sub_instructions: list[str] = []
 
 
-class Trial(TrialRecord):
+class Trial(ScoredTrial):
     """One evaluation the search asked for."""
 
     kind: TrialKind
     params: dict[str, int]  # candidate, step
-    n_examples: int
-    score: float  # 0-100
 
 
-class StructuralState(OptimizerState):
+class StructuralState(PhasedState):
     phase: Phase = "trace"
     student: dict[str, Any]  # the program as given, traced in the first step
     trace_indices: list[int]
@@ -107,14 +104,6 @@ class StructuralState(OptimizerState):
     proposals: dict[str, list[SplitProposal]] = {}  # per node key: the answers, reused while the node is unchanged
     pending: list[Evaluation] = []
     trials: list[Trial] = []
-
-    @property
-    def current_phase(self) -> str:
-        return "done" if self.done else self.phase
-
-    @property
-    def recorded_trials(self) -> Sequence[Trial]:
-        return self.trials
 
     @property
     def next_trial(self) -> int:
