@@ -1,4 +1,4 @@
-"""The DSPy side of the GEPA benchmark (run with the DSPy interpreter; ``bench/gepa.py`` runs it).
+"""The DSPy side of the GEPA benchmark (run with the DSPy interpreter; ``bench/gepa_bench.py`` runs it).
 
     $DSPY_PYTHON bench/gepa_dspy_side.py --url http://127.0.0.1:PORT/v1
 
@@ -25,10 +25,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-# This script's folder holds the driver ``gepa.py``, which would shadow the ``gepa`` package DSPy imports:
-# import DSPy (and with it gepa) first, then put the folder back, last, for the benchmark's own modules.
 BENCH = str(Path(__file__).resolve().parent)
-sys.path[:] = [p for p in sys.path if p not in ("", BENCH)]
+sys.path[:] = [p for p in sys.path if p not in ("", BENCH)]  # DSPy first: nothing of ours shadows its imports
 
 # DSPy fetches a model-price map from the internet on its first call; use the bundled copy instead.
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "true")

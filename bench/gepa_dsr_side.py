@@ -1,4 +1,4 @@
-"""The dsr side of the GEPA benchmark (run with the dsr interpreter; ``bench/gepa.py`` runs it).
+"""The dsr side of the GEPA benchmark (run with the dsr interpreter; ``bench/gepa_bench.py`` runs it).
 
     python bench/gepa_dsr_side.py --url http://127.0.0.1:PORT/v1 [--num-proposals 1]
 

@@ -1,6 +1,6 @@
 """GEPA, dsr vs DSPy 3.4.1: wall time, LM requests, metric calls, final validation score, side by side.
 
-    python bench/gepa.py [--quick] [--repeats 3] [--json results.json] [--max-wait 300]
+    python bench/gepa_bench.py [--quick] [--repeats 3] [--json results.json] [--max-wait 300]
 
 Run it with the dsr interpreter. DSPy runs under ``$DSPY_PYTHON``, else ``bench/.venv-dspy/bin/python``
 (``bash bench/setup_dspy.sh``); that environment needs the ``gepa`` package at the version DSPy 3.4.1 pins
