@@ -23,6 +23,7 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
+from .environment import variable
 from .runtime import runtime
 
 log = logging.getLogger(__name__)
@@ -32,9 +33,7 @@ DEFAULT_MEMORY_ENTRIES = 100_000
 
 def default_cache_dir() -> Path:
     """``DSR_CACHE_DIR``, else ``dsr`` in the XDG cache folder (``~/.cache/dsr``)."""
-    from .environment import environment
-
-    configured = environment().cache_dir
+    configured = variable("DSR_CACHE_DIR")
     if configured is not None:
         return configured
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
@@ -215,6 +214,4 @@ def get_default_cache() -> Cache:
 
 def cache_enabled_globally() -> bool:
     """False when ``DSR_CACHE`` turns the LM cache off for the whole process."""
-    from .environment import environment
-
-    return environment().cache
+    return variable("DSR_CACHE")  # type: ignore[no-any-return]

@@ -1,8 +1,8 @@
 """dsr's settings from the environment: every variable has the ``DSR_`` prefix; secrets are ``SecretStr``.
 
-``environment()`` sees a change made while the process runs (a test, a notebook) at its next call: it keeps
-the last parsed settings only while the raw values of its variables stay the same (three dict lookups, so the
-request path may ask on every call). A value it cannot read is an error that names the variable.
+``environment()`` and ``variable(name)`` see a change made while the process runs (a test, a notebook) at
+their next call: a variable's parsed value is kept while its raw value stays the same, so the request path
+asks ``variable`` on every call for one dict lookup. A value dsr cannot read is an error naming the variable.
 
 This is a frozen dataclass rather than a pydantic-settings class on purpose: the request path reads it, and
 importing pydantic-settings (with the pydantic model machinery a plain ``Predict`` call never needs) added
@@ -15,9 +15,10 @@ Secrets (API keys, the serving token) live in variables a config or a command na
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .errors import DsrError
 
@@ -41,32 +42,38 @@ class DsrEnvironment:
     cache_dir: Path | None = None  # where the on-disk LM cache lives (default ~/.cache/dsr)
     http_transport: str = "aiohttp"  # the openai SDK's aiohttp transport, or "httpx" for its httpx default
 
-    @classmethod
-    def from_values(cls, cache: str | None, cache_dir: str | None, http_transport: str | None) -> DsrEnvironment:
-        """Parse the raw variable values (None: unset)."""
-        return cls(
-            cache=_switch("DSR_CACHE", cache, default=True),
-            cache_dir=Path(cache_dir).expanduser() if cache_dir else None,
-            http_transport=_choice("DSR_HTTP_TRANSPORT", http_transport, TRANSPORTS),
-        )
-
     @property
     def use_aiohttp(self) -> bool:
         return self.http_transport == "aiohttp"
 
 
-VARIABLES = ("DSR_CACHE", "DSR_CACHE_DIR", "DSR_HTTP_TRANSPORT")  # in the order of from_values' parameters
-_parsed: tuple[tuple[str | None, ...], DsrEnvironment] | None = None
+def _cache_dir(value: str | None) -> Path | None:
+    return Path(value).expanduser() if value else None
+
+
+# each variable, the DsrEnvironment field it sets, and how its raw value is read (None: unset)
+PARSERS: dict[str, tuple[str, Callable[[str | None], Any]]] = {
+    "DSR_CACHE": ("cache", lambda value: _switch("DSR_CACHE", value, default=True)),
+    "DSR_CACHE_DIR": ("cache_dir", _cache_dir),
+    "DSR_HTTP_TRANSPORT": ("http_transport", lambda value: _choice("DSR_HTTP_TRANSPORT", value, TRANSPORTS)),
+}
+VARIABLES = tuple(PARSERS)
+_parsed: dict[str, tuple[str | None, Any]] = {}  # variable -> (raw value, parsed value)
+
+
+def variable(name: str) -> Any:
+    """One ``DSR_`` setting as the environment has it now: one lookup, parsed again only when the raw value
+    changed (what the request path asks, per call)."""
+    raw = os.environ.get(name)
+    seen = _parsed.get(name)  # one read: another thread may replace it meanwhile, with a value just as current
+    if seen is None or seen[0] != raw:
+        seen = _parsed[name] = (raw, PARSERS[name][1](raw))
+    return seen[1]
 
 
 def environment() -> DsrEnvironment:
     """The ``DSR_`` settings as the environment has them now."""
-    global _parsed
-    raw = tuple(os.environ.get(name) for name in VARIABLES)
-    parsed = _parsed  # one read: another thread may replace it meanwhile, with settings just as current
-    if parsed is None or parsed[0] != raw:
-        parsed = _parsed = (raw, DsrEnvironment.from_values(*raw))
-    return parsed[1]
+    return DsrEnvironment(**{field: variable(name) for name, (field, _) in PARSERS.items()})
 
 
 def _switch(name: str, value: str | None, *, default: bool) -> bool:

@@ -23,6 +23,8 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Protocol
 
+from .environment import variable
+
 if TYPE_CHECKING:
     from pathlib import Path
 
@@ -113,9 +115,7 @@ class Runtime:
 
     def default_cache(self) -> Cache:
         """The process's shared cache, created on first use and again if DSR_CACHE_DIR changes."""
-        from .environment import environment
-
-        env = environment().cache_dir
+        env = variable("DSR_CACHE_DIR")
         cache = self._cache
         if cache is None or env != self._cache_env:
             from .cache import Cache

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dsr_core.environment import EnvironmentVariableError, environment, secret
+from dsr_core.environment import EnvironmentVariableError, environment, secret, variable
 
 
 def test_defaults_and_a_change_seen_at_the_next_read(monkeypatch, tmp_path):
@@ -12,13 +12,14 @@ def test_defaults_and_a_change_seen_at_the_next_read(monkeypatch, tmp_path):
         monkeypatch.delenv(name, raising=False)
     settings = environment()
     assert (settings.cache, settings.cache_dir, settings.use_aiohttp) == (True, None, True)
-    assert environment() is settings  # nothing changed: nothing parsed again
+    assert environment() == settings
 
     monkeypatch.setenv("DSR_CACHE", " Off ")
     monkeypatch.setenv("DSR_CACHE_DIR", str(tmp_path / "c"))
     monkeypatch.setenv("DSR_HTTP_TRANSPORT", "httpx")
     changed = environment()
     assert (changed.cache, changed.cache_dir, changed.use_aiohttp) == (False, tmp_path / "c", False)
+    assert variable("DSR_CACHE") is False and variable("DSR_CACHE_DIR") == tmp_path / "c"
 
 
 @pytest.mark.parametrize(("name", "value"), [("DSR_CACHE", "maybe"), ("DSR_HTTP_TRANSPORT", "curl")])
