@@ -29,6 +29,7 @@ from ._async import run_sync
 from .callback import with_callbacks
 from .costs import known_cost
 from .errors import ContextWindowExceededError, DsrError, LMError
+from .limits import example_slot
 from .modules.module import Module
 from .primitives import Example, Prediction, Usage
 from .tracking import current_usage, track_usage_by_role
@@ -595,7 +596,8 @@ class EvaluationPool:
             for i in cursor:
                 if self.stopped:
                     return
-                row, triples[i] = await self.runner.run(examples[i], positions[i])
+                async with example_slot():  # shared with the rest of an optimizer step, when it shares them
+                    row, triples[i] = await self.runner.run(examples[i], positions[i])
                 rows[i] = row
                 self._finished(row, reporter)
 

@@ -8,9 +8,12 @@ under an uncontended ``threading.Lock``; nobody ever waits while holding it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import threading
 import time
 from collections import deque
+from collections.abc import AsyncIterator
 
 
 class InFlightLimiter:
@@ -106,3 +109,22 @@ class RateLimiter:
         delay = self.reserve(cost)
         if delay > 0:
             await asyncio.sleep(delay)
+
+
+# Programs running on examples, at most so many at once across every work item of one LocalRunner.run (DSPy's
+# num_threads is the optimizer's total): set by the runner, acquired per example by Evaluate's pool, bootstraps
+# and traces. None: each evaluation keeps its own concurrency.
+example_slots: contextvars.ContextVar[asyncio.Semaphore | None] = contextvars.ContextVar(
+    "dsr_example_slots", default=None
+)
+
+
+@contextlib.asynccontextmanager
+async def example_slot() -> AsyncIterator[None]:
+    """Hold one of the shared example slots while a program runs on one example (when slots are shared)."""
+    slots = example_slots.get()
+    if slots is None:
+        yield
+        return
+    async with slots:
+        yield

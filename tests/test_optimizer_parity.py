@@ -162,3 +162,27 @@ def test_mipro_dspy_compile_keywords(server, lm):
         MIPROv2(mipro_metric).compile(program, trainset=train, valset=val, num_trials=3)
     with pytest.raises(TypeError, match="unexpected keyword"):
         optimizer.compile(program, trainset=train, valset=val, num_trials=3, bogus=1)
+
+
+@pytest.mark.parametrize("name", ["BootstrapFewShotWithRandomSearch", "SIMBA", "GEPA"])
+def test_num_threads_caps_the_programs_running_at_once_across_a_step(server, name):
+    """As DSPy's num_threads: the whole step's examples share the cap, not each evaluation its own."""
+    from flows.config import optimizer_class
+    from tests.programs import WordCode, code, learns_from_demos
+
+    server.latency = 0.02
+    server.responder = lambda r: (
+        learns_from_demos(r) if r.output_fields == ["code"] else r.reply(**dict.fromkeys(r.output_fields, "x"))
+    )
+    lm = dsr.LM("test-model", api_base=server.url, max_concurrency=64, cache=False)
+    student = WordCode()
+    student.set_lm(lm)
+    train = [dsr.Example(word=f"w{i}x", code=code(f"w{i}x")).with_inputs("word") for i in range(16)]
+    params = {
+        "BootstrapFewShotWithRandomSearch": {"num_candidate_programs": 2},
+        "SIMBA": {"bsize": 8, "num_candidates": 4, "max_steps": 1},
+        "GEPA": {"max_metric_calls": 40},
+    }[name]
+    optimizer = optimizer_class(name)(metric=lambda e, p, t=None: p.code == e.code, num_threads=3, **params)
+    optimizer.compile(student, trainset=train, valset=train[:8])
+    assert 1 < server.stats.max_in_flight <= 3

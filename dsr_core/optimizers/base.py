@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from .._async import run_sync
 from ..evaluate import Evaluate, _as_score, _setting, call_metric, is_transient, metric_feedback, takes_predictor
+from ..limits import example_slot, example_slots
 from ..modules.module import Module
 from ..primitives import Example
 from ..tracking import trace
@@ -349,7 +350,11 @@ class LocalRunner:
                 return [await self.graph(item)]
             return [await self.evaluate(item)]
 
-        batches = await asyncio.gather(*(one(item) for item in work))
+        token = example_slots.set(asyncio.Semaphore(self.concurrency))  # one cap for the whole step's examples
+        try:
+            batches = await asyncio.gather(*(one(item) for item in work))
+        finally:
+            example_slots.reset(token)
         return [result for batch in batches for result in batch]
 
     def proposal_lm(self) -> Any:
@@ -418,7 +423,6 @@ class LocalRunner:
         if work.round > 0:  # later rounds sample fresh traces at temperature 1.0, as DSPy does
             for predictor in teacher.predictors():
                 predictor.config = {**predictor.config, "temperature": 1.0, "rollout_id": work.round}
-        semaphore = asyncio.Semaphore(self.concurrency)
 
         def without(example: Example) -> Module:
             record = example.to_dict()
@@ -433,7 +437,7 @@ class LocalRunner:
             example = self.trainset[index]
             runner = without(example)
             names = {id(p): name for name, p in runner.named_predictors()}
-            async with semaphore:
+            async with example_slot():
                 try:
                     with context(**self.teacher_settings), trace() as calls:
                         prediction = await runner.acall(**example.inputs().to_dict())
@@ -464,11 +468,10 @@ class LocalRunner:
         program = self.program(work.program)
         names = {id(p): name for name, p in program.named_predictors()}
         per_predictor = takes_predictor(self.metric)
-        semaphore = asyncio.Semaphore(self.concurrency)
 
         async def one(index: int) -> TraceOutcome:
             example = self.trainset[index]
-            async with semaphore:
+            async with example_slot():
                 try:
                     with trace() as calls:
                         prediction = await program.acall(**example.inputs().to_dict())
