@@ -29,7 +29,7 @@ from ._async import run_sync
 from .callback import with_callbacks
 from .costs import known_cost
 from .errors import ContextWindowExceededError, DsrError, LMError
-from .limits import example_slot
+from .limits import example_slots
 from .modules.module import Module
 from .primitives import Example, Prediction, Usage
 from .tracking import current_usage, track_usage_by_role
@@ -592,12 +592,17 @@ class EvaluationPool:
         reporter = _Progress.start(len(examples), self.progress)
         started = time.perf_counter()
 
+        slots = example_slots.get()  # shared with the rest of an optimizer step, when it shares them
+
         async def worker() -> None:
             for i in cursor:
                 if self.stopped:
                     return
-                async with example_slot():  # shared with the rest of an optimizer step, when it shares them
+                if slots is None:
                     row, triples[i] = await self.runner.run(examples[i], positions[i])
+                else:
+                    async with slots:
+                        row, triples[i] = await self.runner.run(examples[i], positions[i])
                 rows[i] = row
                 self._finished(row, reporter)
 
