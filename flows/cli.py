@@ -408,7 +408,7 @@ def runs_show(
         _fail(str(exc))
     if checkpoint is None:
         _fail(f"no run {name!r} under {checkpoint_url}")
-    from .display import fields_table, lineage_table, print_table, trials_table
+    from .display import fields_table, print_candidates, print_table, trials_table
     from .lineage import lineage_rows
 
     info = summary(checkpoint)
@@ -432,10 +432,7 @@ def runs_show(
         candidates = None
         typer.echo(f"candidates: not shown ({type(exc).__name__}: the saved optimizer state does not load)")
     if candidates:
-        front = sum(bool(row["pareto"]) for row in candidates)
-        counts = f"{len(candidates)}" + (f" ({front} on the Pareto front)" if front else "")
-        print_table(fields_table([("candidates:", counts)], RUN_KEY_WIDTH))
-        print_table(lineage_table(candidates))
+        print_candidates(candidates, RUN_KEY_WIDTH)
     report = info["report"]
     if report:
         result = [

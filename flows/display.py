@@ -181,6 +181,8 @@ class OptimizationDisplay(LiveLine):
         for key, value in rows:
             table.add_row(key, value)
         Console().print(table)
+        if report.candidates:
+            print_candidates(report.candidates, len("candidates:"))
 
 
 # -- tables of the other commands -------------------------------------------------------------------------------
@@ -242,6 +244,15 @@ def trials_table(trials: list[dict[str, Any]]) -> Table:
         for t in trials
     )
     return plain_table(["trial", "step", "kind", "split", "n", "score", "best"], rows, right={"step", "n", "score"})
+
+
+def print_candidates(rows: list[dict[str, Any]], key_width: int) -> None:
+    """The candidates of an optimizer that keeps a lineage: how many (and on the Pareto front), then the table
+    (for Structural, the quality-vs-cost table)."""
+    front = sum(bool(row["pareto"]) for row in rows)
+    counts = f"{len(rows)}" + (f" ({front} on the Pareto front)" if front else "")
+    print_table(fields_table([("candidates:", counts)], key_width))
+    print_table(lineage_table(rows))
 
 
 def lineage_table(rows: list[dict[str, Any]]) -> Table:

@@ -54,6 +54,7 @@ from .budget import Budget, Spend, cost_summary, records_by_role, work_units
 from .checkpoint import CheckpointError, CheckpointStore
 from .config import RunConfig, optimizer_class, resolve_config
 from .evaluate import EvaluationFailed, check_not_all_failed, code_version, task_runner_for
+from .lineage import lineage_rows
 from .preflight import preflight
 from .shards import ShardBatch, auto_shard_size, replays_allowed
 
@@ -89,6 +90,7 @@ class OptimizationReport(BaseModel):
     completion_tokens: int
     cost: float | None = None  # US dollars; None when an LM the run used has no prices
     by_role: dict[str, dict[str, Any]] = {}  # per LM role (task, prompt, judge): cost, tokens, lm_calls
+    candidates: list[dict[str, Any]] = []  # GEPA, SIMBA, Structural: every candidate (flows/lineage.py)
     estimated_lm_calls: int | None = None  # what `dsr optimize --estimate` predicted for this run, if it was asked
     estimated_cost: float | None = None
     wall_time: float
@@ -614,6 +616,7 @@ def _finish(
         "completion_tokens": run.usage.completion_tokens,
         **cost_summary(run.spend),
         **estimated(config, run.name),
+        "candidates": lineage_rows(run.state) or [],
         "wall_time": 0.0,
         "checkpoint_url": run.store.url,
         "program_url": program_url,

@@ -470,7 +470,7 @@ def test_a_react_agent_is_served_like_any_program(server, tmp_path):
 
 
 def test_a_structurally_optimized_program_is_registered_and_served_as_its_graph(
-    prefect_harness, server, workdir, monkeypatch
+    prefect_harness, server, workdir, monkeypatch, capsys
 ):
     """Structural fuses two of ThreeSteps' calls; the registry holds the graph program and serve answers
     with two LM calls per request."""
@@ -491,6 +491,14 @@ def test_a_structurally_optimized_program_is_registered_and_served_as_its_graph(
     validated = validate_config(config)
     report = run_optimization(validated)
     assert (report.baseline_score, report.optimized_score) == (100.0, 100.0) and report.model_version == "1"
+    chosen = [row for row in report.candidates if row["status"] == "chosen"]
+    assert chosen and chosen[-1]["lm_calls"] == 2 and any(row["pareto"] for row in report.candidates)
+
+    from flows.display import OptimizationDisplay
+
+    OptimizationDisplay().summary(report)  # the CLI summary ends with the quality-vs-cost table
+    printed = capsys.readouterr().out
+    assert "candidates:" in printed and "on the Pareto front" in printed and "Fuse(" in printed
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", validated.mlflow.tracking_uri)
     service = ProgramService("models:/threesteps@champion")
