@@ -350,8 +350,8 @@ def test_gepa_flow_reflects_with_the_reflection_lm_and_traces_as_tasks(prefect_h
     report = run_optimization(validate_config(config))
     assert (report.baseline_score, report.optimized_score) == (0.0, 100.0)
     assert {b["model"] for b in server.requests} == {"test-model", "reflection-model"}
-    reflections = [b for b in server.requests if b["model"] == "reflection-model"]
-    assert all("must say: reverse" in json.dumps(b["messages"]) for b in reflections[:1])  # feedback reached it
+    reflections = [b for b in server.requests if b["model"] == "reflection-model" and b.get("max_tokens") != 1]
+    assert reflections and "must say: reverse" in json.dumps(reflections[0]["messages"])  # the feedback reached it
     checkpoint = CheckpointStore(str(workdir / "checkpoints"), "opt-test").read_latest()
     assert checkpoint["status"] == "finished" and checkpoint["state"]["optimizer"] == "GEPA"
     with open(report.program_url) as handle:
