@@ -276,3 +276,28 @@ def time_prefect_startup() -> float:
     t0 = time.perf_counter()
     warm_up()
     return time.perf_counter() - t0
+
+
+def median_run(runs: list[dict[str, Any]], keys: tuple[str, ...]) -> dict[str, Any]:
+    """The median run by wall time (the lower one of an even count), with every run's value of each of
+    ``keys`` (``<key>_all``) and their median (``<key>_median``); a key a run lacks is left out of it."""
+    import statistics
+
+    chosen = dict(sorted(runs, key=lambda r: r["seconds"])[(len(runs) - 1) // 2])
+    for key in keys:
+        values = [r[key] for r in runs if r.get(key) is not None]
+        if values:
+            chosen[f"{key}_all"] = values
+            chosen[f"{key}_median"] = statistics.median(values)
+    return chosen
+
+
+def span(row: dict[str, Any], key: str, fmt: str) -> str:
+    """The median of ``key`` over the runs, with their range in brackets when they differ."""
+    import statistics
+
+    values = row.get(f"{key}_all") or [row[key]]
+    text = format(statistics.median(values), fmt)
+    if len(values) > 1 and min(values) != max(values):
+        text += f" ({format(min(values), fmt)}–{format(max(values), fmt)})"
+    return text

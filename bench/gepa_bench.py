@@ -22,14 +22,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import DSR_PYTHON, LMServer, dspy_python, run_side  # noqa: E402
+from common import DSR_PYTHON, LMServer, dspy_python, median_run, run_side, span  # noqa: E402
 from gepa_task import MAX_METRIC_CALLS, SEED  # noqa: E402
 from run import Quiet, cache_dirs, log, machine  # noqa: E402
 
@@ -79,21 +78,8 @@ def measure(
 
 
 def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """The median run by wall time (the lower one of an even count) plus the spread of every figure."""
-    chosen = dict(sorted(runs, key=lambda r: r["seconds"])[(len(runs) - 1) // 2])
-    for key in ("seconds", "lm_calls", "final_val_score", "metric_calls"):
-        values = [r[key] for r in runs]
-        chosen[f"{key}_all"] = values
-        chosen[f"{key}_median"] = statistics.median(values)
-    return chosen
-
-
-def span(row: dict[str, Any], key: str, fmt: str) -> str:
-    values = row.get(f"{key}_all") or [row[key]]
-    text = format(statistics.median(values), fmt)
-    if len(values) > 1 and min(values) != max(values):
-        text += f" ({format(min(values), fmt)}–{format(max(values), fmt)})"
-    return text
+    """The median run by wall time, with the spread of every figure."""
+    return median_run(runs, ("seconds", "lm_calls", "final_val_score", "metric_calls"))
 
 
 def render(results: dict[str, Any]) -> str:
