@@ -427,7 +427,7 @@ def runs_show(
     if checkpoint.get("trials"):
         print_table(trials_table(checkpoint["trials"]))
     try:
-        candidates = lineage_rows(checkpoint.get("state") or {})
+        candidates = lineage_rows(checkpoint.get("state") or {}, checkpoint.get("trials"))
     except ValueError as exc:  # a state this version cannot read: the rest of the run is still worth showing
         candidates = None
         typer.echo(f"candidates: not shown ({type(exc).__name__}: the saved optimizer state does not load)")

@@ -259,6 +259,7 @@ def lineage_table(rows: list[dict[str, Any]]) -> Table:
     """``dsr runs show``: every candidate of an optimizer that keeps a lineage (GEPA, SIMBA, Structural), with
     its parents, how it was made and its score; cost per example and the Pareto front where it has them."""
     costs = any(row["lm_calls"] is not None or row["tokens"] is not None for row in rows)
+    latency = any(row.get("latency") is not None for row in rows)
     front = any(row["pareto"] is not None for row in rows)
     status = any(row["status"] is not None for row in rows)
     columns = [
@@ -269,6 +270,7 @@ def lineage_table(rows: list[dict[str, Any]]) -> Table:
         "score",
         "on",
         *(["calls/ex", "tokens/ex"] if costs else []),
+        *(["s/ex"] if latency else []),
         *(["pareto"] if front else []),
         *(["status"] if status else []),
         "best",
@@ -285,13 +287,15 @@ def lineage_table(rows: list[dict[str, Any]]) -> Table:
         ]
         if costs:
             values += [_number(row["lm_calls"]), _number(row["tokens"])]
+        if latency:
+            values.append(None if row.get("latency") is None else f"{row['latency']:.3f}")
         if front:
             values.append("yes" if row["pareto"] else "")
         if status:
             values.append(row["status"] or "")
         values.append("*" if row["best"] else "")
         table_rows.append(values)
-    return plain_table(columns, table_rows, right={"step", "score", "calls/ex", "tokens/ex"})
+    return plain_table(columns, table_rows, right={"step", "score", "calls/ex", "tokens/ex", "s/ex"})
 
 
 def _number(value: float | None) -> str | None:

@@ -13,6 +13,7 @@ returns (or would return now). Rows come from the optimizer's state alone, so a 
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from dsr_core.optimizers.base import OptimizerState
@@ -34,16 +35,29 @@ def as_state(state: OptimizerState | dict[str, Any]) -> OptimizerState | None:
     return kind.model_validate(state) if kind is not None else None
 
 
-def lineage_rows(state: OptimizerState | dict[str, Any]) -> list[LineageRow] | None:
-    """The lineage of ``state`` (a state or its JSON), or None when its optimizer keeps none."""
+def lineage_rows(
+    state: OptimizerState | dict[str, Any], trials: list[dict[str, Any]] | None = None
+) -> list[LineageRow] | None:
+    """The lineage of ``state`` (a state or its JSON), or None when its optimizer keeps none. With the run's
+    trial records, a Structural candidate's row also has its seconds per example on the validation set."""
     loaded = as_state(state)
     if isinstance(loaded, GepaState):
         return _gepa(loaded)
     if isinstance(loaded, SimbaState):
         return _simba(loaded)
     if isinstance(loaded, StructuralState):
-        return _structural(loaded)
+        return _structural(loaded, _val_latency(trials or []))
     return None
+
+
+def _val_latency(trials: list[dict[str, Any]]) -> dict[int, float]:
+    """Seconds per example of each Structural candidate's latest validation-set trial."""
+    found: dict[int, float] = {}
+    for trial in trials:
+        candidate = json.loads(trial.get("choice") or "{}").get("candidate")
+        if trial.get("split") == "val" and candidate is not None and trial.get("latency") is not None:
+            found[int(candidate)] = float(trial["latency"])
+    return found
 
 
 def step_metrics(rows: list[LineageRow]) -> dict[str, float]:
@@ -68,6 +82,7 @@ def _row(candidate: int, parents: list[int], origin: str, step: int | None, **va
         "scored_on": None,
         "lm_calls": None,
         "tokens": None,
+        "latency": None,  # seconds per example
         "pareto": None,
         "best": False,
         "status": None,
@@ -139,7 +154,7 @@ def _simba(state: SimbaState) -> list[LineageRow]:
     return rows
 
 
-def _structural(state: StructuralState) -> list[LineageRow]:
+def _structural(state: StructuralState, latency: dict[int, float]) -> list[LineageRow]:
     rows = []
     for cost in quality_cost_table(state):
         validated = cost.val_score is not None
@@ -153,6 +168,7 @@ def _structural(state: StructuralState) -> list[LineageRow]:
                 scored_on=state.val_split if validated else ("minibatch" if cost.minibatch_score is not None else None),
                 lm_calls=cost.lm_calls,
                 tokens=cost.tokens,
+                latency=latency.get(cost.candidate),
                 pareto=cost.pareto,
                 best=cost.candidate == state.current,
                 status=cost.status,

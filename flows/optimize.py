@@ -353,6 +353,9 @@ def trial_records(
                 "prompt_tokens": usage.prompt_tokens,
                 "completion_tokens": usage.completion_tokens,
                 "seconds": round(seconds, 3),
+                # seconds per example (program and metric), the mean over the rows; kept here, not in the
+                # optimizer's state, which must come out the same on every run
+                "latency": round(sum(r["latency"] for r in rows) / len(rows), 4) if rows else None,
                 "choice": json.dumps(choice, sort_keys=True),
             }
         )
@@ -616,7 +619,7 @@ def _finish(
         "completion_tokens": run.usage.completion_tokens,
         **cost_summary(run.spend),
         **estimated(config, run.name),
-        "candidates": lineage_rows(run.state) or [],
+        "candidates": lineage_rows(run.state, run.trials) or [],
         "wall_time": 0.0,
         "checkpoint_url": run.store.url,
         "program_url": program_url,

@@ -271,7 +271,7 @@ def finish_optimization(
     if state is not None or baseline is not None:
         try:
             with tempfile.TemporaryDirectory() as tmp:
-                if write_pictures(Path(tmp), title, state, baseline, program, report.get("steps")):
+                if write_pictures(Path(tmp), title, state, baseline, program, report.get("steps"), trials):
                     client.log_artifacts(run_id, tmp)
         except Exception:  # noqa: BLE001 - an MLflow failure never fails the optimization
             _log.warning("MLflow: could not log the lineage and graph pictures", exc_info=True)
@@ -285,6 +285,7 @@ def write_pictures(
     baseline: dict[str, Any] | None,
     program: dict[str, Any],
     step: int | None = None,
+    trials: list[dict[str, Any]] | None = None,
 ) -> list[str]:
     """Write what a run's state and programs can show into ``folder``; returns the names written.
 
@@ -314,7 +315,7 @@ def write_pictures(
         (folder / name).write_text(json.dumps(value, indent=2, ensure_ascii=False, default=str), encoding="utf-8")
 
     loaded = attempt("the optimizer state", lambda: as_state(state)) if state is not None else None
-    rows = attempt("the candidate lineage", lambda: lineage_rows(loaded)) if loaded is not None else None
+    rows = attempt("the candidate lineage", lambda: lineage_rows(loaded, trials)) if loaded is not None else None
     if rows is not None:
         attempt(LINEAGE_FILE, lambda: write_json(LINEAGE_FILE, {"step": step, "candidates": rows}))
         attempt("lineage.png", lambda: plot_lineage(rows, folder / "lineage.png", f"{title}: candidate lineage"))

@@ -493,12 +493,13 @@ def test_a_structurally_optimized_program_is_registered_and_served_as_its_graph(
     assert (report.baseline_score, report.optimized_score) == (100.0, 100.0) and report.model_version == "1"
     chosen = [row for row in report.candidates if row["status"] == "chosen"]
     assert chosen and chosen[-1]["lm_calls"] == 2 and any(row["pareto"] for row in report.candidates)
+    assert all(row["latency"] > 0 for row in report.candidates if row["scored_on"] == "val")  # seconds/example
 
     from flows.display import OptimizationDisplay
 
     OptimizationDisplay().summary(report)  # the CLI summary ends with the quality-vs-cost table
     printed = capsys.readouterr().out
-    assert "candidates:" in printed and "on the Pareto front" in printed and "Fuse(" in printed
+    assert "candidates:" in printed and "on the Pareto front" in printed and "Fuse(" in printed and "s/ex" in printed
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", validated.mlflow.tracking_uri)
     service = ProgramService("models:/threesteps@champion")
