@@ -39,7 +39,7 @@ class Spend:
 
     by_role: dict[str, dsr.Usage] = field(default_factory=dict)
     units: dict[str, int] = field(default_factory=dict)  # work done, as work_units counts it
-    seconds: float = 0.0  # wall time of the steps run (all sessions of the run)
+    seconds: float = 0.0  # wall time of the steps run (over every start of the run, resumes included)
 
     @property
     def total(self) -> dsr.Usage:
