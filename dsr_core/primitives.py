@@ -166,8 +166,13 @@ class Usage:
         total.add(other)
         return total
 
-    def to_dict(self) -> dict[str, int]:
+    def to_dict(self) -> dict[str, Any]:
         return {**vars(self), "total_tokens": self.total_tokens}  # vars, not asdict: this is on the request path
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> Usage:
+        """The inverse of ``to_dict`` (its ``total_tokens`` is derived, so it is ignored); missing keys are 0."""
+        return cls(**{k: v for k, v in values.items() if k != "total_tokens"})
 
 
 class Completions:

@@ -87,7 +87,7 @@ class Spend:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "by_role": {role: _plain(usage) for role, usage in self.by_role.items()},
+            "by_role": {role: dict(vars(usage)) for role, usage in self.by_role.items()},
             "units": dict(self.units),
             "seconds": round(self.seconds, 3),
         }
@@ -96,8 +96,8 @@ class Spend:
     def from_json(cls, data: dict[str, Any] | None, total: dict[str, Any] | None = None) -> Spend:
         """A checkpoint's spend; one written before spend was kept has only its total (the task's)."""
         if not data:
-            return cls(by_role={"task": dsr.Usage(**_fields(total or {}))})
-        by_role = {role: dsr.Usage(**_fields(values)) for role, values in data.get("by_role", {}).items()}
+            return cls(by_role={"task": dsr.Usage.from_dict(total or {})})
+        by_role = {role: dsr.Usage.from_dict(values) for role, values in data.get("by_role", {}).items()}
         return cls(by_role=by_role, units=dict(data.get("units", {})), seconds=float(data.get("seconds", 0.0)))
 
 
@@ -141,14 +141,6 @@ def cost_summary(spend: Spend) -> dict[str, Any]:
             for role, usage in sorted(spend.by_role.items())
         },
     }
-
-
-def _plain(usage: dsr.Usage) -> dict[str, Any]:
-    return {k: v for k, v in usage.to_dict().items() if k != "total_tokens"}
-
-
-def _fields(values: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in values.items() if k != "total_tokens"}
 
 
 def records_by_role(records: list[dict[str, Any]], judge_prices: Any = None) -> dict[str, dsr.Usage]:

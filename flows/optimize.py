@@ -282,15 +282,10 @@ class StepRunner:
         for kind, result in zip(kinds, others.results() if kinds else [], strict=True):
             by_role = result.get("usage_by_role") or {"prompt" if kind == "generate" else "task": result["usage"]}
             for role, spent in by_role.items():
-                add_usage(roles, role, usage_from_dict(spent))
+                add_usage(roles, role, dsr.Usage.from_dict(spent))
             worked.extend(OUTCOMES[kind].model_validate(o) for o in result["outcomes"])
         check_work_not_all_failed(worked)
         return outcomes + worked, summaries, roles
-
-
-def usage_from_dict(values: dict[str, Any]) -> dsr.Usage:
-    """A Usage from its ``to_dict()`` form (which adds ``total_tokens``)."""
-    return dsr.Usage(**{k: v for k, v in values.items() if k != "total_tokens"})
 
 
 def add_usage(roles: dict[str, dsr.Usage], role: str, usage: dsr.Usage) -> None:
@@ -425,7 +420,7 @@ class Run:
                 "fingerprint": self.fingerprint,
                 "state": self.state.model_dump(mode="json"),
                 "trials": self.trials,
-                "usage": {k: v for k, v in self.usage.to_dict().items() if k != "total_tokens"},
+                "usage": dict(vars(self.usage)),
                 "spend": self.spend.to_json(),
                 "mlflow_run_id": self.mlflow_run_id,
                 "updated_at": time.time(),
