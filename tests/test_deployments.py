@@ -53,6 +53,14 @@ class Worker:
             os.killpg(self.process.pid, signal.SIGKILL)
 
 
+def work_pool(env: dict[str, str], action: str) -> None:
+    """``prefect work-pool pause|resume`` for the test pool."""
+    done = subprocess.run(
+        [sys.executable, "-m", "prefect", "work-pool", action, POOL], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+
 @pytest.fixture(scope="module")
 def deployed(prefect_server, tmp_path_factory):
     """The project's prefect.yaml deployed to the real server, with its process work pool."""
@@ -162,11 +170,17 @@ def test_a_preempted_optimization_is_rescheduled_and_resumes_on_a_new_worker(dep
     while not (pointer.exists() and json.loads(pointer.read_text())["step"] >= 3) and time.time() < deadline:
         time.sleep(0.05)
     killed_at = json.loads(pointer.read_text())["step"]
-    for process in worker.flow_processes():  # the spot instance goes away under the flow
-        process.kill()
-    wait_for(run.id, {"Crashed", "Scheduled", "AwaitingRetry"}, timeout=60, every=0.05)
-    worker.stop()  # ... and with it this worker
-    wait_for(run.id, {"Scheduled", "AwaitingRetry"}, timeout=120)  # the automation reschedules the same run
+    # The pool is paused first so that this worker, which lives on until it has reported the crash, cannot
+    # take the rescheduled run itself: only the new worker may run it.
+    work_pool(deployed["env"], "pause")
+    try:
+        for process in worker.flow_processes():  # the spot instance goes away under the flow
+            process.kill()
+        wait_for(run.id, {"Crashed", "Scheduled", "AwaitingRetry"}, timeout=60, every=0.05)
+        worker.stop()  # ... and with it this worker
+        wait_for(run.id, {"Scheduled", "AwaitingRetry"}, timeout=120)  # the automation reschedules the same run
+    finally:
+        work_pool(deployed["env"], "resume")
     worker = Worker(deployed["env"], tmp_path / "worker2.log")  # a new machine joins the pool
     try:
         finished = wait_for(run.id, {"Completed", "Failed", "Crashed"})
