@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -160,22 +161,39 @@ def test_a_preempted_optimization_is_rescheduled_and_resumes_on_a_new_worker(dep
     spec.loader.exec_module(automations)
     automations.retry_crashed("dsr-optimize/nightly")
 
-    server.responder = judge
+    # The whole run takes a few seconds, so the endpoint holds every request once step 3 is checkpointed
+    # until the kill has happened: the run cannot finish before it is preempted, however slow this test is.
+    pointer: Path | None = None
+    killed = threading.Event()
+
+    def step() -> int:
+        try:
+            return json.loads(pointer.read_text())["step"] if pointer is not None and pointer.exists() else -1
+        except ValueError:  # read while it was being replaced
+            return -1
+
+    def held_until_the_kill(request):
+        if not killed.is_set() and step() >= 3:
+            killed.wait(120)
+        return judge(request)
+
+    server.responder = held_until_the_kill
     server.latency = 0.1
     config = project(tmp_path, server)
     worker = Worker(deployed["env"], tmp_path / "worker.log")
     run = run_deployment("dsr-optimize/nightly", parameters={"config": config}, timeout=0)
     pointer = tmp_path / "checkpoints" / f"optimize-bootstrapfewshotwithrandomsearch-{str(run.id)[:8]}" / "latest.json"
     deadline = time.time() + 180
-    while not (pointer.exists() and json.loads(pointer.read_text())["step"] >= 3) and time.time() < deadline:
+    while step() < 3 and time.time() < deadline:
         time.sleep(0.05)
-    killed_at = json.loads(pointer.read_text())["step"]
+    killed_at = step()
     # The pool is paused first so that this worker, which lives on until it has reported the crash, cannot
     # take the rescheduled run itself: only the new worker may run it.
     work_pool(deployed["env"], "pause")
     try:
         for process in worker.flow_processes():  # the spot instance goes away under the flow
             process.kill()
+        killed.set()
         wait_for(run.id, {"Crashed", "Scheduled", "AwaitingRetry"}, timeout=60, every=0.05)
         worker.stop()  # ... and with it this worker
         wait_for(run.id, {"Scheduled", "AwaitingRetry"}, timeout=120)  # the automation reschedules the same run
