@@ -36,11 +36,12 @@ class EnvironmentVariableError(DsrError, ValueError):
 
 @dataclass(frozen=True)
 class DsrEnvironment:
-    """``DSR_CACHE``, ``DSR_CACHE_DIR`` and ``DSR_HTTP_TRANSPORT``."""
+    """``DSR_CACHE``, ``DSR_CACHE_DIR``, ``DSR_HTTP_TRANSPORT`` and ``DSR_GC_THRESHOLD``."""
 
     cache: bool = True  # DSR_CACHE=0 (false, no, off) turns the LM cache off for the whole process
     cache_dir: Path | None = None  # where the on-disk LM cache lives (default ~/.cache/dsr)
     http_transport: str = "aiohttp"  # the openai SDK's aiohttp transport, or "httpx" for its httpx default
+    gc_threshold: int = 50_000  # the collector's first threshold while examples are in flight (collector.py)
 
     @property
     def use_aiohttp(self) -> bool:
@@ -56,6 +57,7 @@ PARSERS: dict[str, tuple[str, Callable[[str | None], Any]]] = {
     "DSR_CACHE": ("cache", lambda value: _switch("DSR_CACHE", value, default=True)),
     "DSR_CACHE_DIR": ("cache_dir", _cache_dir),
     "DSR_HTTP_TRANSPORT": ("http_transport", lambda value: _choice("DSR_HTTP_TRANSPORT", value, TRANSPORTS)),
+    "DSR_GC_THRESHOLD": ("gc_threshold", lambda value: _count("DSR_GC_THRESHOLD", value, default=50_000)),
 }
 VARIABLES = tuple(PARSERS)
 _parsed: dict[str, tuple[str | None, Any]] = {}  # variable -> (raw value, parsed value)
@@ -92,6 +94,18 @@ def _choice(name: str, value: str | None, choices: tuple[str, ...]) -> str:
     if text not in choices:
         raise EnvironmentVariableError(f"{name}={value!r}: expected one of {', '.join(choices)}")
     return text
+
+
+def _count(name: str, value: str | None, *, default: int) -> int:
+    if value is None or not value.strip():
+        return default
+    try:
+        number = int(value.strip().replace("_", ""))
+    except ValueError:
+        number = -1
+    if number < 0:
+        raise EnvironmentVariableError(f"{name}={value!r}: expected a whole number, 0 or more")
+    return number
 
 
 def secret(name: str | None) -> SecretStr | None:

@@ -27,6 +27,7 @@ from typing import Any
 
 from ._async import run_sync
 from .callback import with_callbacks
+from .collector import fewer_collections
 from .costs import known_cost
 from .errors import ContextWindowExceededError, DsrError, LMError
 from .limits import example_slots
@@ -607,7 +608,8 @@ class EvaluationPool:
                 self._finished(row, reporter)
 
         try:
-            await asyncio.gather(*(worker() for _ in range(min(self.concurrency, len(examples)) or 1)))
+            with fewer_collections():  # the collector's passes would walk every call in flight, to free little
+                await asyncio.gather(*(worker() for _ in range(min(self.concurrency, len(examples)) or 1)))
         finally:
             reporter.close()
         done = [r for r in rows if r is not None]

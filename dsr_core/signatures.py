@@ -357,9 +357,20 @@ def _check_name(name: str) -> None:
 _RESERVED = {"instructions", "fields", "input_fields", "output_fields", "signature", "hash", "completed"}
 
 
+def _views(fields: dict[str, Field]) -> dict[str, dict[str, Field]]:
+    """The inputs and the outputs of ``fields``, made once per class: the request path reads them several
+    times per call (``input_fields`` and ``output_fields`` hand out copies)."""
+    return {
+        "_inputs": {n: f for n, f in fields.items() if f.kind == "input"},
+        "_outputs": {n: f for n, f in fields.items() if f.kind == "output"},
+    }
+
+
 class SignatureMeta(type):
     fields: dict[str, Field]
     instructions: str
+    _inputs: dict[str, Field]  # input_fields and output_fields, never handed out (read-only)
+    _outputs: dict[str, Field]
 
     def __new__(mcs, name: str, bases: tuple[type, ...], namespace: dict[str, Any], **kwargs: Any) -> SignatureMeta:
         fields: dict[str, Field] = {}
@@ -403,6 +414,8 @@ class SignatureMeta(type):
             )
             namespace["instructions"] = inspect.cleandoc(doc or "") or inherited or ""
         cls = super().__new__(mcs, name, bases, namespace, **kwargs)
+        for attribute, view in _views(fields).items():
+            type.__setattr__(cls, attribute, view)
         if fields and not cls.instructions:
             type.__setattr__(cls, "instructions", _default_instructions(fields))
         if fields and not any(f.kind == "output" for f in fields.values()):
@@ -431,11 +444,11 @@ class SignatureMeta(type):
 
     @property
     def input_fields(cls) -> dict[str, Field]:
-        return {n: f for n, f in cls.fields.items() if f.kind == "input"}
+        return dict(cls._inputs)
 
     @property
     def output_fields(cls) -> dict[str, Field]:
-        return {n: f for n, f in cls.fields.items() if f.kind == "output"}
+        return dict(cls._outputs)
 
     @property
     def signature(cls) -> str:
@@ -617,6 +630,7 @@ def make_signature(
     cls_name = signature_name or name or (root.__name__ if root is not Signature else "StringSignature")
     namespace = {
         "fields": normalized,
+        **_views(normalized),
         "instructions": instructions if instructions is not None else _default_instructions(normalized),
         "__module__": getattr(root, "__module__", __name__),
         "__doc__": None,

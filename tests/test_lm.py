@@ -462,3 +462,24 @@ async def test_both_transports_send_the_sdks_headers(server, monkeypatch):
     assert aio["authorization"] == httpx["authorization"] == "Bearer sk-header-test"
     for name in ("user-agent", "content-type", "accept", "x-stainless-lang", "x-stainless-package-version"):
         assert aio[name] == httpx[name], name
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_a_body_with_integer_keys_is_sent_as_json_has_it(server, monkeypatch, transport):
+    """OpenAI's ``logit_bias`` maps token ids to biases: integer keys, which the json module writes as strings
+    and orjson declines (the fast path falls back)."""
+    monkeypatch.setenv("DSR_HTTP_TRANSPORT", transport)
+    server.responder = fixed("biased")
+    lm = dsr.LM("m", api_base=server.url, cache=False)
+    assert (await lm.acall(MESSAGES, logit_bias={50256: -100, 7: 5})).texts == ["biased"]
+    assert server.requests[-1]["logit_bias"] == {"50256": -100, "7": 5}
+
+
+def test_a_reply_only_the_json_module_reads_still_parses():
+    """NaN is not JSON, but Python's json module reads it, and some servers write it (orjson declines it)."""
+    from dsr_core.lm.response import MalformedResponseError, parse_completion
+
+    body = b'{"choices": [{"message": {"content": "ok"}, "finish_reason": "stop"}], "usage": {"x": NaN}}'
+    assert parse_completion(body, "m").texts == ["ok"]
+    with pytest.raises(MalformedResponseError, match="malformed completion body"):
+        parse_completion(b'{"choices": [', "m")

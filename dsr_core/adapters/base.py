@@ -111,7 +111,7 @@ class Adapter:
         suffix: str = "",
     ) -> str:
         parts = [prefix]
-        for name, field in signature.input_fields.items():
+        for name, field in signature._inputs.items():
             if name in inputs:
                 parts.append(f"[[ ## {name} ## ]]\n{format_value(field, inputs[name])}")
         if main_request:
@@ -153,7 +153,7 @@ class Adapter:
         for demo in demos:
             if all(demo.get(k) is not None for k in signature.fields):
                 complete.append(demo)
-            elif any(k in demo for k in signature.input_fields) and any(k in demo for k in signature.output_fields):
+            elif any(k in demo for k in signature._inputs) and any(k in demo for k in signature._outputs):
                 partial.append(demo)
         messages = []
         prefix = "This is an example of the task, though some input or output fields are not supplied."
@@ -177,7 +177,7 @@ class Adapter:
         history = loaded("history", "History")
         if history is None:
             return None
-        return next((n for n, f in signature.input_fields.items() if f.annotation is history), None)
+        return next((n for n, f in signature._inputs.items() if f.annotation is history), None)
 
     _get_history_field_name = history_field_name  # DSPy's name
 

@@ -31,7 +31,7 @@ def allows_none(annotation: Any) -> bool:
 
 def fill_optional(signature: type[Signature], fields: dict[str, Any]) -> dict[str, Any]:
     """Missing output fields whose type admits None become None (DSPy does the same)."""
-    for name, field in signature.output_fields.items():
+    for name, field in signature._outputs.items():
         if name not in fields and allows_none(field.annotation):
             fields[name] = None
     return fields
@@ -40,7 +40,7 @@ def fill_optional(signature: type[Signature], fields: dict[str, Any]) -> dict[st
 def parse_fields(adapter: str, signature: type[Signature], values: Mapping[str, Any], text: str) -> dict[str, Any]:
     parsed: dict[str, Any] = {}
     for name, value in values.items():
-        field = signature.output_fields.get(name)
+        field = signature._outputs.get(name)
         if field is None or name in parsed:
             continue
         try:
@@ -59,9 +59,9 @@ def parse_fields(adapter: str, signature: type[Signature], values: Mapping[str, 
                 adapter=adapter,
             ) from None
     fill_optional(signature, parsed)
-    if parsed.keys() != signature.output_fields.keys():
+    if parsed.keys() != signature._outputs.keys():
         raise missing_fields_error(adapter, signature, text, parsed)
-    return {k: parsed[k] for k in signature.output_fields}
+    return {k: parsed[k] for k in signature._outputs}
 
 
 class ChatAdapter(Adapter):

@@ -9,6 +9,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from ..primitives import Usage
 
 log = logging.getLogger(__name__)
@@ -107,10 +109,17 @@ class MalformedResponseError(Exception):
     """A 200 answer whose body is not a chat completion (retried like a transient failure)."""
 
 
+def _loads(content: bytes) -> Any:
+    try:
+        return orjson.loads(content)
+    except orjson.JSONDecodeError:  # NaN, Infinity or another encoding than UTF-8: what json still reads
+        return json.loads(content)
+
+
 def parse_completion(content: bytes, model: str, *, warn_cut: bool = True) -> LMResponse:
     """The ``LMResponse`` of a raw chat-completion body; warns when a reply was cut at max_tokens."""
     try:
-        data = json.loads(content)
+        data = _loads(content)
         choices = data["choices"]
         texts = [(c.get("message") or {}).get("content") or "" for c in choices]
         finish = [c.get("finish_reason") or "" for c in choices]

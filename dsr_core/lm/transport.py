@@ -17,6 +17,8 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 if TYPE_CHECKING:
     import aiohttp
     import openai
@@ -57,7 +59,10 @@ class DirectChat:
         """The response body of a 2xx answer; otherwise the SDK's exception for what went wrong."""
         import aiohttp
 
-        data = json.dumps(body, ensure_ascii=False).encode()
+        try:
+            data = orjson.dumps(body)  # a third of the json module's time, on the event-loop thread
+        except orjson.JSONEncodeError:  # what orjson declines (non-str keys, ints past 64 bits): as before
+            data = json.dumps(body, ensure_ascii=False).encode()
         try:
             async with self.session.post(
                 self.url, data=data, timeout=self._timeout(timeout or self.timeout)

@@ -141,17 +141,18 @@ def _keyword_inputs(predict: Predict, args: tuple[Any, ...], kwargs: dict[str, A
 def check_inputs(signature: type[Signature], given: Mapping[str, Any]) -> dict[str, Any]:
     """The inputs to send: defaults filled in, extras and type mismatches logged (DSPy's warnings)."""
     values = dict(given)
-    for name, field in signature.input_fields.items():
+    inputs = signature._inputs
+    for name, field in inputs.items():
         if name not in values and field.has_default:
             values[name] = field.default
-    extra = [k for k in values if k not in signature.input_fields]
+    extra = [k for k in values if k not in inputs]
     if extra:
         log.warning(
             "Input contains fields not in signature. These fields will be ignored: %s. Expected fields: %s.",
             extra,
             list(signature.input_fields),
         )
-    for name, field in signature.input_fields.items():
+    for name, field in inputs.items():
         value = values.get(name)
         if value is None or field.type_undefined or name not in values:
             continue
