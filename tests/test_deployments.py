@@ -63,16 +63,14 @@ def work_pool(env: dict[str, str], action: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def deployed(prefect_server, tmp_path_factory):
+def deployed(prefect_server):
     """The project's prefect.yaml deployed to the real server, with its process work pool."""
-    home = tmp_path_factory.mktemp("deploy")
     env = {
         **os.environ,
         "PREFECT_API_URL": prefect_server["url"],
         "PREFECT_HOME": prefect_server["home"],
         "DSR_PROJECT_DIR": str(ROOT),
         "PYTHONPATH": str(ROOT),
-        "DSR_CACHE_DIR": str(home / "cache"),
         "PREFECT_WORKER_QUERY_SECONDS": "1",
     }
     for command in (
@@ -83,7 +81,7 @@ def deployed(prefect_server, tmp_path_factory):
             [sys.executable, "-m", "prefect", *command], cwd=ROOT, env=env, capture_output=True, text=True
         )
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    return {"env": env, "home": home, "url": prefect_server["url"]}
+    return {"env": env, "url": prefect_server["url"]}
 
 
 @pytest.fixture
@@ -111,6 +109,12 @@ def wait_for(flow_run_id, states, timeout=240, every=0.5):
     pytest.fail(f"flow run {flow_run_id} did not reach {states}; last state {run.state.name if run.state else None}")
 
 
+def worker_env(deployed, tmp_path) -> dict[str, str]:
+    """The deployment environment with this test's own LM cache: flow runs inherit their worker's environment,
+    and a cache shared with another test's identical optimization would answer this test's requests."""
+    return {**deployed["env"], "DSR_CACHE_DIR": str(tmp_path / "lm-cache")}
+
+
 def project(tmp_path, server):
     """The optimize tests' project plus a judge and a monitor, as a TOML file; run names come from flow runs."""
     config = make_config(tmp_path, server, name=None, register_as="wordcode")
@@ -134,7 +138,7 @@ def test_each_deployment_runs_on_a_worker(deployed, api, server, tmp_path):
         log.append({"inputs": {"word": f"p{i}q"}, "outputs": {"code": code(f"p{i}q")}})
     log.close()
 
-    worker = Worker(deployed["env"], tmp_path / "worker.log")
+    worker = Worker(worker_env(deployed, tmp_path), tmp_path / "worker.log")
     try:
         for name in ("dsr-evaluate/evaluate", "dsr-optimize/nightly", "dsr-monitor/hourly"):
             run = run_deployment(name, parameters={"config": config}, timeout=0)
@@ -180,17 +184,20 @@ def test_a_preempted_optimization_is_rescheduled_and_resumes_on_a_new_worker(dep
     server.responder = held_until_the_kill
     server.latency = 0.1
     config = project(tmp_path, server)
-    worker = Worker(deployed["env"], tmp_path / "worker.log")
+    env = worker_env(deployed, tmp_path)
+    worker = Worker(env, tmp_path / "worker.log")
     run = run_deployment("dsr-optimize/nightly", parameters={"config": config}, timeout=0)
     pointer = tmp_path / "checkpoints" / f"optimize-bootstrapfewshotwithrandomsearch-{str(run.id)[:8]}" / "latest.json"
-    deadline = time.time() + 180
-    while step() < 3 and time.time() < deadline:
-        time.sleep(0.05)
-    killed_at = step()
-    # The pool is paused first so that this worker, which lives on until it has reported the crash, cannot
-    # take the rescheduled run itself: only the new worker may run it.
-    work_pool(deployed["env"], "pause")
+    wait_for(run.id, {"Running"}, timeout=180, every=0.1)
+    # Once this worker has the run, the pool is paused, so that the worker (which lives on until it has
+    # reported the crash) cannot take the rescheduled run itself: only the new worker may run it.
+    work_pool(env, "pause")
     try:
+        deadline = time.time() + 180
+        while step() < 3 and time.time() < deadline:
+            time.sleep(0.05)
+        killed_at = step()
+        assert killed_at >= 3, (tmp_path / "worker.log").read_text()[-4000:]
         for process in worker.flow_processes():  # the spot instance goes away under the flow
             process.kill()
         killed.set()
@@ -198,8 +205,8 @@ def test_a_preempted_optimization_is_rescheduled_and_resumes_on_a_new_worker(dep
         worker.stop()  # ... and with it this worker
         wait_for(run.id, {"Scheduled", "AwaitingRetry"}, timeout=120)  # the automation reschedules the same run
     finally:
-        work_pool(deployed["env"], "resume")
-    worker = Worker(deployed["env"], tmp_path / "worker2.log")  # a new machine joins the pool
+        work_pool(env, "resume")
+    worker = Worker(env, tmp_path / "worker2.log")  # a new machine joins the pool
     try:
         finished = wait_for(run.id, {"Completed", "Failed", "Crashed"})
     finally:
