@@ -23,6 +23,8 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from .environment import variable
 from .runtime import runtime
 
@@ -41,9 +43,19 @@ def default_cache_dir() -> Path:
 
 
 def request_key(request: dict[str, Any]) -> str:
-    """sha256 over a canonical JSON form of the request (sorted keys, no whitespace)."""
-    blob = json.dumps(request, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()
+    """sha256 over a canonical JSON form of the request: sorted keys, no whitespace, UTF-8.
+
+    orjson writes it (the json module took a tenth of a cached call's CPU). Its bytes are the json module's
+    (``sort_keys``, compact separators, ``ensure_ascii=False``) for every value a chat request holds, except
+    some floats below 1e-4, which it writes in another notation (``1e-7``, ``0.00001``): such a request misses the
+    entries older versions wrote, once. What orjson declines (non-string keys, integers past 64 bits) takes the
+    json module's path, as before.
+    """
+    try:
+        blob = orjson.dumps(request, option=orjson.OPT_SORT_KEYS, default=str)
+    except orjson.JSONEncodeError:
+        blob = json.dumps(request, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()
 
 
 def entry_problem(value: Any) -> str | None:

@@ -161,3 +161,20 @@ def test_a_reply_holding_a_lone_surrogate_is_cached_on_disk_and_read_back(tmp_pa
     writer.put("k" * 64, value)
     writer.flush()
     assert Cache(tmp_path / "c").get("k" * 64) == value  # a new process reads it from disk
+
+
+def test_request_keys_are_the_sha256_of_the_canonical_json_older_versions_wrote():
+    """The key is stable across versions (existing disk caches keep hitting) and covers what orjson declines."""
+    import hashlib
+
+    def canonical(request):
+        text = json.dumps(request, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    request = dsr.LM("m", temperature=0.7, top_p=0.95, stop=["\n\n"]).build_request(
+        [{"role": "system", "content": "Fields: `q` (str) — é 😀\u2028\x1f"}, *MESSAGES], n=3
+    )
+    assert request_key(request) == canonical(request)
+    assert request_key({**request, "messages": MESSAGES}) != request_key(request)
+    biased = {**request, "logit_bias": {50256: -100}}  # integer keys: orjson declines them, json writes "50256"
+    assert request_key(biased) == canonical(biased) != request_key(request)
