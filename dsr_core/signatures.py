@@ -24,11 +24,35 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar, Literal, Optional, Union, cast, get_args, get_origin
 
-from pydantic_core import PydanticUndefined
-
 from .errors import SignatureError
 
 FieldKind = Literal["input", "output"]
+
+
+class _Undefined:
+    """No default, as pydantic's ``PydanticUndefined``, without importing pydantic_core for it (about 15 ms of
+    ``import dsr_core``). One instance; copies and pickles of it are that instance."""
+
+    def __repr__(self) -> str:
+        return "PydanticUndefined"
+
+    def __copy__(self) -> _Undefined:
+        return self
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> _Undefined:
+        return self
+
+    def __reduce__(self) -> str:
+        return "PydanticUndefined"
+
+
+PydanticUndefined: Any = _Undefined()
+
+
+def _no_default(value: Any) -> bool:
+    """True for this module's sentinel and for pydantic's own (a caller may pass ``default=PydanticUndefined``)."""
+    return value is PydanticUndefined or type(value).__name__ == "PydanticUndefinedType"
+
 
 # pydantic constraint keywords and how DSPy describes them to the LM, in DSPy's words
 CONSTRAINT_TEXT = {
@@ -72,7 +96,7 @@ class Field:
 
     @property
     def has_default(self) -> bool:
-        return self.default is not PydanticUndefined
+        return not _no_default(self.default)
 
     @property
     def description(self) -> str:
@@ -109,7 +133,7 @@ def _make_field(kind: FieldKind, desc: str | None, prefix: str | None, default: 
         kind,
         desc=desc if desc is not None else (description or ""),
         prefix=prefix,
-        default=default,
+        default=PydanticUndefined if _no_default(default) else default,
         constraints=constraints,
         extra=tuple(kwargs.items()),
     )

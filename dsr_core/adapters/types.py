@@ -9,12 +9,13 @@ import inspect
 import json
 import types
 from collections.abc import Mapping
-from typing import Annotated, Any, Literal, Union, get_args, get_origin
-
-import pydantic
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union, get_args, get_origin
 
 from ..signatures import Field, annotation_name
 from .markers import loaded
+
+if TYPE_CHECKING:  # pydantic loads on first use: str fields, the usual case, never need it
+    import pydantic
 
 __all__ = [
     "Code",  # noqa: F822 - from __getattr__
@@ -50,6 +51,8 @@ def _is_loaded_subclass(annotation: Any, *names: tuple[str, str]) -> bool:
 
 @functools.lru_cache(maxsize=1024)
 def _adapter_cached(annotation: Any) -> pydantic.TypeAdapter[Any]:
+    import pydantic
+
     return pydantic.TypeAdapter(annotation)
 
 
@@ -57,6 +60,8 @@ def type_adapter(annotation: Any) -> pydantic.TypeAdapter[Any]:
     try:
         return _adapter_cached(annotation)
     except TypeError:  # an unhashable annotation
+        import pydantic
+
         return pydantic.TypeAdapter(annotation)
 
 
@@ -144,6 +149,8 @@ def constrained(field: Field) -> Any:
     """The field's type with its pydantic constraints attached (``Annotated[int, Field(ge=0)]``)."""
     if not field.constraints:
         return field.annotation
+    import pydantic
+
     return Annotated[field.annotation, pydantic.Field(**dict(field.constraints))]
 
 
@@ -159,6 +166,8 @@ def parse_value(value: Any, annotation: Any, constraints: tuple[tuple[str, Any],
     Raises ValueError (pydantic's ValidationError is one) when it cannot.
     """
     if constraints:
+        import pydantic
+
         parsed = parse_value(value, annotation)
         checked = type_adapter(Annotated[annotation, pydantic.Field(**dict(constraints))])
         return checked.validate_python(parsed)
@@ -179,6 +188,8 @@ def parse_value(value: Any, annotation: Any, constraints: tuple[tuple[str, Any],
         if text in get_args(annotation):
             return text
         value = text
+    import pydantic
+
     adapter = type_adapter(annotation)
     if not isinstance(value, str):
         return adapter.validate_python(value)
