@@ -11,8 +11,6 @@ import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-import pydantic
-
 from ..errors import AdapterParseError, LMError
 from ..primitives import Usage
 from ..signatures import Signature
@@ -90,6 +88,8 @@ class JSONAdapter(Adapter):
     def request_options(self, lm: LM, signature: type[Signature]) -> dict[str, Any]:
         if getattr(lm, _NO_SCHEMA_ATTR, False):
             return {"response_format": {"type": "json_object"}}
+        import pydantic  # on first use: building schemas is the only thing this adapter needs it for
+
         try:
             schema = _output_schema(signature)
         except (pydantic.PydanticSchemaGenerationError, pydantic.PydanticInvalidForJsonSchema, TypeError):
@@ -124,6 +124,8 @@ class JSONAdapter(Adapter):
 
 
 def _output_schema(signature: type[Signature]) -> dict[str, Any]:
+    import pydantic
+
     model = pydantic.create_model(  # type: ignore[call-overload]
         "Outputs", **{n: (f.annotation, ...) for n, f in signature.output_fields.items()}
     )

@@ -6,8 +6,6 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-import pydantic
-
 from .. import settings as _settings
 from .._async import run_sync
 from ..adapters import Adapter, ChatAdapter, JSONAdapter
@@ -181,6 +179,10 @@ def value_matches_type(value: Any, annotation: Any) -> bool:
     """Whether ``value`` is of the declared type (strictly: no coercion), for the mismatch warning."""
     if annotation is Any or annotation is str and isinstance(value, list) and all(isinstance(v, str) for v in value):
         return True  # a list of passages for a str field is rendered as a numbered list, as DSPy allows
+    if annotation is str:
+        return isinstance(value, str)  # what pydantic's strict check says, without loading pydantic for it
+    import pydantic
+
     try:
         type_adapter(annotation).validate_python(value, strict=True)
     except pydantic.ValidationError:
