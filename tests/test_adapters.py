@@ -109,6 +109,10 @@ async def test_json_adapter_downgrades_to_json_object_when_schema_rejected(serve
 # DSPy 3.x parity: messages DSPy's adapter tests pin, byte for byte
 
 SYSTEM_TAIL = "[[ ## completed ## ]]\nIn adhering to this structure, your objective is: \n        "
+ANSWER_REMINDER = (
+    "Respond with the corresponding output fields, starting with the field `[[ ## answer ## ]]`, and then ending "
+    "with the marker for `[[ ## completed ## ]]`."
+)
 
 
 def test_history_renders_as_prior_turns_after_demos():
@@ -133,15 +137,11 @@ def test_history_renders_as_prior_turns_after_demos():
             + SYSTEM_TAIL
             + "Given the fields `history`, `question`, produce the fields `answer`.",
         },
-        {"role": "user", "content": "[[ ## question ## ]]\nWhat is 1+1?"},
+        {"role": "user", "content": "[[ ## question ## ]]\nWhat is 1+1?\n\n" + ANSWER_REMINDER},
         {"role": "assistant", "content": "[[ ## answer ## ]]\n2\n\n[[ ## completed ## ]]\n"},
-        {"role": "user", "content": "[[ ## question ## ]]\nWhat is 2+2?"},
+        {"role": "user", "content": "[[ ## question ## ]]\nWhat is 2+2?\n\n" + ANSWER_REMINDER},
         {"role": "assistant", "content": "[[ ## answer ## ]]\n4\n\n[[ ## completed ## ]]\n"},
-        {
-            "role": "user",
-            "content": "[[ ## question ## ]]\nWhat is 3+3?\n\nRespond with the corresponding output fields, starting "
-            "with the field `[[ ## answer ## ]]`, and then ending with the marker for `[[ ## completed ## ]]`.",
-        },
+        {"role": "user", "content": "[[ ## question ## ]]\nWhat is 3+3?\n\n" + ANSWER_REMINDER},
     ]
     demo = {"question": "Q0", "answer": "A0"}
     with_demo = dsr.ChatAdapter().format(HistorySignature, [demo], {"history": history, "question": "Q"})
@@ -149,7 +149,14 @@ def test_history_renders_as_prior_turns_after_demos():
         "This is an example of the task, though some input or output fields are not supplied.\n\n"
         "[[ ## question ## ]]\nQ0",
         "[[ ## answer ## ]]\nA0\n\n[[ ## completed ## ]]\n",
-        "[[ ## question ## ]]\nWhat is 1+1?",
+        "[[ ## question ## ]]\nWhat is 1+1?\n\n" + ANSWER_REMINDER,
+    ]
+    # as DSPy 3.4.1: a message without input fields (an output-only event) gets no user turn
+    outputs_only = History(messages=[{"answer": "4"}])
+    turns = dsr.ChatAdapter().format(HistorySignature, [], {"history": outputs_only, "question": "Q"})
+    assert [(m["role"], m["content"]) for m in turns[1:]] == [
+        ("assistant", "[[ ## answer ## ]]\n4\n\n[[ ## completed ## ]]\n"),
+        ("user", "[[ ## question ## ]]\nQ\n\n" + ANSWER_REMINDER),
     ]
     raw = History(messages=[{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}])
     passed = dsr.ChatAdapter().format(HistorySignature, [], {"history": raw, "question": "Q"})
@@ -208,8 +215,13 @@ def test_code_and_reasoning_fields_render_and_parse_as_dspy():
         "Your input fields are:\n1. `question` (str):\nYour output fields are:\n1. `reasoning` (str): \n"
         "2. `code` (Code_python): \n    Type description of Code_python: Code represented in a string, specified "
         "in the `code` field. If this is an output field, the code field should follow the markdown code block "
-        "format, e.g. \n```python\n{code}\n``` or \n```cpp\n{code}\n```\nProgramming language: python\n"
+        "format, e.g. \n```python\n{code}\n```\nProgramming language: python\n"
     )
+    assert "```cpp" not in messages[0]["content"]  # DSPy 3.4.1 names only the field's language
+    java = dsr.ChatAdapter().format(
+        dsr.Signature({"q": dsr.InputField(), "c": (Code["Java"], dsr.OutputField())}), [], {"q": "x"}
+    )
+    assert "e.g. \n```java\n{code}\n```\nProgramming language: Java\n" in java[0]["content"]
     assert "[[ ## reasoning ## ]]\n{reasoning}\n\n[[ ## code ## ]]\n{code}\n\n" in messages[0]["content"]
     assert (
         messages[2]["content"]

@@ -131,6 +131,57 @@ for name, spec in job["save"].items():  # files for dsr to load
             p.lm = dspy.LM(**changes["lm"])
     program.save(spec["path"])
     out["saved"][name] = {"prompts": prompts(program, spec["inputs"])}
+
+
+def get_weather(city: str) -> str:
+    """Look up the weather in a city."""
+    return "sunny"
+
+
+def typed_signatures(lib):
+    """The same three signatures the test builds with dsr: a History input, a Code output, a ToolCalls output."""
+
+    class WithHistory(lib.Signature):
+        """Answer the question, minding the conversation."""
+
+        question: str = lib.InputField()
+        history: lib.History = lib.InputField()
+        answer: str = lib.OutputField()
+
+    class WithCode(lib.Signature):
+        """Write the function."""
+
+        task: str = lib.InputField()
+        code: lib.Code["python"] = lib.OutputField()
+
+    class WithToolCalls(lib.Signature):
+        """Pick the tools to call."""
+
+        question: str = lib.InputField()
+        tools: list[lib.Tool] = lib.InputField()
+        tool_calls: lib.ToolCalls = lib.OutputField()
+
+    return {"history": WithHistory, "code": WithCode, "tool_calls": WithToolCalls}
+
+
+def typed_prompts(lib, adapter, spec):
+    """The messages ``adapter`` formats for each typed case of ``spec`` (demos and inputs as plain JSON)."""
+    signatures, tools = typed_signatures(lib), [lib.Tool(get_weather)]
+    history = {"history": lib.History(messages=spec["history"]["history"])}
+    code_demos = [{**d, "code": lib.Code["python"](code=d["code"])} for d in spec["code"]["demos"]]
+    call_demos = [
+        {**d, "tools": tools, "tool_calls": lib.ToolCalls.from_dict_list(d["tool_calls"])}
+        for d in spec["tool_calls"]["demos"]
+    ]
+    cases = {
+        "history": (spec["history"]["demos"], {**spec["history"]["inputs"], **history}),
+        "code": (code_demos, spec["code"]["inputs"]),
+        "tool_calls": (call_demos, {**spec["tool_calls"]["inputs"], "tools": tools}),
+    }
+    return {name: adapter.format(signatures[name], demos, dict(inputs)) for name, (demos, inputs) in cases.items()}
+
+
+out["typed"] = typed_prompts(dspy, ChatAdapter(), job["typed"])
 out["named"] = {
     "sub_modules": [n for n, _ in RewriteThenAnswer().named_sub_modules()],
     "predict": [n for n, _ in dspy.Predict("a -> b").named_predictors()],
@@ -153,6 +204,26 @@ DEMOS = {
     ],
 }
 PROGRAM_INPUTS = {"rewrite": {"question": QUESTION}, "answer.predict": {"question": QUESTION, "context": [QUERY]}}
+
+
+TYPED = {  # demos and inputs for the History, Code and ToolCalls cases of DSPY_SIDE's typed_prompts
+    "history": {
+        "demos": [{"question": "Capital of Spain?", "answer": "Madrid"}],
+        "history": [
+            {"question": "Capital of France?", "answer": "Paris"},
+            {"question": "And of Germany?", "answer": "Berlin"},
+            {"answer": "Anything else?"},  # an output-only event: no user turn
+        ],
+        "inputs": {"question": "And of Italy?"},
+    },
+    "code": {"demos": [{"task": "Say hi.", "code": "print('hi')"}], "inputs": {"task": "Add two numbers."}},
+    "tool_calls": {
+        "demos": [
+            {"question": "Weather in Paris?", "tool_calls": [{"name": "get_weather", "args": {"city": "Paris"}}]}
+        ],
+        "inputs": {"question": "Weather in Rome?"},
+    },
+}
 
 
 def echo_query(request):
@@ -221,6 +292,7 @@ def exchange(dspy_python, tmp_path_factory):
             },
         },
     }
+    job["typed"] = TYPED
     run = subprocess.run(
         [str(dspy_python), "-c", DSPY_SIDE], input=json.dumps(job), capture_output=True, text=True, timeout=600
     )
@@ -293,3 +365,34 @@ def test_names_match_dspy(exchange):
     assert [n for n, _ in RewriteThenAnswer().named_sub_modules()] == result["named"]["sub_modules"]
     assert [n for n, _ in dsr.Predict("a -> b").named_predictors()] == result["named"]["predict"]
     assert [n for n, _ in dsr.ChainOfThought("a -> b").named_predictors()] == result["named"]["cot"]
+
+
+def _dsr_typed_prompts() -> dict:
+    """DSPY_SIDE's ``typed_prompts`` run with dsr in place of dspy (the same source, so the same signatures)."""
+    namespace: dict = {}
+    source = DSPY_SIDE[DSPY_SIDE.index("def get_weather") : DSPY_SIDE.index('out["typed"]')]
+    exec(compile(source, "DSPY_SIDE", "exec", dont_inherit=True), namespace)  # no postponed annotations
+    return namespace["typed_prompts"](dsr, dsr.ChatAdapter(), TYPED)
+
+
+REMINDER = "Respond with the corresponding output fields, starting with the field `[[ ## {} ## ]]`"
+
+
+@pytest.mark.parametrize("case", ["history", "code", "tool_calls"])
+def test_dsr_formats_history_code_and_tool_calls_as_dspy(exchange, case):
+    _, result = exchange
+    expected = result["typed"][case]
+    # what each case is there to catch is in DSPy's messages, so an empty or wrong DSPy side fails too
+    if case == "history":
+        earlier = [m["content"] for m in expected[3:-1] if m["role"] == "user"]
+        assert len(earlier) == 2 and all(REMINDER.format("answer") in c for c in earlier)
+        assert [m["role"] for m in expected].count("assistant") == 4
+    elif case == "code":
+        assert "```python\n{code}\n```\nProgramming language: python" in expected[0]["content"]
+    else:
+        assert (
+            '[[ ## tool_calls ## ]]\n{"tool_calls": [{"name": "get_weather", "args": {"city": "Paris"}}]}'
+            in (expected[2]["content"])
+        )
+    sent = _dsr_typed_prompts()[case]
+    assert sent == expected

@@ -167,17 +167,20 @@ def test_deepcopy_shares_the_function():
     assert clone.func is tool.func and clone.args == tool.args and clone.args is not tool.args
 
 
-def test_tool_calls_accept_dspys_shapes_and_format_as_openai():
+def test_tool_calls_accept_dspys_and_openais_shapes_and_format_as_dspy():
     calls = [{"name": "search", "args": {"query": "hello"}}, {"name": "get_time", "args": {}}]
-    expected = {
-        "tool_calls": [
-            {"type": "function", "function": {"name": "search", "arguments": {"query": "hello"}}},
-            {"type": "function", "function": {"name": "get_time", "arguments": {}}},
-        ]
-    }
+    expected = {"tool_calls": calls}  # DSPy 3.4.1 writes name/args, not OpenAI's function/arguments
     assert ToolCalls.from_dict_list(calls).format() == expected
     assert ToolCalls.model_validate(calls).format() == expected
     assert ToolCalls.model_validate({"tool_calls": calls}).format() == expected
+    openai = [
+        {"type": "function", "function": {"name": "search", "arguments": '{"query": "hello"}'}},
+        {"type": "function", "function": {"name": "get_time", "arguments": {}}},
+    ]
+    assert ToolCalls.model_validate({"tool_calls": openai}).format() == expected  # a reply may use either form
+    assert ToolCalls.model_validate(openai).format() == expected
+    assert ToolCalls.model_validate(openai[0]).format() == {"tool_calls": calls[:1]}
+    assert ToolCalls.model_validate({"name": "get_time", "arguments": {}}).format() == {"tool_calls": calls[1:]}
     single = ToolCalls.model_validate(calls[0])
     assert [c.name for c in single.tool_calls] == ["search"]
     assert ToolCalls(tool_calls=[ToolCalls.ToolCall(name="x", args={})]).tool_calls[0].args == {}
@@ -185,6 +188,33 @@ def test_tool_calls_accept_dspys_shapes_and_format_as_openai():
         ToolCalls.model_validate({"foo": "bar"})
     with pytest.raises(ValueError):
         ToolCalls.model_validate([{"foo": "bar"}])
+
+
+def test_tool_calls_prompt_text_is_dspys():
+    import dsr_core as dsr
+
+    assert ToolCalls.description() == (
+        "Tool calls must be a JSON object with `tool_calls`, a list of calls. Each call must include `name` and "
+        '`args`. Example: {"tool_calls": [{"name": "search", "args": {"query": "cats"}}]}'
+    )
+    signature = dsr.Signature({"question": dsr.InputField(), "calls": (ToolCalls, dsr.OutputField())})
+    demo = {"question": "w?", "calls": ToolCalls.from_dict_list([{"name": "get_weather", "args": {"city": "Paris"}}])}
+    messages = dsr.ChatAdapter().format(signature, [demo], {"question": "q"})
+    schema = (
+        '{"type": "object", "$defs": {"ToolCall": {"type": "object", "properties": {"args": {"type": "object", '
+        '"additionalProperties": true, "title": "Args"}, "name": {"type": "string", "title": "Name"}}, '
+        '"required": ["name", "args"], "title": "ToolCall"}}, "properties": {"tool_calls": {"type": "array", '
+        '"items": {"$ref": "#/$defs/ToolCall"}, "title": "Tool Calls"}}, "required": ["tool_calls"], '
+        '"title": "ToolCalls"}'
+    )
+    assert (
+        f"{{calls}}        # note: the value you produce must adhere to the JSON schema: {schema}\n"
+        in (messages[0]["content"])
+    )
+    assert messages[2]["content"] == (
+        '[[ ## calls ## ]]\n{"tool_calls": [{"name": "get_weather", "args": {"city": "Paris"}}]}\n\n'
+        "[[ ## completed ## ]]\n"
+    )
 
 
 def test_tool_call_execute():
@@ -205,5 +235,5 @@ def test_tool_calls_as_an_output_field(server, lm):
     predict = dsr.Predict(dsr.Signature({"request": dsr.InputField(), "calls": (ToolCalls, dsr.OutputField())}))
     calls = predict(request="find q", lm=lm).calls
     assert isinstance(calls, ToolCalls) and calls.tool_calls[0].args == {"query": "q"}
-    assert ToolCalls.model_validate(calls.format()) == calls  # the OpenAI shape reads back
+    assert ToolCalls.model_validate(calls.format()) == calls  # the formatted value reads back
     assert ToolCalls.description() in server.requests[-1]["messages"][0]["content"]

@@ -184,7 +184,8 @@ class Adapter:
     def format_conversation_history(
         self, signature: type[Signature], history_field_name: str, inputs: Mapping[str, Any]
     ) -> list[Message]:
-        """One user turn (input fields) and one assistant turn (output fields) per message of the history.
+        """One user turn (input fields, then the output requirements) and one assistant turn (output fields)
+        per message of the history; a message with no input field gets no user turn.
 
         ``signature`` is the signature without the history field. A message given as ``{"role", "content"}``
         is passed through unchanged.
@@ -201,8 +202,15 @@ class Adapter:
             if is_raw_message(message):
                 messages.append(dict(message))
                 continue
-            messages.append({"role": "user", "content": self.format_user_message(signature, message)})
-            messages.append({"role": "assistant", "content": self.format_assistant_message(signature, message)})
+            # As DSPy: each earlier request keeps its output-format reminder (prompt-cache reuse); an output-only
+            # message gets no user turn at all.
+            main_request = any(name in message for name in signature._inputs)
+            user_content = self.format_user_message(signature, message, main_request=main_request)
+            if user_content:
+                messages.append({"role": "user", "content": user_content})
+            assistant_content = self.format_assistant_message(signature, message)
+            if assistant_content:
+                messages.append({"role": "assistant", "content": assistant_content})
         if isinstance(inputs, dict):
             inputs.pop(history_field_name, None)  # DSPy removes it from the inputs it was given
         return messages

@@ -1,8 +1,9 @@
 """History: earlier turns of a conversation, given to a predictor as an input field.
 
 ``dsr.History(messages=[{"question": ..., "answer": ...}, ...])`` renders, as in DSPy's ChatAdapter, as one
-user turn (the message's input fields) and one assistant turn (its output fields) per message, after the
-demos and before the current request.
+user turn (the message's input fields, then the output-format reminder the current request also carries) and
+one assistant turn (its output fields) per message, after the demos and before the current request; a message
+with no input field (an output-only event) gets no user turn.
 """
 
 from __future__ import annotations

@@ -163,16 +163,18 @@ class Tool:
 
 
 class ToolCalls(Type):
-    """A list of tool calls; accepts ``{"tool_calls": [...]}``, a list of calls, or one ``{"name", "args"}``."""
+    # A list of tool calls; accepts ``{"tool_calls": [...]}``, a list of calls, or one call, each as
+    # ``{"name", "args"}`` or OpenAI's ``{"function": {"name", "arguments"}}``. No docstrings here: pydantic
+    # would put them in the JSON schema the prompt shows, and DSPy's schema has no descriptions.
 
     class ToolCall(pydantic.BaseModel):
-        """One requested call: the tool's name and its arguments."""
+        # One requested call: the tool's name and its arguments.
 
         name: str
         args: dict[str, Any]
 
         def format(self) -> dict[str, Any]:
-            return {"type": "function", "function": {"name": self.name, "arguments": self.args}}
+            return {"name": self.name, "args": self.args}
 
         def execute(self, functions: dict[str, Any] | list[Tool] | None = None) -> Any:
             """Run the call with the function of that name from ``functions`` (a dict of functions or a list of
@@ -203,17 +205,18 @@ class ToolCalls(Type):
 
     @classmethod
     def from_dict_list(cls, tool_calls_dicts: list[dict[str, Any]]) -> ToolCalls:
-        return cls(tool_calls=[cls.ToolCall(**item) for item in tool_calls_dicts])
+        return cls(tool_calls=[cls.ToolCall(**_plain_call(item)) for item in tool_calls_dicts])
 
     @classmethod
     def description(cls) -> str:
         return (
-            "Tool calls information, including the name of the tools and the arguments to be passed to it. "
-            "Arguments must be provided in JSON format."
+            "Tool calls must be a JSON object with `tool_calls`, a list of calls. "
+            "Each call must include `name` and `args`. "
+            'Example: {"tool_calls": [{"name": "search", "args": {"query": "cats"}}]}'
         )
 
     def format(self) -> dict[str, Any]:
-        """The OpenAI tool-calls shape."""
+        """DSPy's shape: ``{"tool_calls": [{"name", "args"}, ...]}``."""
         return {"tool_calls": [call.format() for call in self.tool_calls]}
 
     @pydantic.model_validator(mode="before")
@@ -225,23 +228,30 @@ class ToolCalls(Type):
             return {"tool_calls": [_plain_call(item) for item in data]}
         if isinstance(data, dict) and "tool_calls" in data:
             return {**data, "tool_calls": [_plain_call(item) for item in data["tool_calls"] or []]}
-        if isinstance(data, dict) and "name" in data and "args" in data:
-            return {"tool_calls": [data]}
+        if isinstance(data, dict) and (
+            "function" in data or ("name" in data and ("args" in data or "arguments" in data))
+        ):
+            return {"tool_calls": [_plain_call(data)]}
         raise ValueError(f"Invalid value for ToolCalls: {data!r}")
 
 
 def _plain_call(item: Any) -> Any:
-    """``{"name", "args"}`` from OpenAI's ``{"type": "function", "function": {"name", "arguments"}}`` (what
-    ``format()`` writes, so a formatted value reads back); anything else as it is."""
-    if isinstance(item, dict) and isinstance(item.get("function"), dict):
+    """``{"name", "args"}`` from OpenAI's ``{"type": "function", "function": {"name", "arguments"}}`` or from
+    ``{"name", "arguments"}`` (a reply may use either form; ``format()`` writes DSPy's); anything else as it is."""
+    if not isinstance(item, dict):
+        return item
+    if isinstance(item.get("function"), dict):
         function = item["function"]
-        arguments = function.get("arguments") or {}
-        if isinstance(arguments, str):
-            import json
+        name, arguments = function.get("name") or item.get("name"), function.get("arguments") or {}
+    elif "args" not in item and "arguments" in item:
+        name, arguments = item.get("name"), item["arguments"] or {}
+    else:
+        return item
+    if isinstance(arguments, str):
+        import json
 
-            arguments = json.loads(arguments) if arguments.strip() else {}
-        return {"name": function.get("name"), "args": arguments}
-    return item
+        arguments = json.loads(arguments) if arguments.strip() else {}
+    return {"name": name, "args": arguments}
 
 
 # -- helpers -------------------------------------------------------------------------------------------------------

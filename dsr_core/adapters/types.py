@@ -142,6 +142,8 @@ def python_type_reminder(field: Field) -> str:
     """The `` (must be formatted as a valid Python int)`` reminder after an output in the request."""
     if field.annotation is str:
         return ""
+    if field.annotation is not None and field.annotation is loaded("tool", "ToolCalls"):  # DSPy's exact-class test
+        return ' (must be a JSON object like {"tool_calls": [{"name": "...", "args": {...}}]})'
     return f" (must be formatted as a valid Python {annotation_name(field.annotation)})"
 
 
