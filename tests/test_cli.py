@@ -95,8 +95,9 @@ def test_serve_imports_programs_from_the_working_folder(server, workdir):
     )
     subprocess.run([sys.executable, "-c", save], cwd=workdir, check=True, env={**os.environ, "PYTHONPATH": REPO})
     port = free_port()
+    # the installed `dsr` script, not `python -m`, which would put the working folder on sys.path by itself
     process = subprocess.Popen(
-        [*DSR, "serve", "program.json", "--port", str(port)],
+        [str(Path(sys.executable).parent / "dsr"), "serve", "program.json", "--port", str(port)],
         cwd=workdir,
         env={**os.environ, "PYTHONPATH": REPO},
         stdout=subprocess.PIPE,
