@@ -49,11 +49,6 @@ class _Undefined:
 PydanticUndefined: Any = _Undefined()
 
 
-def _no_default(value: Any) -> bool:
-    """True for this module's sentinel and for pydantic's own (a caller may pass ``default=PydanticUndefined``)."""
-    return value is PydanticUndefined or type(value).__name__ == "PydanticUndefinedType"
-
-
 # pydantic constraint keywords and how DSPy describes them to the LM, in DSPy's words
 CONSTRAINT_TEXT = {
     "gt": "greater than: ",
@@ -91,12 +86,17 @@ class Field:
     extra: tuple[tuple[str, Any], ...] = ()  # other keywords given (format=, parser=, ...), kept for DSPy code
     type_undefined: bool = False  # declared without a type annotation (a str, not type-checked on input)
 
+    def __post_init__(self) -> None:
+        core = sys.modules.get("pydantic_core")  # loaded already if a caller passed pydantic's own sentinel
+        if core is not None and self.default is core.PydanticUndefined:
+            object.__setattr__(self, "default", PydanticUndefined)
+
     def with_(self, **changes: Any) -> Field:
         return replace(self, **changes)
 
     @property
     def has_default(self) -> bool:
-        return not _no_default(self.default)
+        return self.default is not PydanticUndefined
 
     @property
     def description(self) -> str:
@@ -133,7 +133,7 @@ def _make_field(kind: FieldKind, desc: str | None, prefix: str | None, default: 
         kind,
         desc=desc if desc is not None else (description or ""),
         prefix=prefix,
-        default=PydanticUndefined if _no_default(default) else default,
+        default=default,
         constraints=constraints,
         extra=tuple(kwargs.items()),
     )

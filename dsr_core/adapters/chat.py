@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sys
 import types
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Union, get_args, get_origin
@@ -43,8 +44,9 @@ def parse_fields(adapter: str, signature: type[Signature], values: Mapping[str, 
             continue
         try:
             parsed[name] = parse_value(value, field.annotation, field.constraints)
-        except ValueError as exc:  # pydantic's ValidationError is a ValueError (pydantic loads on first use)
-            if type(exc).__name__ == "ValidationError" and callable(getattr(exc, "errors", None)) and exc.errors():
+        except ValueError as exc:  # pydantic's ValidationError is one; pydantic is loaded if it raised
+            pydantic = sys.modules.get("pydantic")
+            if pydantic is not None and isinstance(exc, pydantic.ValidationError) and exc.errors():
                 first_line = str(exc.errors()[0].get("msg", exc.title))  # "Input should be less than ..."
             else:
                 first_line = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
