@@ -72,13 +72,95 @@ _LAZY = {
             "LabeledFewShot",
             "BootstrapFewShot",
             "BootstrapFewShotWithRandomSearch",
+            "BootstrapRS",
             "COPRO",
+            "Ensemble",
             "MIPROv2",
             "GEPA",
             "SIMBA",
             "StructuralOptimizer",
         )
     },
+    "SignatureMeta": ".signatures",
+}
+
+# DSPy 3.4.1's top-level names dsr does not have: (why, what to use instead), for the AttributeError
+_FINETUNE = ("dsr optimizes prompts and demos, it does not fine-tune weights", "MIPROv2, GEPA or SIMBA")
+_RETRIEVAL = ("dsr has no embedding or retrieval clients", "call your retriever in a Module's forward or a Tool")
+_CODE = ("dsr runs no model-written code (no sandboxed interpreter)", "ChainOfThought, or ReAct with your own Tool")
+_LOGGING = ("dsr logs with the standard logging module and has no LiteLLM", 'logging.getLogger("dsr_core")')
+_LM_ERROR = ("dsr's LM errors are fewer", "LMError (or LMRateLimitError, LMTimeoutError, LMConnectionError)")
+_MISSING: dict[str, tuple[str, str]] = {
+    **dict.fromkeys(("BootstrapFinetune", "BetterTogether", "bootstrap_trace_data", "TrainingJob"), _FINETUNE),
+    "Provider": _FINETUNE,
+    "AvatarOptimizer": ("dsr has no Avatar agent", "GEPA or SIMBA on a ReAct program"),
+    "BootstrapFewShotWithOptuna": ("the random search covers it", "BootstrapFewShotWithRandomSearch or MIPROv2"),
+    "InferRules": ("no rule-inducing optimizer", "COPRO, MIPROv2 or GEPA, which rewrite instructions"),
+    "KNNFewShot": ("it needs an embedder, which dsr has no client for", "LabeledFewShot or BootstrapFewShot"),
+    **dict.fromkeys(
+        ("KNN", "Embedder", "Embeddings", "EmbeddingsWithScores", "ColBERTv2", "Retrieve", "retrievers"), _RETRIEVAL
+    ),
+    **dict.fromkeys(
+        (
+            "ProgramOfThought",
+            "CodeAct",
+            "RLM",
+            "PythonInterpreter",
+            "LocalInterpreter",
+            "CodeInterpreter",
+            "CodeInterpreterError",
+            "CodeExecutionError",
+            "FinalOutput",
+            "SandboxSerializable",
+            "resolve_interpreter_factory",
+        ),
+        _CODE,
+    ),
+    "ReActV2": ("dsr has one ReAct", "ReAct"),
+    "Flex": ("DSPy's experimental module is not ported", "Predict or ChainOfThought"),
+    "ToolCallResults": ("tool results are kept in ReAct's trajectory", "ToolCalls, or ReAct's trajectory"),
+    **dict.fromkeys(("streamify", "streaming"), ("dsr does not stream partial outputs", "await module.acall(...)")),
+    "asyncify": ("dsr modules are async already", "await module.acall(...)"),
+    "syncify": ("dsr modules are callable synchronously already", "module(...)"),
+    "load": ("dsr's loader has another name", "dsr.load_program(path)"),
+    "load_settings": ("settings are not saved to files", "dsr.configure(...) or dsr.context(...)"),
+    "configure_cache": ("the cache is set through the settings", "dsr.configure(cache=...) or dsr.Cache"),
+    "XMLAdapter": ("dsr's adapters write the chat and JSON formats only", "ChatAdapter or JSONAdapter"),
+    "TwoStepAdapter": ("no second, extracting LM call", "ChatAdapter or JSONAdapter"),
+    "Audio": ("dsr's custom types have no audio", "Image, or pass the audio's transcript or URL as a str input"),
+    "File": ("dsr's custom types have no files", "pass the file's text (or URL) as a str input"),
+    "DSPyError": ("dsr's base error has dsr's name", "DsrError"),
+    "BaseModule": ("dsr has one module base class", "Module"),
+    **dict.fromkeys(("OldField", "OldInputField", "OldOutputField"), ("DSPy 2's fields", "InputField/OutputField")),
+    "LMAuthError": ("dsr's name differs", "LMAuthenticationError"),
+    "LMTransportError": ("dsr's name differs", "LMConnectionError"),
+    **dict.fromkeys(
+        (
+            "LMBillingError",
+            "LMCollectionLimitError",
+            "LMConfigurationError",
+            "LMInvalidRequestError",
+            "LMLockTimeoutError",
+            "LMNotConfiguredError",
+            "LMProviderError",
+            "LMServerError",
+            "LMStreamAssemblyError",
+            "LMUnexpectedError",
+            "LMUnsupportedFeatureError",
+            "LMUnsupportedModelError",
+        ),
+        _LM_ERROR,
+    ),
+    "is_retryable_lm_error": ("dsr's LM retries 429s, 5xx and timeouts itself", "catch LMError after the retries"),
+    **dict.fromkeys(
+        ("configure_dspy_loggers", "enable_logging", "disable_logging", "enable_litellm_logging"), _LOGGING
+    ),
+    "disable_litellm_logging": _LOGGING,
+    "clients": ("dsr's clients live elsewhere", "dsr_core.lm (LM, BaseLM)"),
+    "lm15": ("dsr has its own LM client", "dsr_core.lm"),
+    "dsp": ("DSPy's legacy package", "dsr_core.lm and dsr_core.adapters"),
+    "propose": ("dsr's proposers live elsewhere", "dsr_core.optimizers.proposals"),
+    "threading": ("dsr runs calls on asyncio, not threads", "dsr.Parallel or module.batch"),
 }
 
 
@@ -93,6 +175,9 @@ def __getattr__(name: str) -> Any:
         return getattr(importlib.import_module(_LAZY[name], __name__), name)
     if name in _SUBMODULES:
         return importlib.import_module(f".{name}", __name__)
+    if name in _MISSING:
+        why, instead = _MISSING[name]
+        raise AttributeError(f"dsr does not have DSPy's {name!r} (yet): {why}; use {instead} instead")
     raise AttributeError(f"module 'dsr_core' has no attribute {name!r}")
 
 
@@ -114,6 +199,7 @@ __all__ = [
     "BestOfN",
     "BootstrapFewShot",
     "BootstrapFewShotWithRandomSearch",
+    "BootstrapRS",
     "COPRO",
     "Cache",
     "ChainOfThought",
@@ -126,6 +212,7 @@ __all__ = [
     "DataLoader",
     "DsrError",
     "EM",
+    "Ensemble",
     "Evaluate",
     "EvaluationAborted",
     "EvaluationResult",

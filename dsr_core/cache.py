@@ -62,7 +62,8 @@ def entry_problem(value: Any) -> str | None:
     """Why ``value`` is not a response entry as ``LM.acall`` writes and reads it; None when it is one.
 
     An entry is ``{"texts": [str, ...], "finish_reasons": [str, ...], "usage": {"prompt_tokens": int,
-    "completion_tokens": int}}`` with at least one text (the last two keys optional). Checked on every way
+    "completion_tokens": int}, "tool_calls": [[{...}, ...] or None, ...]}`` with at least one text (the last
+    three keys optional; ``tool_calls``, one item per text, only for a reply that called tools). Checked on every way
     into the memory tier (a disk read, a put) because valid JSON of another shape, from a hand edit, another
     tool or an older format, would otherwise fail its example on every run with a bare KeyError or TypeError.
     """
@@ -84,6 +85,13 @@ def entry_problem(value: Any) -> str | None:
             tokens = usage.get(name, 0)
             if isinstance(tokens, bool) or not isinstance(tokens, int) or tokens < 0:
                 return f"'usage.{name}' is not a non-negative integer"
+    calls = value.get("tool_calls")
+    if calls is not None:
+        if not isinstance(calls, list) or len(calls) != len(texts):
+            return "'tool_calls' is not a list with one item per text"
+        for item in calls:
+            if item is not None and not (isinstance(item, list) and all(isinstance(c, dict) for c in item)):
+                return "'tool_calls' holds an item that is neither null nor a list of objects"
     return None
 
 

@@ -188,4 +188,32 @@ def with_callbacks(fn: F) -> F:
     return sync_wrapper  # type: ignore[return-value]
 
 
+# (instance id, method name) of the adapter calls being observed in this context: an override that calls
+# ``super().format(...)`` reaches a wrapped method again, and that inner call is not reported a second time
+_OBSERVING: contextvars.ContextVar[frozenset[tuple[int, str]]] = contextvars.ContextVar(
+    "dsr_observing", default=frozenset()
+)
+
+
+def with_callbacks_once(fn: F) -> F:
+    """``with_callbacks`` for an adapter's sync ``format`` and ``parse``: one call on an instance is reported
+    once, however many wrapped methods of its class hierarchy it passes through."""
+    wrapped = with_callbacks(fn)
+
+    @functools.wraps(fn)
+    def once_wrapper(instance: Any, *args: Any, **kwargs: Any) -> Any:
+        key = (id(instance), fn.__name__)
+        active = _OBSERVING.get()
+        if key in active:
+            return fn(instance, *args, **kwargs)
+        token = _OBSERVING.set(active | {key})
+        try:
+            return wrapped(instance, *args, **kwargs)
+        finally:
+            _OBSERVING.reset(token)
+
+    once_wrapper.__dsr_callbacks__ = True  # type: ignore[attr-defined]
+    return once_wrapper  # type: ignore[return-value]
+
+
 __all__ = ["ACTIVE_CALL_ID", "BaseCallback", "with_callbacks"]

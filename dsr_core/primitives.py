@@ -258,12 +258,13 @@ class Prediction(Example):
     As in DSPy, a prediction with a ``score`` works as a number: ``float(pred)``, ``pred + 1``, ``pred < 0.5``.
     """
 
-    __slots__ = ("completions", "usage")
+    __slots__ = ("completions", "usage", "_lm_usage")
 
     def __init__(self, base: dict[str, Any] | None = None, **fields: Any) -> None:
         super().__init__(base, **fields)
         object.__setattr__(self, "completions", Completions([dict(self._store)]))
         object.__setattr__(self, "usage", Usage())
+        object.__setattr__(self, "_lm_usage", None)
 
     @classmethod
     def from_completions(cls, list_or_dict: Any, signature: Any = None, usage: Usage | None = None) -> Prediction:
@@ -279,11 +280,16 @@ class Prediction(Example):
         object.__setattr__(pred, "usage", usage or Usage())
         return pred
 
-    def get_lm_usage(self) -> dict[str, int]:
-        return self.usage.to_dict()
+    def get_lm_usage(self) -> dict[str, dict[str, Any]] | None:
+        """DSPy's: ``{model: {"prompt_tokens": ..., ...}}`` of the module call that returned this prediction,
+        when ``track_usage`` is on; None otherwise. dsr's flat totals are always in ``usage``."""
+        return self._lm_usage
 
-    def set_lm_usage(self, value: Usage) -> None:
-        object.__setattr__(self, "usage", value)
+    def set_lm_usage(self, value: dict[str, dict[str, Any]] | Usage | None) -> None:
+        if isinstance(value, Usage):  # dsr's older form: the flat totals
+            object.__setattr__(self, "usage", value)
+        else:
+            object.__setattr__(self, "_lm_usage", value)
 
     def __setattr__(self, key: str, value: Any) -> None:
         if key in ("completions", "usage"):
@@ -295,15 +301,20 @@ class Prediction(Example):
         result = super().copy(**updates)
         object.__setattr__(result, "completions", Completions(self.completions))
         object.__setattr__(result, "usage", Usage(**vars(self.usage)))
+        object.__setattr__(result, "_lm_usage", self._lm_usage)
         return result  # type: ignore[return-value]
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**super().__getstate__(), "completions": self.completions.to_list(), "usage": dict(vars(self.usage))}
+        state = {**super().__getstate__(), "completions": self.completions.to_list(), "usage": dict(vars(self.usage))}
+        if self._lm_usage is not None:
+            state["lm_usage"] = self._lm_usage
+        return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)
         object.__setattr__(self, "completions", Completions(state.get("completions", [dict(self._store)])))
         object.__setattr__(self, "usage", Usage(**state.get("usage", {})))
+        object.__setattr__(self, "_lm_usage", state.get("lm_usage"))
 
     def __repr__(self) -> str:
         return f"Prediction({self._store!r})"

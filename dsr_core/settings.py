@@ -24,8 +24,8 @@ _defaults: dict[str, Any] = {
     "cache": True,  # global switch for the LM cache
     "max_history": 1000,  # per-LM history length kept for inspect_history
     "max_history_size": 10_000,  # DSPy's name: per-module history length (0 keeps no module history)
-    "track_usage": True,
-    "usage_tracker": None,
+    "track_usage": False,  # DSPy's: a module call's prediction carries get_lm_usage() when on
+    "usage_tracker": None,  # stored in tracking.current_usage_tracker (track_usage()'s tracker)
     "trace": None,  # stored in tracking.current_trace; see _CONTEXT_BACKED
     "max_trace_size": 10_000,
     "callbacks": [],
@@ -48,6 +48,7 @@ _KNOWN = frozenset(_defaults)
 _CONTEXT_BACKED: dict[str, contextvars.ContextVar[Any]] = {
     "trace": _tracking.current_trace,
     "caller_modules": _tracking.current_callers,
+    "usage_tracker": _tracking.current_usage_tracker,
 }
 _overrides: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("dsr_overrides", default=None)
 

@@ -2,7 +2,17 @@
 dsr_core.teleprompt import MIPROv2``); they live in ``dsr_core.optimizers``. ``Teleprompter`` is DSPy's
 name for their base class."""
 
-from .optimizers import COPRO, GEPA, SIMBA, BootstrapFewShot, BootstrapFewShotWithRandomSearch, LabeledFewShot, MIPROv2
+from .optimizers import (
+    COPRO,
+    GEPA,
+    SIMBA,
+    BootstrapFewShot,
+    BootstrapFewShotWithRandomSearch,
+    BootstrapRS,
+    Ensemble,
+    LabeledFewShot,
+    MIPROv2,
+)
 from .optimizers.base import Optimizer as Teleprompter
 
 __all__ = [
@@ -11,6 +21,8 @@ __all__ = [
     "SIMBA",
     "BootstrapFewShot",
     "BootstrapFewShotWithRandomSearch",
+    "BootstrapRS",
+    "Ensemble",
     "LabeledFewShot",
     "MIPROv2",
     "Teleprompter",

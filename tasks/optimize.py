@@ -71,7 +71,7 @@ def optimizer_work(
     transient = any(getattr(outcome, "transient", False) for outcome in outcomes)
     return {
         "outcomes": records,
-        "usage": usage.to_dict(),
+        "usage": usage.usage.to_dict(),
         "usage_by_role": {role: spent.to_dict() for role, spent in roles.items()},
         "transient": transient,
     }

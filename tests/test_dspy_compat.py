@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 import dsr_core as dsr
+from dsr_core.testing.server import LMTestServer, tool_call
 from tests.programs import RewriteThenAnswer
 
 DSPY_VERSION = "3.4.1"
@@ -181,7 +182,49 @@ def typed_prompts(lib, adapter, spec):
     return {name: adapter.format(signatures[name], demos, dict(inputs)) for name, (demos, inputs) in cases.items()}
 
 
+def run_module_case(lib, programs, url, name):
+    """One module case run with ``lib`` against the test server at ``url`` (whose replies are compat_model's)."""
+    native = name in ("native_tools", "json_tools")
+    # DSPy sends tools only to a model its catalog knows to call functions: gpt-4o-mini (at the test server)
+    model = "openai/gpt-4o-mini" if native else "openai/test-model"
+    lm = lib.LM(model, api_base=url, api_key="none", cache=False)
+    adapters = {"native_tools": lib.ChatAdapter(use_native_function_calling=True), "json_tools": lib.JSONAdapter()}
+    question = "How many people live in the capital of Peru?"
+    with lib.context(lm=lm, adapter=adapters.get(name, lib.ChatAdapter())):
+        if name == "react":  # its first step, the later ones, and the extract step
+            tools = [programs.capital_of, programs.city_population]
+            lib.ReAct("question -> answer", tools=tools, max_iters=5)(question=question)
+        elif name in ("best_of_n", "refine"):  # no attempt reaches the threshold: Refine asks OfferFeedback
+            module = lib.BestOfN if name == "best_of_n" else lib.Refine
+            module(programs.Answer(), N=2, reward_fn=programs.one_word, threshold=1.0)(question=question)
+        elif name == "mcc":
+            completions = [
+                {"reasoning": "Lima is the capital.\nIt is large.", "answer": "10 million"},
+                {"rationale": "Peru's capital is Lima.", "answer": "ten million"},
+            ]
+            lib.MultiChainComparison("question -> answer", M=2)(completions=completions, question=question)
+        else:
+            tools = [lib.Tool(programs.get_weather)]
+            lib.Predict(typed_signatures(lib)["tool_calls"])(question="Weather in Rome?", tools=tools)
+
+
+def server_requests(url):
+    import urllib.request
+
+    with urllib.request.urlopen(url + "/stats") as response:
+        return json.load(response)["requests"]
+
+
 out["typed"] = typed_prompts(dspy, ChatAdapter(), job["typed"])
+out["typed_json"] = typed_prompts(dspy, dspy.JSONAdapter(), job["typed"])
+sys.path.insert(0, job["modules"]["folder"])
+import compat_programs_dspy
+
+out["module_requests"] = {}  # how many requests each module case sent, in order
+for name in job["modules"]["cases"]:
+    before = server_requests(job["modules"]["url"])
+    run_module_case(dspy, compat_programs_dspy, job["modules"]["url"], name)
+    out["module_requests"][name] = server_requests(job["modules"]["url"]) - before
 out["named"] = {
     "sub_modules": [n for n, _ in RewriteThenAnswer().named_sub_modules()],
     "predict": [n for n, _ in dspy.Predict("a -> b").named_predictors()],
@@ -224,6 +267,65 @@ TYPED = {  # demos and inputs for the History, Code and ToolCalls cases of DSPY_
         "inputs": {"question": "Weather in Rome?"},
     },
 }
+
+
+MODULE_CASES = ["react", "best_of_n", "refine", "mcc", "native_tools", "json_tools"]
+
+# the programs and functions of DSPY_SIDE's module cases: one source, imported as dspy or as dsr_core, so that
+# the code Refine shows the LM (inspect.getsource of the module's class and of the reward) is the same
+PROGRAMS = '''
+
+class Answer(dspy.Module):
+    def __init__(self):
+        super().__init__()
+        self.predict = dspy.Predict("question -> answer")
+
+    def forward(self, question):
+        return self.predict(question=question)
+
+
+def one_word(args, pred):
+    return 1.0 if len(str(pred.answer).split()) == 1 else 0.0
+
+
+def capital_of(country: str) -> str:
+    """Look up the capital city of a country."""
+    return {"Peru": "Lima"}[country]
+
+
+def city_population(city: str) -> int:
+    """Look up the number of people living in a city."""
+    return {"Lima": 10092000}[city]
+
+
+def get_weather(city: str, unit: str = "C") -> str:
+    """Look up the weather in a city."""
+    return "sunny"
+'''
+
+
+def compat_model(request):
+    """The server's model for the module cases, the same for both sides: it calls the offered tools natively,
+    walks ReAct through capital_of, city_population and finish, gives Refine advice, and otherwise answers
+    every output field with a fixed value (an answer of two words, below one_word's threshold)."""
+    if request.tools:
+        return {"content": None, "tool_calls": [tool_call("get_weather", {"city": "Rome"}, "call_1")]}
+    outputs, inputs = request.output_fields, request.inputs
+    if "next_tool_name" in outputs:
+        if "observation_1" in inputs:
+            return request.reply(next_thought="I have it.", next_tool_name="finish", next_tool_args={})
+        if "observation_0" in inputs:
+            city = inputs["observation_0"]
+            return request.reply(
+                next_thought="Its population.", next_tool_name="city_population", next_tool_args={"city": city}
+            )
+        return request.reply(
+            next_thought="The capital first.", next_tool_name="capital_of", next_tool_args={"country": "Peru"}
+        )
+    if "advice" in outputs:
+        return request.reply(discussion="It answered in two words.", advice={"predict": "Answer in one word."})
+    values = {"reasoning": "It says so.", "rationale": "Both say Lima.", "answer": "ten million"}
+    return request.reply(**{name: values.get(name, "x") for name in outputs})
 
 
 def echo_query(request):
@@ -293,11 +395,21 @@ def exchange(dspy_python, tmp_path_factory):
         },
     }
     job["typed"] = TYPED
-    run = subprocess.run(
-        [str(dspy_python), "-c", DSPY_SIDE], input=json.dumps(job), capture_output=True, text=True, timeout=600
-    )
-    assert run.returncode == 0, run.stderr[-3000:]
-    return folder, json.loads(run.stdout)
+    for side, module in (("dspy", "dspy"), ("dsr", "dsr_core")):
+        (folder / f"compat_programs_{side}.py").write_text(f"import {module} as dspy\n" + PROGRAMS)
+    with LMTestServer(compat_model) as server:  # DSPy's requests of the module cases
+        job["modules"] = {"folder": str(folder), "url": server.url, "cases": MODULE_CASES}
+        run = subprocess.run(
+            [str(dspy_python), "-c", DSPY_SIDE], input=json.dumps(job), capture_output=True, text=True, timeout=600
+        )
+        assert run.returncode == 0, run.stderr[-3000:]
+        result = json.loads(run.stdout)
+        requests, result["module_bodies"] = server.requests, {}
+    for name in MODULE_CASES:  # DSPy ran the cases one after another: its requests, split per case
+        count = result["module_requests"][name]
+        result["module_bodies"][name], requests = requests[:count], requests[count:]
+    assert not requests
+    return folder, result
 
 
 def test_dspy_loads_what_dsr_saves(exchange):
@@ -367,32 +479,95 @@ def test_names_match_dspy(exchange):
     assert [n for n, _ in dsr.ChainOfThought("a -> b").named_predictors()] == result["named"]["cot"]
 
 
-def _dsr_typed_prompts() -> dict:
-    """DSPY_SIDE's ``typed_prompts`` run with dsr in place of dspy (the same source, so the same signatures)."""
+def _dsr_side() -> dict:
+    """DSPY_SIDE's shared helpers (typed_signatures, typed_prompts, run_module_case), to run with dsr in place
+    of dspy: the same source, so the same signatures and calls."""
     namespace: dict = {}
     source = DSPY_SIDE[DSPY_SIDE.index("def get_weather") : DSPY_SIDE.index('out["typed"]')]
     exec(compile(source, "DSPY_SIDE", "exec", dont_inherit=True), namespace)  # no postponed annotations
-    return namespace["typed_prompts"](dsr, dsr.ChatAdapter(), TYPED)
+    return namespace
+
+
+def _dsr_typed_prompts(adapter: dsr.Adapter) -> dict:
+    """DSPY_SIDE's ``typed_prompts`` run with dsr in place of dspy."""
+    return _dsr_side()["typed_prompts"](dsr, adapter, TYPED)
 
 
 REMINDER = "Respond with the corresponding output fields, starting with the field `[[ ## {} ## ]]`"
+JSON_REMINDER = "Respond with a JSON object in the following order of fields: `{}`"
 
 
+@pytest.mark.parametrize("adapter", ["chat", "json"])
 @pytest.mark.parametrize("case", ["history", "code", "tool_calls"])
-def test_dsr_formats_history_code_and_tool_calls_as_dspy(exchange, case):
+def test_dsr_formats_history_code_and_tool_calls_as_dspy(exchange, case, adapter):
     _, result = exchange
-    expected = result["typed"][case]
+    expected = result["typed" if adapter == "chat" else "typed_json"][case]
     # what each case is there to catch is in DSPy's messages, so an empty or wrong DSPy side fails too
     if case == "history":
+        reminder = REMINDER.format("answer") if adapter == "chat" else JSON_REMINDER.format("answer")
         earlier = [m["content"] for m in expected[3:-1] if m["role"] == "user"]
-        assert len(earlier) == 2 and all(REMINDER.format("answer") in c for c in earlier)
+        assert len(earlier) == 2 and all(reminder in c for c in earlier)
         assert [m["role"] for m in expected].count("assistant") == 4
     elif case == "code":
         assert "```python\n{code}\n```\nProgramming language: python" in expected[0]["content"]
-    else:
+    elif adapter == "chat":
         assert (
             '[[ ## tool_calls ## ]]\n{"tool_calls": [{"name": "get_weather", "args": {"city": "Paris"}}]}'
             in (expected[2]["content"])
         )
-    sent = _dsr_typed_prompts()[case]
+    else:  # the demo's calls in DSPy's name/args form, inside the JSON object of the outputs
+        assert (
+            '"tool_calls": {\n    "tool_calls": [\n      {\n        "name": "get_weather",\n        "args"'
+            in (expected[2]["content"])
+        )
+    sent = _dsr_typed_prompts(dsr.ChatAdapter() if adapter == "chat" else dsr.JSONAdapter())[case]
     assert sent == expected
+
+
+def _last_user(body: dict) -> str:
+    return body["messages"][-1]["content"]
+
+
+def check_dspy_requests(case: str, bodies: list[dict]) -> None:
+    """What each module case is there to compare is in DSPy's own requests, so a DSPy side that sent nothing,
+    or something else, fails the test too."""
+    if case == "react":
+        assert len(bodies) == 4  # three steps, then extract
+        assert "[[ ## observation_0 ## ]]\nLima" in _last_user(bodies[1])
+        assert "[[ ## observation_1 ## ]]\n10092000" in _last_user(bodies[2])
+        assert "`[[ ## reasoning ## ]]`, then `[[ ## answer ## ]]`" in _last_user(bodies[3])
+    elif case == "best_of_n":
+        assert len(bodies) == 2 and bodies[0]["messages"] == bodies[1]["messages"]
+    elif case == "refine":
+        assert len(bodies) == 3  # an attempt, OfferFeedback, an attempt with the advice as a hint
+        feedback = bodies[1]["messages"]
+        assert "assign blame to each module" in feedback[0]["content"]
+        assert "class Answer(dspy.Module)" in feedback[-1]["content"]
+        assert "def one_word(args, pred)" in feedback[-1]["content"]
+        assert "[[ ## hint_ ## ]]\nAnswer in one word." in _last_user(bodies[2])
+    elif case == "mcc":
+        attempt = "«I'm trying to Lima is the capital. I'm not sure but my prediction is 10 million»"
+        assert len(bodies) == 1 and attempt in _last_user(bodies[0])
+    else:  # native function calling: the tools as the request's tools, not in the prompt
+        assert len(bodies) == 1 and [t["function"]["name"] for t in bodies[0]["tools"]] == ["get_weather"]
+        assert "[[ ## tools ## ]]" not in _last_user(bodies[0])
+
+
+@pytest.mark.parametrize("case", MODULE_CASES)
+def test_dsr_sends_dspys_requests_for_modules(exchange, server, monkeypatch, case):
+    """ReAct, BestOfN, Refine (OfferFeedback and the hint), MultiChainComparison and native function calling:
+    dsr sends the test server the messages (and tools) DSPy sent it for the same program and replies."""
+    import importlib.util
+
+    folder, result = exchange
+    expected = result["module_bodies"][case]
+    check_dspy_requests(case, expected)
+    spec = importlib.util.spec_from_file_location("compat_programs_dsr", folder / "compat_programs_dsr.py")
+    programs = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "compat_programs_dsr", programs)  # where inspect.getsource finds the file
+    spec.loader.exec_module(programs)
+    server.responder = compat_model
+    _dsr_side()["run_module_case"](dsr, programs, server.url, case)
+    sent = server.requests
+    assert [b["messages"] for b in sent] == [b["messages"] for b in expected]
+    assert [b.get("tools") for b in sent] == [b.get("tools") for b in expected]

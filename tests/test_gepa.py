@@ -352,3 +352,44 @@ def test_bad_metrics_and_compile_arguments_are_refused(encoder):
         optimizer.compile(encoder, trainset=[])
     with pytest.raises(ValueError, match="non-empty valset"):
         optimizer.compile(encoder, trainset=words("w", 2), valset=[])
+
+
+# DSPy 3.4.1's GEPA.__init__ keywords (inspect.signature in DSPy's venv), with values other than its defaults
+DSPY_GEPA_KEYWORDS = {
+    "add_format_failure_as_feedback": True,
+    "instruction_proposer": lambda *a, **k: {},
+    "code_proposer": lambda *a, **k: {},
+    "component_selector": "all",
+    "failure_score": -1.0,
+    "use_wandb": True,
+    "wandb_api_key": "not-a-key",
+    "wandb_init_kwargs": {"project": "p"},
+    "track_best_outputs": True,
+    "warn_on_score_mismatch": False,
+    "use_mlflow": True,
+    "gepa_kwargs": {"frontier_type": "instance"},
+}
+
+
+def test_every_dspy_keyword_is_accepted_and_says_when_it_has_no_effect(encoder):
+    import inspect
+    import warnings
+
+    dspy_names = {
+        "metric", "auto", "max_full_evals", "max_metric_calls", "reflection_minibatch_size",
+        "candidate_selection_strategy", "reflection_lm", "skip_perfect_score", "use_merge", "max_merge_invocations",
+        "num_threads", "perfect_score", "log_dir", "track_stats", "seed", *DSPY_GEPA_KEYWORDS,
+    }  # fmt: skip
+    assert dspy_names <= set(inspect.signature(inspect.unwrap(GEPA.__init__)).parameters)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # DSPy's defaults, spelled out: no warning
+        GEPA(plain_metric, max_metric_calls=10, component_selector="round_robin", failure_score=0.0, use_mlflow=False)
+    with pytest.warns(UserWarning) as caught:
+        optimizer = GEPA(plain_metric, max_metric_calls=6, **DSPY_GEPA_KEYWORDS)
+    messages = " | ".join(str(w.message) for w in caught)
+    for name in ("failure_score", "component_selector", "use_wandb", "use_mlflow", "track_best_outputs", "gepa_kwargs"):
+        assert f"GEPA: {name}" in messages
+    assert "instruction_proposer" in messages and "add_format_failure_as_feedback" in messages
+    assert "not-a-key" not in messages and not hasattr(optimizer, "wandb_api_key")
+    compiled = optimizer.compile(encoder, trainset=words("w", 2), valset=words("w", 2, offset=50))
+    assert isinstance(compiled, Encoder) and compiled is not encoder

@@ -224,3 +224,17 @@ def test_majority_uses_the_signatures_last_output_field(server, lm):
     sampled = predict(question="q", config={"n": 3})
     assert majority(sampled).answer == "y"
     assert majority(sampled.completions).answer == "y"
+
+
+async def test_dspy_timeout_and_straggler_limit_are_accepted_with_a_warning(predict, server):
+    import inspect
+    import warnings
+
+    assert list(inspect.signature(Parallel.__init__).parameters)[-2:] == ["timeout", "straggler_limit"]  # DSPy 3.4.1's
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        Parallel(num_threads=2, timeout=120, straggler_limit=3)  # DSPy's defaults: no warning
+    with pytest.warns(UserWarning, match="timeout= and straggler_limit= have no meaning in dsr"):
+        parallel = Parallel(num_threads=2, timeout=5, straggler_limit=1)
+    results = await parallel.acall([(predict, {"input": "a"}), (predict, {"input": "b"})])
+    assert [r.output for r in results] == ["A", "B"]

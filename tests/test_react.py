@@ -130,6 +130,21 @@ async def test_agent_calls_tools_and_extracts(react, server):
     assert "`[[ ## reasoning ## ]]`, then `[[ ## answer ## ]]`" in extract["messages"][1]["content"]
 
 
+async def test_native_function_calling_leaves_react_as_it_is(react, server):
+    """DSPy's ReAct asks for next_tool_name/next_tool_args, not a ToolCalls output, so an adapter with
+    use_native_function_calling sends the same prompts and no ``tools`` (DSPy's _call_preprocess only acts on a
+    ToolCalls output)."""
+    await react.acall(question=question_for("Peru"))
+    plain = [r["messages"] for r in server.requests]
+    for adapter in (dsr.ChatAdapter(use_native_function_calling=True), dsr.ChatAdapter()):
+        server.reset_stats()
+        with dsr.context(adapter=adapter, lm=dsr.LM("test-model", api_base=server.url, cache=False)):
+            prediction = await react.acall(question=question_for("Peru"))
+        assert prediction.answer == "10092000"
+        assert [r["messages"] for r in server.requests] == plain and len(plain) == 4
+        assert not any("tools" in r for r in server.requests)
+
+
 def test_sync_call_runs_tools_in_the_calling_thread(server, lm):
     server.responder = agent()
     threads = []

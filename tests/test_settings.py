@@ -101,3 +101,18 @@ def test_disable_history(server, lm):
     assert len(lm.history) == 0
     lm("two")
     assert len(lm.history) == 1
+
+
+def test_track_usage_is_off_by_default_and_usage_tracker_is_the_blocks_tracker(server, lm):
+    from dsr_core.tracking import UsageTracker
+
+    assert dsr.settings.get("track_usage") is False and dsr.settings.get("usage_tracker") is None
+    tracker = UsageTracker()
+    with dsr.context(usage_tracker=tracker):  # DSPy's way of setting a tracker by hand
+        assert dsr.settings.get("usage_tracker") is tracker
+        server.responder = lambda r: r.reply(answer="ok")
+        predict = dsr.Predict("question -> answer")
+        predict.set_lm(lm)
+        predict(question="q")
+    assert dsr.settings.get("usage_tracker") is None
+    assert list(tracker.get_total_tokens()) == ["test-model"]

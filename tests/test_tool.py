@@ -237,3 +237,206 @@ def test_tool_calls_as_an_output_field(server, lm):
     assert isinstance(calls, ToolCalls) and calls.tool_calls[0].args == {"query": "q"}
     assert ToolCalls.model_validate(calls.format()) == calls  # the formatted value reads back
     assert ToolCalls.description() in server.requests[-1]["messages"][0]["content"]
+
+
+# -- native function calling (DSPy's Adapter._call_preprocess / _call_postprocess) ----------------------------
+
+
+def get_weather(city: str, unit: str = "C") -> str:
+    """Look up the weather in a city."""
+    return f"sunny in {city} ({unit})"
+
+
+def tool_signature(with_thought: bool = False) -> Any:
+    import dsr_core as dsr
+
+    fields: dict[str, Any] = {"question": dsr.InputField(), "tools": (list[Tool], dsr.InputField())}
+    if with_thought:
+        fields["thought"] = dsr.OutputField()
+    fields["tool_calls"] = (ToolCalls, dsr.OutputField())
+    return dsr.Signature(fields, "Pick the tools to call.")
+
+
+def calling_model(request):
+    """Calls get_weather natively when the request offers tools; otherwise answers in the prompt's format."""
+    from dsr_core.testing.server import tool_call
+
+    if request.tools:
+        return {"content": None, "tool_calls": [tool_call("get_weather", {"city": "Rome"}, "call_7")]}
+    return request.reply(tool_calls={"tool_calls": [{"name": "get_weather", "args": {"city": "Oslo"}}]})
+
+
+WEATHER_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Look up the weather in a city.",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string"}, "unit": {"type": "string", "default": "C"}},
+            "required": ["city"],  # an argument with a default is optional
+        },
+    },
+}
+
+
+def test_native_function_calling_sends_tools_and_reads_the_tool_calls(server, lm):
+    import dsr_core as dsr
+
+    server.responder = calling_model
+    predict = dsr.Predict(tool_signature())
+    with dsr.context(adapter=dsr.ChatAdapter(use_native_function_calling=True)):
+        calls = predict(question="Weather in Rome?", tools=[Tool(get_weather)], lm=lm).tool_calls
+    body = server.requests[-1]
+    assert body["tools"] == [WEATHER_TOOL] == [Tool(get_weather).format_as_litellm_function_call()]
+    assert "tool_choice" not in body and "parallel_tool_calls" not in body
+    # the tools and the ToolCalls field leave the prompt, as DSPy's delete() leaves them out
+    system, user = body["messages"][0]["content"], body["messages"][-1]["content"]
+    assert "`tools`" not in system and "`tool_calls`" not in system and "get_weather" not in user
+    assert user == (
+        "[[ ## question ## ]]\nWeather in Rome?\n\nRespond with the corresponding output fields, starting with the "
+        "field , and then ending with the marker for `[[ ## completed ## ]]`."
+    )
+    assert calls.tool_calls == [ToolCalls.ToolCall(id="call_7", name="get_weather", args={"city": "Rome"})]
+    assert calls.tool_calls[0].execute([Tool(get_weather)]) == "sunny in Rome (C)"
+
+
+def test_tool_calls_stay_in_the_prompt_without_native_function_calling(server, lm):
+    import dsr_core as dsr
+
+    server.responder = calling_model
+    predict = dsr.Predict(tool_signature())
+    # ChatAdapter's default is off, as DSPy's: tools passed as request options are dropped too
+    with dsr.context(adapter=dsr.ChatAdapter()):
+        config = {"tools": [WEATHER_TOOL], "tool_choice": "auto", "parallel_tool_calls": True}
+        calls = predict(question="Weather in Oslo?", tools=[Tool(get_weather)], lm=lm, config=config).tool_calls
+    body = server.requests[-1]
+    assert not {"tools", "tool_choice", "parallel_tool_calls"} & set(body)
+    assert "[[ ## tools ## ]]" in body["messages"][-1]["content"]
+    assert calls.tool_calls[0].args == {"city": "Oslo"} and calls.tool_calls[0].id is None
+    # an LM that does not take tools gets the prompt form even when the adapter asks for native calls
+    lm.supports_function_calling = False
+    with dsr.context(adapter=dsr.ChatAdapter(use_native_function_calling=True)):
+        calls = predict(question="Weather in Oslo?", tools=[Tool(get_weather)], lm=lm, config=config).tool_calls
+    assert not {"tools", "tool_choice", "parallel_tool_calls"} & set(server.requests[-1])
+    assert calls.tool_calls[0].args == {"city": "Oslo"}
+
+
+def test_json_adapter_calls_tools_natively_by_default(server, lm):
+    import dsr_core as dsr
+
+    server.responder = calling_model
+    assert dsr.JSONAdapter().use_native_function_calling and not dsr.ChatAdapter().use_native_function_calling
+    predict = dsr.Predict(tool_signature())
+    with dsr.context(adapter=dsr.JSONAdapter()):
+        calls = predict(question="Weather in Rome?", tools=[Tool(get_weather)], lm=lm).tool_calls
+    body = server.requests[-1]
+    assert body["tools"] == [WEATHER_TOOL] and calls.tool_calls[0].name == "get_weather"
+    # as DSPy's: the structured-output schema leaves the natively answered ToolCalls field out
+    assert body["response_format"]["json_schema"]["schema"]["properties"] == {}
+    assert body["messages"][-1]["content"].endswith("Respond with a JSON object in the following order of fields: .")
+    with dsr.context(adapter=dsr.JSONAdapter(use_native_function_calling=False)):
+        calls = predict(question="Weather in Oslo?", tools=[Tool(get_weather)], lm=lm).tool_calls
+    body = server.requests[-1]
+    assert "tools" not in body and body["response_format"] == {"type": "json_object"}
+    assert calls.tool_calls[0].args == {"city": "Oslo"}
+
+
+def test_native_tool_calls_with_other_outputs_and_parallel_calls(server, lm):
+    import dsr_core as dsr
+    from dsr_core.testing.server import tool_call
+
+    def respond(request):
+        calls = [tool_call("get_weather", {"city": c}, f"call_{c}") for c in ("Rome", "Oslo")]
+        return {"content": request.reply(thought="Both cities."), "tool_calls": calls}
+
+    server.responder = respond
+    adapter = dsr.ChatAdapter(use_native_function_calling=True, parallel_tool_calls=True)
+    with dsr.context(adapter=adapter):
+        pred = dsr.Predict(tool_signature(with_thought=True))(
+            question="Rome and Oslo?", tools=[Tool(get_weather)], lm=lm
+        )
+    body = server.requests[-1]
+    assert body["parallel_tool_calls"] is True and body["tool_choice"] == "auto"  # DSPy sets tool_choice then
+    assert "`[[ ## thought ## ]]`" in body["messages"][-1]["content"]
+    assert pred.thought == "Both cities."
+    assert [(c.id, c.args["city"]) for c in pred.tool_calls.tool_calls] == [
+        ("call_Rome", "Rome"),
+        ("call_Oslo", "Oslo"),
+    ]
+
+    # a text that does not parse beside the calls is dropped, as DSPy drops it: the outputs it lacks are None
+    server.responder = lambda r: {"content": "no sections here", "tool_calls": [tool_call("get_weather", {})]}
+    with dsr.context(adapter=adapter):
+        pred = dsr.Predict(tool_signature(with_thought=True))(question="?", tools=[Tool(get_weather)], lm=lm)
+    assert pred.thought is None and pred.tool_calls.tool_calls[0].args == {}
+
+
+def test_native_function_calling_needs_a_tools_input(lm):
+    import dsr_core as dsr
+
+    signature = dsr.Signature({"question": dsr.InputField(), "tool_calls": (ToolCalls, dsr.OutputField())})
+    with dsr.context(adapter=dsr.ChatAdapter(use_native_function_calling=True)):
+        with pytest.raises(ValueError, match="did not provide any tools as the input"):
+            dsr.Predict(signature)(question="?", lm=lm)
+
+
+def test_lm_returns_tool_calls_and_caches_them(server):
+    import dsr_core as dsr
+    from dsr_core.cache import entry_problem
+
+    server.responder = calling_model
+    lm = dsr.LM("test-model", api_base=server.url)
+    messages = [{"role": "user", "content": "Weather in Rome?"}]
+    first = lm(messages=messages, tools=[WEATHER_TOOL])
+    # DSPy's outputs: a dict with the text (None: the message had no content) and the provider's tool calls
+    expected = [
+        {
+            "text": None,
+            "tool_calls": [
+                {
+                    "id": "call_7",
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": '{"city": "Rome"}'},
+                }
+            ],
+        }
+    ]
+    assert first == expected and len(server.requests) == 1
+    first[0]["tool_calls"].clear()  # a caller editing its outputs does not edit the cache
+    again = lm(messages=messages, tools=[WEATHER_TOOL])
+    assert again == expected and len(server.requests) == 1  # from the cache
+    # BaseLM's contract path: the completion dict carries the calls on the message
+    completion = lm.forward(messages=messages, tools=[WEATHER_TOOL])
+    assert completion["choices"][0]["message"]["tool_calls"] == expected[0]["tool_calls"]
+    assert lm(messages=messages) == [
+        '[[ ## tool_calls ## ]]\n{"tool_calls": [{"name": "get_weather", "args": {"city": "Oslo"}}]}\n\n[[ ## completed ## ]]'
+    ]
+    # the cache entry format: tool_calls, one item per text, each null or a list of objects
+    entry = {"texts": ["", "x"], "tool_calls": [[{"id": "c"}], None]}
+    assert entry_problem(entry) is None
+    assert entry_problem({**entry, "tool_calls": [None]}) == "'tool_calls' is not a list with one item per text"
+    assert entry_problem({**entry, "tool_calls": [[1], None]}) is not None
+    assert entry_problem({**entry, "tool_calls": ["call", None]}) is not None
+
+
+def test_a_custom_lm_with_function_calling_gets_the_tools(server):
+    import dsr_core as dsr
+
+    class ToolLM(dsr.BaseLM):
+        supports_function_calling = True
+
+        def __init__(self) -> None:
+            super().__init__("tool-lm")
+            self.seen: list[Any] = []
+
+        def forward(self, prompt=None, messages=None, **kwargs):
+            self.seen.append(kwargs.get("tools"))
+            call = {"id": "c1", "type": "function", "function": {"name": "get_weather", "arguments": {"city": "Lima"}}}
+            return {"choices": [{"message": {"role": "assistant", "content": None, "tool_calls": [call]}}]}
+
+    lm = ToolLM()
+    with dsr.context(adapter=dsr.ChatAdapter(use_native_function_calling=True)):
+        calls = dsr.Predict(tool_signature())(question="Lima?", tools=[Tool(get_weather)], lm=lm).tool_calls
+    assert lm.seen == [[WEATHER_TOOL]]
+    assert calls.tool_calls == [ToolCalls.ToolCall(id="c1", name="get_weather", args={"city": "Lima"})]

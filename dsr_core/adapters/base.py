@@ -15,13 +15,13 @@ import collections
 import textwrap
 import weakref
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, get_args, get_origin
 
 from .._async import run_sync
-from ..callback import with_callbacks
+from ..callback import with_callbacks_once
 from ..errors import AdapterParseError
 from ..primitives import Usage
-from ..signatures import Field, Signature, SignatureMeta, annotation_name
+from ..signatures import Field, Signature, SignatureMeta, annotation_name, make_signature
 from .markers import loaded, split_message_content
 from .types import format_value
 
@@ -41,15 +41,25 @@ class Adapter:
     name = "Adapter"
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
-        """Every adapter's ``format`` and ``parse`` report to the callbacks (DSPy's mechanism)."""
+        """Every adapter's ``format`` and ``parse``, its own or inherited, report to the callbacks once per call
+        (DSPy wraps them on every subclass; an inherited method already wrapped is left as it is)."""
         super().__init_subclass__(**kwargs)
         for name in ("format", "parse"):
-            if name in cls.__dict__:
-                setattr(cls, name, with_callbacks(cls.__dict__[name]))
+            method = getattr(cls, name)
+            if not getattr(method, "__dsr_callbacks__", False):
+                setattr(cls, name, with_callbacks_once(method))
 
-    def __init__(self, callbacks: list[Any] | None = None, use_native_function_calling: bool = False) -> None:
+    def __init__(
+        self,
+        callbacks: list[Any] | None = None,
+        use_native_function_calling: bool = False,
+        parallel_tool_calls: bool | None = None,
+    ) -> None:
         self.callbacks = list(callbacks or [])
+        # DSPy's: with a ``ToolCalls`` output and a ``list[Tool]`` input, send the tools as the request's
+        # ``tools`` and read the reply's ``tool_calls`` (``_call_preprocess``, ``parse_output``)
         self.use_native_function_calling = use_native_function_calling
+        self.parallel_tool_calls = parallel_tool_calls  # the request's parallel_tool_calls then, unless None
 
     # -- formatting --------------------------------------------------------------------------------------------
     def format(
@@ -181,6 +191,27 @@ class Adapter:
 
     _get_history_field_name = history_field_name  # DSPy's name
 
+    def tool_call_input_field_name(self, signature: type[Signature]) -> str | None:
+        """The input field annotated ``list[Tool]`` or ``Tool``, if any."""
+        tool = loaded("tool", "Tool")
+        if tool is None:
+            return None
+        for name, field in signature._inputs.items():
+            annotation = field.annotation
+            if annotation is tool or (get_origin(annotation) is list and get_args(annotation)[:1] == (tool,)):
+                return name
+        return None
+
+    def tool_call_output_field_name(self, signature: type[Signature]) -> str | None:
+        """The output field annotated ``ToolCalls``, if any."""
+        tool_calls = loaded("tool", "ToolCalls")
+        if tool_calls is None:
+            return None
+        return next((n for n, f in signature._outputs.items() if f.annotation is tool_calls), None)
+
+    _get_tool_call_input_field_name = tool_call_input_field_name  # DSPy's names
+    _get_tool_call_output_field_name = tool_call_output_field_name
+
     def format_conversation_history(
         self, signature: type[Signature], history_field_name: str, inputs: Mapping[str, Any]
     ) -> list[Message]:
@@ -236,6 +267,65 @@ class Adapter:
         """Extra request parameters this adapter needs (JSON mode)."""
         return {}
 
+    def _call_preprocess(
+        self, lm: LM, lm_kwargs: dict[str, Any], signature: type[Signature], inputs: Mapping[str, Any]
+    ) -> type[Signature]:
+        """DSPy's: the signature the prompt is formatted from, with ``lm_kwargs`` (the request options, edited
+        in place) set for native function calling. Without it, ``tools``, ``tool_choice`` and
+        ``parallel_tool_calls`` are dropped from the options; with it, a ``ToolCalls`` output and a tools input
+        leave the prompt and the tools go as ``tools`` (when the LM ``supports_function_calling``)."""
+        tool_options = ("tools", "tool_choice", "parallel_tool_calls")
+        if not self.use_native_function_calling:
+            for key in tool_options:
+                lm_kwargs.pop(key, None)
+            return signature
+        input_name = self.tool_call_input_field_name(signature)
+        output_name = self.tool_call_output_field_name(signature)
+        if output_name and input_name is None:
+            raise ValueError(
+                f"You provided an output field {output_name} to receive the tool calls information, but did not "
+                "provide any tools as the input. Please provide a list of tools as the input by adding an input "
+                "field with type `list[dspy.Tool]`."
+            )
+        if output_name and input_name and getattr(lm, "supports_function_calling", False):
+            tools = inputs[input_name]
+            tools = tools if isinstance(tools, list) else [tools]
+            lm_kwargs["tools"] = [tool.format_as_litellm_function_call() for tool in tools]
+            if self.parallel_tool_calls is not None and lm_kwargs.get("parallel_tool_calls") is None:
+                lm_kwargs["parallel_tool_calls"] = self.parallel_tool_calls
+            return _delete_fields(signature, output_name, input_name)
+        if output_name:
+            for key in tool_options:
+                lm_kwargs.pop(key, None)
+        return signature
+
+    def parse_output(
+        self, processed_signature: type[Signature], signature: type[Signature], output: Any
+    ) -> dict[str, Any]:
+        """One choice's outputs (DSPy's ``_call_postprocess`` for one output): ``output`` is its text, or a dict
+        with ``text`` and ``tool_calls`` when the reply called tools. The calls fill the ``ToolCalls`` field;
+        with them, a text that does not parse is ignored. Output fields the prompt did not ask for are None."""
+        text, tool_calls = (
+            (output.get("text"), output.get("tool_calls")) if isinstance(output, dict) else (output, None)
+        )
+        output_name = self.tool_call_output_field_name(signature) if tool_calls else None
+        if not output_name:
+            value = self.parse(processed_signature, text or "")
+        elif text and processed_signature.output_fields:
+            try:
+                value = self.parse(processed_signature, text)
+            except AdapterParseError:
+                value = {}
+        else:
+            value = {}
+        if processed_signature is not signature or output_name:
+            value = {name: value.get(name) for name in signature.output_fields}
+        if output_name:
+            from .tool import ToolCalls, provider_tool_call
+
+            value[output_name] = ToolCalls.from_dict_list([provider_tool_call(call) for call in tool_calls])
+        return value
+
     async def arun(
         self,
         lm: LM,
@@ -248,14 +338,17 @@ class Adapter:
         rollout_id: Any = None,
     ) -> tuple[list[dict[str, Any]], Usage]:
         """Format, call the LM, parse every choice. Returns (completions, usage)."""
-        messages = self.format(signature, demos, inputs)
         options = {**self.request_options(lm, signature), **(config or {})}
+        processed = self._call_preprocess(lm, options, signature, inputs)
+        messages = self.format(processed, demos, inputs)
+        if options.get("parallel_tool_calls") is not None:
+            options.setdefault("tool_choice", "auto")
         response = await lm.acall(messages, n=n, rollout_id=rollout_id, **options)
         completions, first_error = [], None
         finish_reasons = response.finish_reasons
-        for i, text in enumerate(response.texts):
+        for i, output in enumerate(response):
             try:
-                completions.append(self.parse(signature, text))
+                completions.append(self.parse_output(processed, signature, output))
             except AdapterParseError as exc:
                 if i < len(finish_reasons) and finish_reasons[i] == "length":
                     exc = cut_reply_error(exc, self.name, max_tokens_of(lm, options))
@@ -286,6 +379,35 @@ class Adapter:
     def __call__(self, lm: LM, *args: Any, **kwargs: Any) -> Any:
         """DSPy's ``adapter(lm, lm_kwargs, signature, demos, inputs)``: a list of dicts, one per completion."""
         return run_sync(self.acall(lm, *args, **kwargs))
+
+
+# signature -> (deleted field names, the signature without them): the same signature each call, so its system
+# message is formatted once (weak: it goes with the signature it was made from, which it does not reference)
+_WITHOUT_FIELDS: weakref.WeakKeyDictionary[Any, tuple[tuple[str, ...], type[Signature]]] = weakref.WeakKeyDictionary()
+
+
+def _delete_fields(signature: type[Signature], *names: str) -> type[Signature]:
+    """``signature.delete(name)`` for each name. DSPy's may leave no output field (when the ToolCalls output,
+    answered by the tool calls themselves, was the only one), which dsr's ``make_signature`` refuses; that
+    signature is built here the way ``make_signature`` builds one, so it formats as DSPy's does."""
+    known = _WITHOUT_FIELDS.get(signature)
+    if known is not None and known[0] == names:
+        return known[1]
+    kept = {n: f for n, f in signature.fields.items() if n not in names}
+    if any(f.kind == "output" for f in kept.values()):
+        result = make_signature(kept, signature.instructions, base=signature)
+    else:
+        namespace = {
+            "fields": kept,
+            "_inputs": dict(kept),
+            "_outputs": {},
+            "instructions": signature.instructions,
+            "__module__": signature.__module__,
+            "__doc__": None,
+        }
+        result = type.__new__(SignatureMeta, signature.__name__, (Signature,), namespace)
+    _WITHOUT_FIELDS[signature] = (names, result)
+    return result
 
 
 def max_tokens_of(lm: Any, options: Mapping[str, Any]) -> int | None:

@@ -77,8 +77,13 @@ class ChatAdapter(Adapter):
         use_json_adapter_fallback: bool | None = None,
         callbacks: list[Any] | None = None,
         use_native_function_calling: bool = False,
+        parallel_tool_calls: bool | None = None,
     ) -> None:
-        super().__init__(callbacks=callbacks, use_native_function_calling=use_native_function_calling)
+        super().__init__(
+            callbacks=callbacks,
+            use_native_function_calling=use_native_function_calling,
+            parallel_tool_calls=parallel_tool_calls,
+        )
         # ``use_json_adapter_fallback`` is DSPy's name for the same switch
         self.use_json_fallback = use_json_fallback if use_json_adapter_fallback is None else use_json_adapter_fallback
 
@@ -122,9 +127,9 @@ class ChatAdapter(Adapter):
         ]
         return "\n\n".join(parts).strip() + "\n\n[[ ## completed ## ]]\n"
 
-    def parse(self, signature: type[Signature], text: str) -> dict[str, Any]:
+    def parse(self, signature: type[Signature], completion: str) -> dict[str, Any]:
         sections: list[tuple[str | None, list[str]]] = [(None, [])]
-        for line in text.splitlines():
+        for line in completion.splitlines():
             match = _HEADER.match(line.strip())
             if match:
                 rest = line.strip()[match.end() :].strip()
@@ -135,7 +140,7 @@ class ChatAdapter(Adapter):
         for name, lines in sections:
             if name is not None and name not in values:
                 values[name] = "\n".join(lines).strip()
-        return parse_fields(self.name, signature, values, text)
+        return parse_fields(self.name, signature, values, completion)
 
     async def arun(
         self,
@@ -154,7 +159,11 @@ class ChatAdapter(Adapter):
             from .json_adapter import JSONAdapter
 
             try:
-                completions, usage = await JSONAdapter().arun(lm, signature, demos, inputs, **kwargs)
+                fallback = JSONAdapter(  # as DSPy's: function calling as this adapter has it
+                    use_native_function_calling=self.use_native_function_calling,
+                    parallel_tool_calls=self.parallel_tool_calls,
+                )
+                completions, usage = await fallback.arun(lm, signature, demos, inputs, **kwargs)
             except AdapterParseError as json_exc:
                 error = AdapterParseError(
                     f"{exc} (the JSONAdapter fallback failed too: {json_exc})",

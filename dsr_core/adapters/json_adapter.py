@@ -43,7 +43,21 @@ def repair_json(text: str) -> Any:
 
 
 class JSONAdapter(Adapter):
+    """DSPy's JSON format. Unlike ChatAdapter it uses native function calling by default (as DSPy's does)."""
+
     name = "JSONAdapter"
+
+    def __init__(
+        self,
+        callbacks: list[Any] | None = None,
+        use_native_function_calling: bool = True,
+        parallel_tool_calls: bool | None = None,
+    ) -> None:
+        super().__init__(
+            callbacks=callbacks,
+            use_native_function_calling=use_native_function_calling,
+            parallel_tool_calls=parallel_tool_calls,
+        )
 
     def __repr__(self) -> str:
         return "JSONAdapter()"
@@ -74,24 +88,30 @@ class JSONAdapter(Adapter):
         values = {n: jsonable(outputs.get(n, missing)) for n in signature.output_fields}
         return json.dumps(values, indent=2, ensure_ascii=False)
 
-    def parse(self, signature: type[Signature], text: str) -> dict[str, Any]:
+    def parse(self, signature: type[Signature], completion: str) -> dict[str, Any]:
         try:
-            values = repair_json(text)
+            values = repair_json(completion)
         except Exception:  # noqa: BLE001 - any failure to find an object is a parse error
             values = None
         if not isinstance(values, dict):
             raise AdapterParseError(
-                f"JSONAdapter: the reply is not a JSON object: {text[:200]!r}", raw=text, field=None, adapter=self.name
+                f"JSONAdapter: the reply is not a JSON object: {completion[:200]!r}",
+                raw=completion,
+                field=None,
+                adapter=self.name,
             )
-        return parse_fields(self.name, signature, values, text)
+        return parse_fields(self.name, signature, values, completion)
 
     def request_options(self, lm: LM, signature: type[Signature]) -> dict[str, Any]:
-        if getattr(lm, _NO_SCHEMA_ATTR, False):
+        tool_calls = self.tool_call_output_field_name(signature)
+        # as DSPy: a ToolCalls output answered in the text gets plain JSON mode; answered natively, the schema
+        # leaves it out
+        if getattr(lm, _NO_SCHEMA_ATTR, False) or (tool_calls and not self.use_native_function_calling):
             return {"response_format": {"type": "json_object"}}
         import pydantic  # on first use: building schemas is the only thing this adapter needs it for
 
         try:
-            schema = _output_schema(signature)
+            schema = _output_schema(signature, skip=tool_calls)
         except (pydantic.PydanticSchemaGenerationError, pydantic.PydanticInvalidForJsonSchema, TypeError):
             return {"response_format": {"type": "json_object"}}
         return {
@@ -123,10 +143,10 @@ class JSONAdapter(Adapter):
             return await super().arun(lm, signature, demos, inputs, **kwargs)
 
 
-def _output_schema(signature: type[Signature]) -> dict[str, Any]:
+def _output_schema(signature: type[Signature], skip: str | None = None) -> dict[str, Any]:
     import pydantic
 
     model = pydantic.create_model(  # type: ignore[call-overload]
-        "Outputs", **{n: (f.annotation, ...) for n, f in signature.output_fields.items()}
+        "Outputs", **{n: (f.annotation, ...) for n, f in signature.output_fields.items() if n != skip}
     )
     return model.model_json_schema()

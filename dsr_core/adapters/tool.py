@@ -65,7 +65,7 @@ class Tool:
             arg_types[param_name] = annotation
             args[param_name] = json_schema_for(annotation)
             if param.default is not inspect.Parameter.empty:
-                args[param_name]["default"] = param.default
+                args[param_name]["default"] = _json_default(param.default)
             if arg_desc and param_name in arg_desc:
                 args[param_name]["description"] = arg_desc[param_name]
         self.name = self.name or name
@@ -132,7 +132,8 @@ class Tool:
         return str(self)
 
     def format_as_litellm_function_call(self) -> dict[str, Any]:
-        """The OpenAI function-calling description of this tool."""
+        """The OpenAI function-calling description of this tool (an argument with a default is optional)."""
+        args = self.args or {}
         return {
             "type": "function",
             "function": {
@@ -141,7 +142,7 @@ class Tool:
                 "parameters": {
                     "type": "object",
                     "properties": self.args,
-                    "required": list(self.args or {}),
+                    "required": [k for k in args if "default" not in args[k]],
                 },
             },
         }
@@ -168,10 +169,20 @@ class ToolCalls(Type):
     # would put them in the JSON schema the prompt shows, and DSPy's schema has no descriptions.
 
     class ToolCall(pydantic.BaseModel):
-        # One requested call: the tool's name and its arguments.
+        # One requested call: the tool's name and its arguments; ``id`` is the provider's call id of a native
+        # tool call (DSPy's schema, and so the prompt, leaves it out).
 
+        id: str | None = None
         name: str
         args: dict[str, Any]
+
+        @classmethod
+        def __get_pydantic_json_schema__(cls, core_schema: Any, handler: Any) -> dict[str, Any]:
+            schema = handler.resolve_ref_schema(super().__get_pydantic_json_schema__(core_schema, handler))
+            schema.get("properties", {}).pop("id", None)
+            if isinstance(schema.get("required"), list):
+                schema["required"] = [name for name in schema["required"] if name != "id"]
+            return schema
 
         def format(self) -> dict[str, Any]:
             return {"name": self.name, "args": self.args}
@@ -224,34 +235,67 @@ class ToolCalls(Type):
     def _normalize(cls, data: Any) -> Any:
         if isinstance(data, cls):
             return data
-        if isinstance(data, list):
+        if isinstance(data, list) and all(isinstance(item, dict) and _is_call(item) for item in data):
             return {"tool_calls": [_plain_call(item) for item in data]}
-        if isinstance(data, dict) and "tool_calls" in data:
-            return {**data, "tool_calls": [_plain_call(item) for item in data["tool_calls"] or []]}
-        if isinstance(data, dict) and (
-            "function" in data or ("name" in data and ("args" in data or "arguments" in data))
-        ):
+        if isinstance(data, dict) and isinstance(data.get("tool_calls"), list):
+            return {**data, "tool_calls": [_plain_call(item) for item in data["tool_calls"]]}
+        if isinstance(data, dict) and _is_call(data):
             return {"tool_calls": [_plain_call(data)]}
         raise ValueError(f"Invalid value for ToolCalls: {data!r}")
 
 
+def _is_call(item: dict[str, Any]) -> bool:
+    return ("name" in item and ("args" in item or "arguments" in item)) or "function" in item
+
+
 def _plain_call(item: Any) -> Any:
-    """``{"name", "args"}`` from OpenAI's ``{"type": "function", "function": {"name", "arguments"}}`` or from
-    ``{"name", "arguments"}`` (a reply may use either form; ``format()`` writes DSPy's); anything else as it is."""
+    """``{"id", "name", "args"}`` (DSPy's normalization) from ``{"name", "args"}``, ``{"name", "arguments"}`` or
+    OpenAI's ``{"id", "type": "function", "function": {"name", "arguments"}}``: a reply may use any of them and
+    ``format()`` writes DSPy's. Arguments given as a JSON string are parsed (and repaired); a value of another
+    kind than an object becomes ``{}``. Anything but a dict is left to the model's validation."""
     if not isinstance(item, dict):
         return item
-    if isinstance(item.get("function"), dict):
-        function = item["function"]
-        name, arguments = function.get("name") or item.get("name"), function.get("arguments") or {}
-    elif "args" not in item and "arguments" in item:
-        name, arguments = item.get("name"), item["arguments"] or {}
+    if "function" in item:
+        function = item.get("function") or {}
+        if not isinstance(function, dict):
+            raise ValueError(f"Invalid function value for ToolCalls: {function!r}")
+        name, arguments = function.get("name") or item.get("name"), function.get("arguments", {})
     else:
-        return item
+        name, arguments = item.get("name"), item.get("args", item.get("arguments", {}))
     if isinstance(arguments, str):
-        import json
+        from .json_adapter import repair_json
 
-        arguments = json.loads(arguments) if arguments.strip() else {}
-    return {"name": name, "args": arguments}
+        arguments = repair_json(arguments) if arguments.strip() else {}
+    if not isinstance(arguments, dict):
+        arguments = {}
+    return {"id": item.get("id") or item.get("call_id"), "name": name, "args": arguments}
+
+
+def provider_tool_call(call: Any) -> dict[str, Any]:
+    """A ``tool_calls`` entry of an LM reply (a dict, or an SDK object) as ``{"id", "name", "args"}``. A
+    Responses-API item carries ``call_id`` (the id results refer to) and ``arguments`` at its top level."""
+
+    def get(obj: Any, key: str) -> Any:
+        return obj.get(key) if isinstance(obj, dict) else getattr(obj, key, None)
+
+    function = get(call, "function") or {}
+    arguments = get(function, "arguments") or get(call, "arguments") or {}
+    item = {"id": get(call, "call_id") or get(call, "id"), "name": get(function, "name") or get(call, "name")}
+    return _plain_call({**item, "arguments": arguments})
+
+
+def _json_default(value: Any) -> Any:
+    """A parameter default in its JSON form (an Enum member as its value), as DSPy writes it into the schema."""
+    from decimal import Decimal
+
+    if isinstance(value, Decimal):
+        return float(value)  # a JSON number fits a float and a Decimal argument; pydantic would give a string
+    import pydantic_core
+
+    try:
+        return pydantic_core.to_jsonable_python(value)
+    except Exception:  # noqa: BLE001 - a default with no JSON form stays as it is
+        return value
 
 
 # -- helpers -------------------------------------------------------------------------------------------------------

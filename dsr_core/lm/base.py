@@ -141,7 +141,7 @@ class BaseLM:
             "rollout_id": kwargs.get("rollout_id"),
         }
         self._count(usage)
-        record_role_usage(getattr(self, "role", "task"), usage)
+        record_role_usage(getattr(self, "role", "task"), usage, str(getattr(self, "model", "") or ""))
         record_history(self, entry)
         return response
 

@@ -16,6 +16,7 @@ ms per call against 1.37 ms for ``chat.completions.with_raw_response.create``, t
 from __future__ import annotations
 
 import asyncio
+import copy
 import hashlib
 import hmac
 import json
@@ -41,7 +42,7 @@ from .base import LM_CLASS_STATE_KEY, BaseLM
 from .failures import connection_error, connection_problem, describe, exhausted_error, fatal_error
 from .history import record_history
 from .pools import ClientPools, LoopClients, sdk_clients
-from .response import LMResponse, MalformedResponseError, parse_completion
+from .response import LMResponse, MalformedResponseError, parse_completion, tool_call_outputs
 from .retry import backoff_delay, is_transient, server_delay
 
 log = logging.getLogger(__name__)
@@ -94,6 +95,10 @@ class LM(BaseLM):
     """
 
     model_type = "chat"
+    # Adapters with use_native_function_calling send tools as the ``tools`` request parameter when this is
+    # True. DSPy asks a model catalog; dsr assumes an OpenAI-compatible endpoint takes them (as it assumes
+    # json_schema): set it False on an instance for a server that does not.
+    supports_function_calling = True
 
     def __init__(
         self,
@@ -321,7 +326,7 @@ class LM(BaseLM):
         inputs = {"prompt": prompt if isinstance(prompt, str) else None, "messages": messages, "kwargs": overrides}
         with observed(callbacks, "lm", self, inputs) as call:
             response = await self._complete(messages, n, rollout_id, cache, True, overrides)
-            call.outputs = list(response.texts)
+            call.outputs = list(response)  # DSPy's outputs: texts, or dicts for replies that called tools
         return response
 
     async def _complete(
@@ -341,11 +346,14 @@ class LM(BaseLM):
             key = request_key(body if rollout_id is None else {**body, "rollout_id": rollout_id})
             hit = store.get(key)  # the cache hands out only entries of the right shape (cache.entry_problem)
             if hit is not None:
+                texts = list(hit["texts"])  # copies: a caller editing its response must not edit the cache
+                calls = hit.get("tool_calls")
                 response = LMResponse(
-                    texts=list(hit["texts"]),  # copies: a caller editing its response must not edit the cache
+                    texts=texts,
                     usage=Usage(lm_calls=1, cached_calls=1),
                     cached=True,
                     finish_reasons=list(hit.get("finish_reasons", [])),
+                    outputs=tool_call_outputs(texts, copy.deepcopy(calls)) if calls else None,
                 )
                 if record:
                     self._record(body, response, rollout_id, hit.get("usage"))
@@ -355,17 +363,18 @@ class LM(BaseLM):
         response.latency = time.perf_counter() - started
         price(response.usage, self.prices)
         if store is not None and key is not None:
-            store.put(
-                key,
-                {
-                    "texts": list(response.texts),
-                    "finish_reasons": list(response.finish_reasons),
-                    "usage": {
-                        "prompt_tokens": response.usage.prompt_tokens,
-                        "completion_tokens": response.usage.completion_tokens,
-                    },
+            entry: dict[str, Any] = {
+                "texts": list(response.texts),
+                "finish_reasons": list(response.finish_reasons),
+                "usage": {
+                    "prompt_tokens": response.usage.prompt_tokens,
+                    "completion_tokens": response.usage.completion_tokens,
                 },
-            )
+            }
+            if response.outputs is not None:  # a reply that called tools: per choice its calls, or None
+                calls = [o.get("tool_calls") if isinstance(o, dict) else None for o in response.outputs]
+                entry["tool_calls"] = copy.deepcopy(calls)  # the caller's outputs stay its own to edit
+            store.put(key, entry)
         if record:
             self._record(body, response, rollout_id, None)
         return response
@@ -400,12 +409,13 @@ class LM(BaseLM):
         cache = kwargs.pop("cache", None)
         rendered = messages if messages is not None else [{"role": "user", "content": prompt or ""}]
         response = await self._complete(rendered, n, rollout_id, cache, False, kwargs)
+        calls = [o.get("tool_calls") if isinstance(o, dict) else None for o in response]
         return {
             "model": self.model,
             "choices": [
                 {
                     "index": i,
-                    "message": {"role": "assistant", "content": text},
+                    "message": {"role": "assistant", "content": text, **({"tool_calls": calls[i]} if calls[i] else {})},
                     "finish_reason": response.finish_reasons[i] if i < len(response.finish_reasons) else None,
                 }
                 for i, text in enumerate(response.texts)
@@ -420,7 +430,7 @@ class LM(BaseLM):
 
     def _record(self, body: dict[str, Any], response: LMResponse, rollout_id: Any, cached_usage: Any) -> None:
         self._thread_usage().add(response.usage)
-        record_role_usage(self.role, response.usage)
+        record_role_usage(self.role, response.usage, self.model)
         if _settings.get("disable_history"):
             return
         entry = {

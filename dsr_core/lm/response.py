@@ -123,6 +123,7 @@ def parse_completion(content: bytes, model: str, *, warn_cut: bool = True) -> LM
         choices = data["choices"]
         texts = [(c.get("message") or {}).get("content") or "" for c in choices]
         finish = [c.get("finish_reason") or "" for c in choices]
+        tool_calls = [(c.get("message") or {}).get("tool_calls") or None for c in choices]
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         snippet = content[:200].decode("utf-8", "replace")
         raise MalformedResponseError(f"malformed completion body ({exc.__class__.__name__}): {snippet!r}") from None
@@ -141,4 +142,14 @@ def parse_completion(content: bytes, model: str, *, warn_cut: bool = True) -> LM
             cached_prompt_tokens=int(details.get("cached_tokens") or 0) if isinstance(details, dict) else 0,
         ),
         finish_reasons=finish,
+        outputs=tool_call_outputs(texts, tool_calls) if any(tool_calls) else None,
     )
+
+
+def tool_call_outputs(texts: list[str], tool_calls: list[Any]) -> list[Any]:
+    """DSPy's outputs for choices of which some called tools: ``{"text", "tool_calls"}`` for those (the
+    text None when the message had no content, as DSPy gives it), ``{"text"}`` for the others."""
+    outputs: list[Any] = []
+    for text, calls in zip(texts, tool_calls, strict=True):
+        outputs.append({"text": text or None, "tool_calls": calls} if calls else {"text": text})
+    return outputs

@@ -19,10 +19,11 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .. import settings as _settings
 from .._async import run_sync
 from ..callback import active_callbacks, observed
 from ..runtime import runtime
-from ..tracking import current_callers
+from ..tracking import current_callers, current_usage_tracker, track_usage
 
 if TYPE_CHECKING:
     from ..primitives import Example, Prediction
@@ -93,6 +94,14 @@ class Module(metaclass=_ModuleMeta):
         return self._call(args, kwargs)
 
     def _call(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Prediction:
+        if _settings.get("track_usage") and current_usage_tracker.get() is None:
+            with track_usage() as tracker:  # DSPy's: the outermost module call's prediction carries its usage
+                output = self._call_forward(args, kwargs)
+            _set_lm_usage(output, tracker.get_total_tokens())
+            return output
+        return self._call_forward(args, kwargs)
+
+    def _call_forward(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Prediction:
         token = current_callers.set((*current_callers.get(), self))
         try:
             if type(self).forward is not Module.forward:
@@ -110,6 +119,14 @@ class Module(metaclass=_ModuleMeta):
         return await self._acall(args, kwargs)
 
     async def _acall(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Prediction:
+        if _settings.get("track_usage") and current_usage_tracker.get() is None:
+            with track_usage() as tracker:
+                output = await self._acall_forward(args, kwargs)
+            _set_lm_usage(output, tracker.get_total_tokens())
+            return output
+        return await self._acall_forward(args, kwargs)
+
+    async def _acall_forward(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Prediction:
         token = current_callers.set((*current_callers.get(), self))
         try:
             return await self.aforward(*args, **kwargs)
@@ -352,6 +369,19 @@ class Module(metaclass=_ModuleMeta):
     def __repr__(self) -> str:
         inner = ", ".join(f"{n}={p!r}" for n, p in self.named_predictors())
         return f"{type(self).__name__}({inner})"
+
+
+def _set_lm_usage(output: Any, tokens: dict[str, Any]) -> None:
+    """Attach a module call's usage to its prediction (or to the first item of a (prediction, ...) tuple, as
+    DSPy does for optimizers that patch forward); anything else is left alone."""
+    from ..primitives import Prediction
+
+    if isinstance(output, tuple) and output:
+        output = output[0]
+    if isinstance(output, Prediction):
+        output.set_lm_usage(tokens)
+    else:
+        log.warning("track_usage: %s returned no Prediction to attach LM usage to", type(output).__name__)
 
 
 def _copy_value(value: Any, memo: dict[int, Any]) -> Any:

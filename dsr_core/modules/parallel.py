@@ -13,6 +13,7 @@ import functools
 import inspect
 import logging
 import traceback
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -62,7 +63,17 @@ class Parallel(Module):
         return_failed_examples: bool = False,
         provide_traceback: bool | None = None,
         disable_progress_bar: bool = False,
+        timeout: int = 120,
+        straggler_limit: int = 3,
     ) -> None:
+        if timeout != 120 or straggler_limit != 3:  # DSPy's defaults, accepted silently
+            warnings.warn(
+                "Parallel: timeout= and straggler_limit= have no meaning in dsr (pairs are asyncio tasks, not "
+                "threads to resubmit; bound a call with the LM's timeout or asyncio.timeout)",
+                stacklevel=2,
+            )
+        self.timeout = timeout
+        self.straggler_limit = straggler_limit
         self.num_threads = num_threads or _setting("num_threads", DEFAULT_NUM_THREADS)
         self.max_errors = _setting("max_errors", DEFAULT_MAX_ERRORS) if max_errors is None else max_errors
         self.access_examples = access_examples

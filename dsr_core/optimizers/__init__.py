@@ -18,21 +18,26 @@ from .base import (
 )
 from .bootstrap import BootstrapFewShot, BootstrapState, LabeledFewShot
 from .copro import COPRO, CoproState
+from .ensemble import Ensemble
 from .gepa import GEPA, GepaState
 from .mipro import MiproState, MIPROv2
 from .random_search import BootstrapFewShotWithRandomSearch, RandomSearchState
 from .simba import SIMBA, SimbaState
 from .structural import StructuralOptimizer, StructuralState
 
+BootstrapRS = BootstrapFewShotWithRandomSearch  # DSPy's alias
+
 __all__ = [
     "COPRO",
     "CoproState",
     "BootstrapFewShot",
     "BootstrapFewShotWithRandomSearch",
+    "BootstrapRS",
     "BootstrapState",
     "BootstrapWork",
     "EvaluateOutcome",
     "EvaluateWork",
+    "Ensemble",
     "GenerateOutcome",
     "GEPA",
     "GenerateWork",

@@ -98,7 +98,9 @@ class COPRO(Optimizer):
         verbose: bool = False,
         *,
         seed: int = 0,
+        **_kwargs: Any,
     ) -> None:
+        """DSPy's ``**_kwargs`` are accepted and unused, as in DSPy."""
         if breadth <= 1:
             raise ValueError("COPRO needs breadth > 1")
         if track_stats:

@@ -61,6 +61,11 @@ class ChatRequest:
         return next((m["content"] for m in reversed(self.messages) if m.get("role") == "user"), "")
 
     @property
+    def tools(self) -> list[dict[str, Any]]:
+        """The request's ``tools`` (OpenAI function-calling descriptions), if any."""
+        return self.body.get("tools") or []
+
+    @property
     def json_mode(self) -> bool:
         return "response_format" in self.body
 
@@ -107,6 +112,11 @@ class ChatRequest:
             return json.dumps(values)
         parts = [f"[[ ## {k} ## ]]\n{v if isinstance(v, str) else json.dumps(v)}" for k, v in values.items()]
         return "\n\n".join(parts) + "\n\n[[ ## completed ## ]]"
+
+
+def tool_call(name: str, args: dict[str, Any], call_id: str = "call_0") -> dict[str, Any]:
+    """One entry of an assistant message's ``tool_calls`` in OpenAI's shape (``arguments`` as a JSON string)."""
+    return {"id": call_id, "type": "function", "function": {"name": name, "arguments": json.dumps(args)}}
 
 
 def parse_sections(text: str) -> dict[str, str]:
@@ -160,7 +170,8 @@ class ServerStats:
     last_headers: dict[str, str] = field(default_factory=dict)  # of the last chat request (names lower-cased)
 
 
-Responder = Callable[[ChatRequest], "str | list[str]"]
+# a reply: its text, or an assistant message ({"content": ..., "tool_calls": [...]}); a list gives one per choice
+Responder = Callable[[ChatRequest], "str | dict[str, Any] | list[str | dict[str, Any]]"]
 
 _STATUS = {
     "400": "400 Bad Request",
@@ -400,8 +411,12 @@ class LMTestServer:
         limit = body.get("max_completion_tokens") or body.get("max_tokens")
         if self.enforce_max_tokens and limit:
             chars = int(limit) * CHARS_PER_TOKEN
-            finish_reasons = ["length" if len(t) > chars else "stop" for t in texts]
-            texts = [t[:chars] for t in texts]
+            finish_reasons = ["length" if isinstance(t, str) and len(t) > chars else "stop" for t in texts]
+            texts = [t[:chars] if isinstance(t, str) else t for t in texts]
+        finish_reasons = [
+            "tool_calls" if isinstance(t, dict) and t.get("tool_calls") else reason
+            for t, reason in zip(texts, finish_reasons, strict=True)
+        ]
         stats.completions += 1
         self._send(writer, "200 OK", self._completion_body(request, texts, finish_reasons))
         return True
@@ -444,9 +459,11 @@ class LMTestServer:
         cls._send(writer, status, json.dumps({"error": error}).encode())
 
     @staticmethod
-    def _completion_body(request: ChatRequest, texts: list[str], finish_reasons: list[str] | None = None) -> bytes:
+    def _completion_body(
+        request: ChatRequest, texts: list[str | dict[str, Any]], finish_reasons: list[str] | None = None
+    ) -> bytes:
         prompt_tokens = sum(len(str(m.get("content", ""))) for m in request.messages) // CHARS_PER_TOKEN + 1
-        completion_tokens = sum(len(t) for t in texts) // CHARS_PER_TOKEN + 1
+        completion_tokens = sum(len(t if isinstance(t, str) else json.dumps(t)) for t in texts) // CHARS_PER_TOKEN + 1
         finish_reasons = finish_reasons or ["stop"] * len(texts)
         return json.dumps(
             {
@@ -455,7 +472,11 @@ class LMTestServer:
                 "created": int(time.time()),
                 "model": request.model,
                 "choices": [
-                    {"index": i, "message": {"role": "assistant", "content": t}, "finish_reason": reason}
+                    {
+                        "index": i,
+                        "message": {"role": "assistant", **(t if isinstance(t, dict) else {"content": t})},
+                        "finish_reason": reason,
+                    }
                     for i, (t, reason) in enumerate(zip(texts, finish_reasons, strict=True))
                 ],
                 "usage": {

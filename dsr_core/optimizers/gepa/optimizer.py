@@ -76,6 +76,8 @@ class GEPA(Optimizer):
     ``metric`` may return a number or ``Prediction(score=..., feedback=...)`` and may take GEPA's
     ``(gold, pred, trace, pred_name, pred_trace)``; it is the runner's to call (the flows pass theirs), so
     it may be left out here. ``num_proposals`` is dsr's: iterations run at once (same result as one).
+    DSPy's other keywords (proposers, ``component_selector``, ``failure_score``, wandb/mlflow switches,
+    ``gepa_kwargs``) are accepted; set to anything but their defaults they warn that they have no effect.
     """
 
     name = "GEPA"
@@ -91,13 +93,25 @@ class GEPA(Optimizer):
         candidate_selection_strategy: Literal["pareto", "current_best"] = "pareto",
         reflection_lm: Any = None,
         skip_perfect_score: bool = True,
+        add_format_failure_as_feedback: bool = False,
+        instruction_proposer: Any = None,
+        code_proposer: Any = None,
+        component_selector: Any = "round_robin",
         use_merge: bool = True,
         max_merge_invocations: NonNegativeInt = 5,
         num_threads: PositiveInt | None = None,
+        failure_score: float = 0.0,
         perfect_score: float = 1.0,
         log_dir: str | None = None,
         track_stats: bool = False,
+        use_wandb: bool = False,
+        wandb_api_key: str | None = None,
+        wandb_init_kwargs: dict[str, Any] | None = None,
+        track_best_outputs: bool = False,
+        warn_on_score_mismatch: bool = True,
+        use_mlflow: bool = False,
         seed: int = 0,
+        gepa_kwargs: dict[str, Any] | None = None,
         num_proposals: PositiveInt = 1,
     ) -> None:
         if metric is not None and not isinstance(metric, Module) and not _callable_as_metric(metric):
@@ -114,6 +128,22 @@ class GEPA(Optimizer):
             )
         if log_dir is not None:
             ignored(self.name, "log_dir", "the state is JSON; the optimize flow checkpoints it after every step")
+        if failure_score != 0.0:
+            ignored(self.name, "failure_score", "the shared runner scores a failed example 0, as Evaluate does")
+        if add_format_failure_as_feedback:
+            ignored(self.name, "add_format_failure_as_feedback", "failed calls are left out of the reflection")
+        if instruction_proposer is not None or code_proposer is not None:
+            ignored(self.name, "instruction_proposer/code_proposer", "dsr's reflection signature proposes")
+        if component_selector != "round_robin":
+            ignored(self.name, "component_selector", "dsr reflects on one predictor at a time, round robin")
+        if use_wandb or wandb_api_key is not None or wandb_init_kwargs:
+            ignored(self.name, "use_wandb", "no wandb logging; the optimize flow tracks runs in MLflow")
+        if use_mlflow:
+            ignored(self.name, "use_mlflow", "use dsr's optimize flow, which logs every trial to MLflow")
+        if track_best_outputs:
+            ignored(self.name, "track_best_outputs", "the state keeps each candidate's scores, not its outputs")
+        if gepa_kwargs:
+            ignored(self.name, "gepa_kwargs", "dsr implements GEPA itself, not through the gepa package")
         self.metric = metric
         self.auto = auto
         self.max_full_evals = max_full_evals
@@ -127,6 +157,17 @@ class GEPA(Optimizer):
         self.max_merge_invocations = max_merge_invocations
         self.num_threads = num_threads
         self.perfect_score = perfect_score
+        self.failure_score = failure_score
+        self.add_format_failure_as_feedback = add_format_failure_as_feedback
+        self.instruction_proposer = instruction_proposer
+        self.code_proposer = code_proposer
+        self.component_selector = component_selector
+        self.use_wandb = use_wandb
+        self.wandb_init_kwargs = wandb_init_kwargs
+        self.track_best_outputs = track_best_outputs
+        self.warn_on_score_mismatch = warn_on_score_mismatch  # dsr has no such check to silence
+        self.use_mlflow = use_mlflow
+        self.gepa_kwargs = gepa_kwargs
         self.log_dir = log_dir
         self.track_stats = track_stats
         self.seed = seed
