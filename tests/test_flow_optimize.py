@@ -143,6 +143,57 @@ def test_incompatible_and_corrupt_checkpoints_stop_with_a_clear_error(prefect_ha
     assert after == set(before)  # nothing was overwritten or restarted
 
 
+LOCAL_PROGRAM = """
+import dsr_core as dsr
+
+
+class LocalWordCode(dsr.Module):
+    def __init__(self):
+        self.encode = dsr.Predict("word -> code")
+
+    async def aforward(self, word):
+        return await self.encode.acall(word=word)
+
+
+def local_exact(example, prediction, trace=None):
+    return prediction.code == example.code
+"""
+
+
+def test_a_checkpoint_is_refused_by_a_run_with_other_code_state_metric_or_lm(prefect_harness, server, workdir):
+    """Each part of a run's identity the checkpoint records, changed alone, is named and nothing is written."""
+    from flows.optimize import run_optimization
+
+    (workdir / "local_wordcode.py").write_text(LOCAL_PROGRAM)
+
+    def config(**changes):
+        base = make_config(workdir, server, optimizer={"name": "LabeledFewShot", "k": 2})
+        base["program"] = {"ref": "local_wordcode:LocalWordCode"}
+        base["metric"] = {"ref": "local_wordcode:local_exact"}
+        for section, values in changes.items():
+            base[section] = {**base[section], **values}
+        return validate_config(base)
+
+    server.responder = learns_from_demos
+    first = run_optimization(config())
+    folder = workdir / "checkpoints" / "opt-test"
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+
+    def refused(part, **changes):
+        # the part is named (a metric of another name is other code as well)
+        with pytest.raises(CheckpointError, match=rf"incompatible run \(different ([a-z_]+, )*{part}\b"):
+            run_optimization(config(**changes))
+
+    refused("lms", lm={"model": "another-model"})
+    refused("metric", metric={"ref": "exact_match"})
+    # starting from the optimized program instead of the bare one: same shape, other state
+    refused("program_state", program={"state": first.program_url})
+    (workdir / "local_wordcode.py").write_text(LOCAL_PROGRAM + "\n# an edit to the user's code\n")
+    refused("code")
+
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before  # nothing was overwritten or restarted
+
+
 def test_config_problems_of_the_optimize_section(workdir, server):
     bad = make_config(workdir, server, optimizer={"name": "BootstrapFewShot", "max_bootstraped_demos": 3})
     with pytest.raises(ConfigError) as error:

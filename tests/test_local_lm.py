@@ -172,6 +172,44 @@ def test_a_server_that_dies_during_the_run_is_the_error_with_its_signal_and_log(
     os.unlink(log_file)
 
 
+KILLED_PARENT_SCRIPT = """
+import time
+from flows.services.local_lm import LocalLMServer
+
+server = LocalLMServer(startup_timeout=180).start()
+print("ready", server.process.pid, flush=True)
+time.sleep(600)
+"""
+
+
+@needs_local_extra
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_the_server_dies_with_a_sigkilled_parent(tmp_path):
+    """A run killed with SIGKILL (no cleanup code runs) leaves no model server holding the cores."""
+    import subprocess
+
+    import psutil
+
+    from tests.test_prefect_server import ROOT, kill_and_expect_no_survivors, started
+
+    log = tmp_path / "script.log"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    with started(
+        [sys.executable, "-c", KILLED_PARENT_SCRIPT],
+        ROOT,
+        env,
+        stdout=subprocess.PIPE,
+        stderr=log.open("wb"),
+        text=True,
+    ) as child:
+        assert child.stdout is not None
+        line = child.stdout.readline().split()
+        assert line[:1] == ["ready"], log.read_text()[-3000:]
+        server = psutil.Process(int(line[1]))
+        assert server.ppid() == child.pid and "flows.services.local_lm" in server.cmdline()
+        kill_and_expect_no_survivors(child, [server])
+
+
 def _server_pid(port: int) -> int:
     """The pid of the bundled model's server process on ``port`` (a child of this process)."""
     wanted = ["-m", "flows.services.local_lm", "--host", "127.0.0.1", "--port", str(port)]
