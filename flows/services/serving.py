@@ -41,7 +41,9 @@ from fastapi import Request  # at module level: FastAPI resolves the route's ann
 import dsr_core as dsr
 from dsr_core.adapters.types import jsonable, type_adapter
 from dsr_core.environment import secret
+from dsr_core.primitives import Usage
 from dsr_core.signatures import SignatureMeta, type_name
+from dsr_core.tracking import current_usage
 
 from .http_limits import (
     MAX_HEADER_BYTES,
@@ -318,9 +320,16 @@ def create_app(
             "inputs": jsonable(inputs),
         }
         try:
-            prediction = await served.program.acall(**inputs)
+            spent = Usage()  # every LM call the request made, as the evaluate flow counts an example's
+            token = current_usage.set(spent)
+            try:
+                prediction = await served.program.acall(**inputs)
+            finally:
+                current_usage.reset(token)
+            if not spent.lm_calls and prediction.usage is not None:
+                spent = prediction.usage  # a program that made no tracked call may report its own usage
             outputs = output_values(prediction)
-            usage = prediction.usage.to_dict() if prediction.usage is not None else {}
+            usage = spent.to_dict()
             body = {"outputs": outputs, "usage": usage, "version": served.version, "request_id": request_id}
             response = SafeJSONResponse(body)  # rendered here, so an output JSON cannot hold is a 502 too
         except Exception as exc:  # noqa: BLE001 - one failed request is a 502 with its reason, never a crash
