@@ -171,6 +171,7 @@ async def test_refine_passes_the_feedback_as_a_hint(qa, server):
     prediction = await refine.acall(question="What is the capital of Belgium?")
     assert prediction.answer == "Brussels"
     first, feedback, second = server.requests
+    assert prediction.usage.lm_calls == 3  # the module's spend: both attempts and the feedback call
     assert "hint_" not in first["messages"][0]["content"]
 
     system, user = feedback["messages"][0]["content"], feedback["messages"][1]["content"]

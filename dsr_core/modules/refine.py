@@ -122,7 +122,8 @@ class BestOfN(Module):
                 if self.threshold is not None and reward >= self.threshold:
                     break
                 if self.gives_feedback and idx < self.N - 1:
-                    advice = await self._advise(mod, kwargs, calls, outputs, reward)
+                    advice, advised = await self._advise(mod, kwargs, calls, outputs, reward)
+                    spent.add(advised)  # the advice call is this module's spend too
             except Exception as exc:  # noqa: BLE001 - an attempt may fail; fail_count says how many may
                 failures += 1
                 last_error = exc
@@ -145,9 +146,10 @@ class BestOfN(Module):
         calls: list[tuple[Any, dict[str, Any], Any]],
         outputs: Prediction,
         reward: float,
-    ) -> dict[str, str]:
-        """Advice per predictor name for the next attempt (none here: BestOfN only samples again)."""
-        return {}
+    ) -> tuple[dict[str, str], Usage]:
+        """Advice per predictor name for the next attempt, and what asking cost (none here: BestOfN only
+        samples again)."""
+        return {}, Usage()
 
 
 class Refine(BestOfN):
@@ -175,7 +177,7 @@ class Refine(BestOfN):
         calls: list[tuple[Any, dict[str, Any], Any]],
         outputs: Prediction,
         reward: float,
-    ) -> dict[str, str]:
+    ) -> tuple[dict[str, str], Usage]:
         named = mod.named_predictors()
         predictor2name = {id(p): name for name, p in named}
         trajectory = [
@@ -196,7 +198,7 @@ class Refine(BestOfN):
         lm = _settings.get("lm") or next((p.lm for _, p in named if p.lm is not None), None)
         with trace():  # the feedback call is not a call of the program's predictors
             prediction = await Predict(OfferFeedback, lm=lm).acall(**advise_kwargs)
-        return dict(prediction.advice)
+        return dict(prediction.advice), prediction.usage or Usage()
 
 
 class _HintAdapter(Adapter):
