@@ -17,6 +17,7 @@ from .errors import (
     DataError,
     DsrError,
     LMAuthenticationError,
+    LMConfigError,
     LMConnectionError,
     LMError,
     LMNotFoundError,
@@ -133,12 +134,12 @@ _MISSING: dict[str, tuple[str, str]] = {
     "BaseModule": ("dsr has one module base class", "Module"),
     **dict.fromkeys(("OldField", "OldInputField", "OldOutputField"), ("DSPy 2's fields", "InputField/OutputField")),
     "LMAuthError": ("dsr's name differs", "LMAuthenticationError"),
+    "LMConfigurationError": ("dsr's name differs", "LMConfigError"),
     "LMTransportError": ("dsr's name differs", "LMConnectionError"),
     **dict.fromkeys(
         (
             "LMBillingError",
             "LMCollectionLimitError",
-            "LMConfigurationError",
             "LMInvalidRequestError",
             "LMLockTimeoutError",
             "LMNotConfiguredError",
@@ -156,7 +157,6 @@ _MISSING: dict[str, tuple[str, str]] = {
         ("configure_dspy_loggers", "enable_logging", "disable_logging", "enable_litellm_logging"), _LOGGING
     ),
     "disable_litellm_logging": _LOGGING,
-    "clients": ("dsr's clients live elsewhere", "dsr_core.lm (LM, BaseLM)"),
     "lm15": ("dsr has its own LM client", "dsr_core.lm"),
     "dsp": ("DSPy's legacy package", "dsr_core.lm and dsr_core.adapters"),
     "propose": ("dsr's proposers live elsewhere", "dsr_core.optimizers.proposals"),
@@ -165,7 +165,7 @@ _MISSING: dict[str, tuple[str, str]] = {
 
 
 # DSPy's subpackages that programs reach as attributes (``dspy.teleprompt.MIPROv2``, ``dspy.predict.ReAct``)
-_SUBMODULES = {"adapters", "evaluate", "graph", "predict", "primitives", "signatures", "teleprompt", "utils"}
+_SUBMODULES = {"adapters", "clients", "evaluate", "graph", "predict", "primitives", "signatures", "teleprompt", "utils"}
 
 
 def __getattr__(name: str) -> Any:
@@ -177,7 +177,7 @@ def __getattr__(name: str) -> Any:
         return importlib.import_module(f".{name}", __name__)
     if name in _MISSING:
         why, instead = _MISSING[name]
-        raise AttributeError(f"dsr does not have DSPy's {name!r} (yet): {why}; use {instead} instead")
+        raise AttributeError(f"dsr does not have DSPy's {name!r}: {why} (instead: {instead})")
     raise AttributeError(f"module 'dsr_core' has no attribute {name!r}")
 
 
@@ -228,6 +228,7 @@ __all__ = [
     "LLMJudge",
     "LM",
     "LMAuthenticationError",
+    "LMConfigError",
     "LMConnectionError",
     "LMError",
     "LMNotFoundError",

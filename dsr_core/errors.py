@@ -37,6 +37,10 @@ class LMError(DsrError):
         self.model = model
 
 
+class LMConfigError(DsrError, ValueError):
+    """An LM that cannot be made as given: an unknown or unsupported provider, or a missing ``api_base``."""
+
+
 class LMRateLimitError(LMError):
     """The endpoint kept answering 429 until the retries ran out."""
 

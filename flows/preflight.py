@@ -56,20 +56,26 @@ def lm_sections(config: RunConfig, purpose: Purpose) -> dict[str, LMSpec]:
 def key_problems(sections: dict[str, LMSpec]) -> list[tuple[str, str]]:
     """A key variable that is named but unset would send requests with a placeholder key (every row a 401).
 
-    It is a problem when the section names its own variable, or uses the default one for the default
-    endpoint (OpenAI); a local endpoint (``api_base`` set) with the default name needs no key.
+    It is a problem when the section names its own variable, or when the endpoint needs a key: OpenAI's, or
+    a hosted provider's (``anthropic/...``); a local endpoint (``api_base`` set) needs none.
     """
+    from dsr_core.lm import DEFAULT_API_KEY_ENV
+
     from .services.local_lm import LOCAL_MODEL
 
     problems = []
     for path, section in sections.items():
-        if section.model == LOCAL_MODEL or secret(section.api_key_env) is not None:
+        if section.model == LOCAL_MODEL:
             continue
-        default_name = section.api_key_env == LMSpec.model_fields["api_key_env"].default
-        if default_name and section.api_base is not None:
+        lm = section.build()  # resolves the provider's endpoint and key variable; no request is made
+        # OpenAI's variable named for a local endpoint is the default written out, not a demand for a key
+        named = section.api_key_env not in (None, DEFAULT_API_KEY_ENV) or (
+            section.api_key_env == DEFAULT_API_KEY_ENV and section.api_base is None
+        )
+        if secret(lm.api_key_env) is not None or not (named or lm.key_required):
             continue
-        where = "the default endpoint (api.openai.com)" if section.api_base is None else section.api_base
-        problems.append((f"{path}.api_key_env", f"names {section.api_key_env}, which is not set (needed for {where})"))
+        where = "the default endpoint (api.openai.com)" if lm.api_base is None else lm.api_base
+        problems.append((f"{path}.api_key_env", f"names {lm.api_key_env}, which is not set (needed for {where})"))
     return problems
 
 

@@ -7,6 +7,7 @@ imported through ``dsr_core.imports.import_ref``, one rule everywhere: the worki
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -61,7 +62,11 @@ class MetricSpec(Spec):
 class LMSpec(Spec):
     model: str
     api_base: str | None = None
-    api_key_env: str = Field("OPENAI_API_KEY", description="NAME of the environment variable holding the key")
+    api_key_env: str | None = Field(
+        None,
+        description="NAME of the environment variable holding the key; default: the provider's "
+        "(OPENAI_API_KEY, or ANTHROPIC_API_KEY for anthropic/..., as LiteLLM reads them)",
+    )
     temperature: float = 0.0
     max_tokens: int = Field(1000, ge=1)
     max_concurrency: int = Field(64, ge=1)
@@ -80,6 +85,16 @@ class LMSpec(Spec):
     tokens_per_second: float | None = Field(
         None, gt=0, description="the self-hosted endpoint's measured throughput, prompt + completion tokens"
     )
+
+    @model_validator(mode="after")
+    def _provider_is_known(self) -> LMSpec:
+        from dsr_core.lm.providers import resolve
+
+        # LMConfigError is a ValueError: an unroutable model is a config error naming lm.model
+        provider, _ = resolve(self.model, self.api_base or os.environ.get("OPENAI_BASE_URL"))
+        if self.api_key_env is None:  # the provider's variable, written out (MLflow params, preflight)
+            self.api_key_env = provider.api_key_env or "OPENAI_API_KEY"
+        return self
 
     @model_validator(mode="after")
     def _prices_are_complete(self) -> LMSpec:

@@ -186,6 +186,67 @@ def test_openai_prefix_is_dropped():
     assert dsr.LM("openai/gpt-4o-mini").model == "gpt-4o-mini"
 
 
+def test_dspy_provider_prefixes_go_to_the_providers_openai_compatible_endpoint(monkeypatch):
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    claude = dsr.LM("anthropic/claude-sonnet-4-5", temperature=0.3)
+    assert (claude.model, claude.api_base, claude.api_key_env) == (
+        "claude-sonnet-4-5",
+        "https://api.anthropic.com/v1/",
+        "ANTHROPIC_API_KEY",
+    )
+    state = claude.dump_state()
+    assert state["model"] == "anthropic/claude-sonnet-4-5"  # as DSPy writes it, so DSPy loads it as Anthropic's
+    again = dsr.LM.load_state(state)
+    assert (again.model, again.api_base, again.api_key_env) == (claude.model, claude.api_base, claude.api_key_env)
+    assert claude.copy(temperature=0.0).qualified_model == "anthropic/claude-sonnet-4-5"
+    openai_model = dsr.LM("openai/gpt-4o-mini")
+    assert (openai_model.api_base, openai_model.api_key_env, openai_model.key_required) == (
+        None,
+        "OPENAI_API_KEY",
+        True,
+    )
+    local = dsr.LM("ollama_chat/llama3.2")
+    assert (local.model, local.api_base, local.key_required) == ("llama3.2", "http://localhost:11434/v1", False)
+    # api_base and api_key_env given win over the provider's
+    proxied = dsr.LM("gemini/gemini-2.5-flash", api_base="http://127.0.0.1:9/v1", api_key_env="PROXY_KEY")
+    assert (proxied.model, proxied.api_base, proxied.api_key_env) == (
+        "gemini-2.5-flash",
+        "http://127.0.0.1:9/v1",
+        "PROXY_KEY",
+    )
+
+
+def test_a_hosted_provider_without_its_key_fails_before_any_request(monkeypatch):
+    monkeypatch.delenv("GROQ_API_KEY", raising=False)
+    with pytest.raises(dsr.LMAuthenticationError, match="set GROQ_API_KEY"):
+        dsr.LM("groq/llama-3.1-8b-instant", num_retries=0)("hello")
+
+
+def test_the_model_is_sent_without_a_provider_prefix_and_other_names_as_they_are(server):
+    server.responder = lambda request: request.reply(answer="ok")
+    for name, sent in [
+        ("together_ai/meta-llama/Llama-3.3-70B", "meta-llama/Llama-3.3-70B"),
+        ("hosted_vllm/Qwen/Qwen2.5-7B", "Qwen/Qwen2.5-7B"),
+        ("meta-llama/Llama-3.1-8B-Instruct", "meta-llama/Llama-3.1-8B-Instruct"),  # not a provider: a name
+    ]:
+        dsr.Predict("question -> answer", lm=dsr.LM(name, api_base=server.url, cache=False))(question="q")
+        assert server.requests[-1]["model"] == sent
+
+
+@pytest.mark.parametrize(
+    "model, message",
+    [
+        ("bedrock/anthropic.claude-3-haiku", "bedrock has no OpenAI-compatible API.*api_base="),
+        ("meta-llama/Llama-3.1-8B-Instruct", "'meta-llama' is not a provider dsr knows.*give api_base="),
+        ("hosted_vllm/Qwen/Qwen2.5-7B", "a hosted_vllm model needs api_base="),
+    ],
+)
+def test_a_model_name_that_cannot_be_routed_is_an_error_when_the_lm_is_made(model, message, monkeypatch):
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    with pytest.raises(dsr.LMConfigError, match=message):
+        dsr.LM(model)
+
+
 # -- transport and endpoint failures, typed ------------------------------------------------------------------
 
 TRANSPORTS = ["aiohttp", "httpx"]

@@ -48,6 +48,15 @@ def test_a_named_key_variable_that_is_unset_is_a_config_error(server, workdir, m
     config = base_config(workdir, server)
     config["lm"].pop("api_base")
     assert "OPENAI_API_KEY" in problems_of(config, probe=False)["lm.api_key_env"]
+    # a hosted provider's endpoint needs the variable LiteLLM reads for it
+    monkeypatch.delenv("GROQ_API_KEY", raising=False)
+    config["lm"]["model"] = "groq/llama-3.1-8b-instant"
+    assert problems_of(config, probe=False)["lm.api_key_env"] == (
+        "names GROQ_API_KEY, which is not set (needed for https://api.groq.com/openai/v1)"
+    )
+    config["lm"]["model"] = "bedrock/anthropic.claude-3-haiku"
+    with pytest.raises(ConfigError, match="lm: .*bedrock has no OpenAI-compatible API"):
+        validate_config(config)
     # a local endpoint with the default name needs no key: base_config passes (see the test above)
     monkeypatch.setenv("DSR_TEST_KEY", "sk-test-123")
     preflight(validate_config(base_config(workdir, server, lm={"api_key_env": "DSR_TEST_KEY"})), "evaluate")

@@ -22,6 +22,8 @@ __all__ = [
     "History",  # noqa: F822 - from __getattr__
     "Image",  # noqa: F822 - from __getattr__
     "Reasoning",  # noqa: F822 - from __getattr__
+    "Tool",  # noqa: F822 - from __getattr__
+    "ToolCalls",  # noqa: F822 - from __getattr__
     "Type",  # noqa: F822 - from __getattr__
     "format_value",
     "jsonable",
@@ -31,7 +33,8 @@ __all__ = [
 ]
 
 
-_CUSTOM_TYPES = frozenset({"Code", "History", "Image", "Reasoning", "Type"})  # DSPy's dspy.adapters.types path
+# DSPy's dspy.adapters.types path
+_CUSTOM_TYPES = frozenset({"Code", "History", "Image", "Reasoning", "Tool", "ToolCalls", "Type"})
 
 
 def __getattr__(name: str) -> Any:

@@ -42,6 +42,7 @@ from .base import LM_CLASS_STATE_KEY, BaseLM
 from .failures import connection_error, connection_problem, describe, exhausted_error, fatal_error
 from .history import record_history
 from .pools import ClientPools, LoopClients, sdk_clients
+from .providers import resolve
 from .response import LMResponse, MalformedResponseError, parse_completion, tool_call_outputs
 from .retry import backoff_delay, is_transient, server_delay
 
@@ -88,7 +89,10 @@ class LM(BaseLM):
 
     ``LM("gpt-4o-mini")`` talks to OpenAI with ``OPENAI_API_KEY``; ``LM("my-model",
     api_base="http://localhost:8000/v1")`` talks to vLLM, a llama.cpp server or anything compatible.
-    A DSPy-style ``"openai/"`` prefix on the model name is accepted and dropped.
+    DSPy's provider prefixes work: ``"openai/gpt-4o-mini"``, and ``"anthropic/..."``, ``"gemini/..."``,
+    ``"groq/..."``, ``"ollama_chat/..."`` and the others in ``providers.PROVIDERS`` go to that provider's
+    OpenAI-compatible endpoint with the key from the variable LiteLLM reads (``ANTHROPIC_API_KEY``, ...),
+    unless ``api_base`` / ``api_key_env`` say otherwise.
 
     A subclass may override ``forward``/``aforward`` (BaseLM's contract): calls then go through them, and
     ``super().forward(...)`` is the request to the endpoint (cache and retries included).
@@ -114,7 +118,7 @@ class LM(BaseLM):
         rpm: float | None = None,
         tpm: float | None = None,
         cache: bool = True,
-        api_key_env: str = DEFAULT_API_KEY_ENV,
+        api_key_env: str | None = None,
         retry_backoff: tuple[float, float] = (0.5, 30.0),
         cache_store: Cache | None = None,
         callbacks: list[Any] | None = None,
@@ -122,14 +126,19 @@ class LM(BaseLM):
         role: str = "task",
         **kwargs: Any,
     ) -> None:
-        self.model = model.removeprefix("openai/")
+        env_base = os.environ.get("OPENAI_BASE_URL")
+        self.provider, self.model = resolve(model, api_base or env_base)
+        # a hosted provider's own endpoint needs its key: no placeholder is sent there
+        self._key_required = api_base is None and None not in (self.provider.api_base, self.provider.api_key_env)
+        api_base = api_base or self.provider.api_base or env_base
+        api_key_env = api_key_env or self.provider.api_key_env or DEFAULT_API_KEY_ENV
         self.prices = prices  # what its calls cost (costs.py); None: their cost is unknown, never guessed
         self.role = role  # whose spend its calls are in accounts split by role: task, prompt, judge
         self.callbacks = list(callbacks or [])
         cls = type(self)
         # a subclass's own forward/aforward must be used: those calls take BaseLM's path
         self._overridden = cls.forward is not LM.forward or cls.aforward is not LM.aforward
-        self.api_base = api_base or os.environ.get("OPENAI_BASE_URL")
+        self.api_base = api_base
         self.api_key_env = api_key_env
         self.__api_key = api_key  # name-mangled: not an attribute anybody copies by accident
         self.temperature = temperature
@@ -168,7 +177,7 @@ class LM(BaseLM):
             LM_CLASS_STATE_KEY: DSPY_LM_CLASS
             if type(self) is LM
             else f"{type(self).__module__}.{type(self).__qualname__}",
-            "model": f"openai/{self.model}",
+            "model": self.qualified_model,
             "model_type": "chat",
             "cache": self.cache,
             "num_retries": self.num_retries,
@@ -201,7 +210,7 @@ class LM(BaseLM):
     def copy(self, **changes: Any) -> LM:
         """A new LM with some settings changed (its own limits, history and clients; the key is kept)."""
         params = {
-            "model": self.model,
+            "model": self.qualified_model,
             "api_base": self.api_base,
             "api_key": self.__api_key,
             "temperature": self.temperature,
@@ -222,6 +231,16 @@ class LM(BaseLM):
         return type(self)(**params)
 
     @property
+    def key_required(self) -> bool:
+        """Whether calls need a real key: OpenAI's endpoint or a hosted provider's (a local server takes any)."""
+        return self.api_base is None or self._key_required
+
+    @property
+    def qualified_model(self) -> str:
+        """The model name with its provider prefix, as DSPy writes it (``openai/gpt-4o-mini``)."""
+        return f"{self.provider.name}/{self.model}"
+
+    @property
     def usage(self) -> Usage:
         """Total usage of this LM across all threads and loops (tokens are spend: cache hits cost none)."""
         total = Usage()
@@ -238,7 +257,7 @@ class LM(BaseLM):
         key = self.__api_key or os.environ.get(self.api_key_env)
         if key:
             return key
-        if self.api_base:
+        if not self.key_required:
             return "not-needed"  # local servers (vLLM, llama.cpp) accept any key
         raise LMAuthenticationError(
             f"no API key for model {self.model!r}: pass api_key=..., set {self.api_key_env}, "

@@ -25,15 +25,15 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from ._async import run_sync
-from .callback import with_callbacks
-from .collector import fewer_collections
-from .costs import known_cost
-from .errors import ContextWindowExceededError, DsrError, LMError
-from .limits import example_slots
-from .modules.module import Module
-from .primitives import Example, Prediction, Usage
-from .tracking import current_usage, track_usage_by_role
+from .._async import run_sync
+from ..callback import with_callbacks
+from ..collector import fewer_collections
+from ..costs import known_cost
+from ..errors import ContextWindowExceededError, DsrError, LMError
+from ..limits import example_slots
+from ..modules.module import Module
+from ..primitives import Example, Prediction, Usage
+from ..tracking import current_usage, track_usage_by_role
 
 log = logging.getLogger(__name__)
 
@@ -174,7 +174,7 @@ class EvaluationRecord(_UsageFields):
 
     @classmethod
     def from_row(cls, row: EvaluationRow) -> EvaluationRecord:
-        from .adapters.types import jsonable
+        from ..adapters.types import jsonable
 
         return cls(
             inputs=json.dumps(jsonable(row.inputs), ensure_ascii=False),
@@ -468,7 +468,7 @@ _DSPY_TIMEOUT, _DSPY_STRAGGLER_LIMIT = 120, 3  # DSPy's defaults for its thread 
 
 def _setting(name: str, default: Any) -> Any:
     """A setting from dsr's settings, or ``default`` when this version of the settings does not have it."""
-    from .settings import get
+    from ..settings import get
 
     try:
         value = get(name)
@@ -841,7 +841,7 @@ def write_csv(records: list[dict[str, Any]], path: str) -> None:
 def write_json(records: list[dict[str, Any]], path: str) -> None:
     """``save_as_json``: a JSON list of the records (values that are not JSON, such as pydantic models, as
     their JSON form)."""
-    from .adapters.types import jsonable
+    from ..adapters.types import jsonable
 
     with open(path, "w") as handle:
         json.dump([{key: jsonable(value) for key, value in record.items()} for record in records], handle)
@@ -933,7 +933,7 @@ class _Progress:
 
 
 # DSPy's module path for its metrics (``from dspy.evaluate import answer_exact_match``); they live in metrics.py
-from .metrics import (  # noqa: E402 - re-exports, after the engine
+from ..metrics import (  # noqa: E402 - re-exports, after the engine
     EM,
     CompleteAndGrounded,
     SemanticF1,

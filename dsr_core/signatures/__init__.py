@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar, Literal, Optional, Union, cast, get_args, get_origin
 
-from .errors import SignatureError
+from ..errors import SignatureError
 
 FieldKind = Literal["input", "output"]
 

@@ -2,7 +2,7 @@
 dsr_core.teleprompt import MIPROv2``); they live in ``dsr_core.optimizers``. ``Teleprompter`` is DSPy's
 name for their base class."""
 
-from .optimizers import (
+from ..optimizers import (
     COPRO,
     GEPA,
     SIMBA,
@@ -13,7 +13,7 @@ from .optimizers import (
     LabeledFewShot,
     MIPROv2,
 )
-from .optimizers.base import Optimizer as Teleprompter
+from ..optimizers.base import Optimizer as Teleprompter
 
 __all__ = [
     "COPRO",

@@ -1,6 +1,6 @@
 """DSPy's module path for the predictors (``from dspy.predict import Predict``); they live in ``dsr_core.modules``."""
 
-from .modules import (
+from ..modules import (
     BestOfN,
     ChainOfThought,
     MultiChainComparison,

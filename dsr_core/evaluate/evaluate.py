@@ -1,0 +1,5 @@
+"""DSPy's ``dspy.evaluate.evaluate``; the code lives in ``dsr_core.evaluate``."""
+
+from . import Evaluate, EvaluationResult
+
+__all__ = ["Evaluate", "EvaluationResult"]
