@@ -101,7 +101,9 @@ def run_faults(n: int) -> dict[str, Any]:
         )
         program = dsr.Predict("question -> answer", lm=lm)
         started = time.perf_counter()
-        result = dsr.Evaluate(upper_devset(n), exact, concurrency=CONCURRENCY, progress=False)(program)
+        # every row must come back: no stop at DSPy's default of 10 failures
+        evaluate = dsr.Evaluate(upper_devset(n), exact, concurrency=CONCURRENCY, progress=False, max_errors=n + 1)
+        result = evaluate(program)
         seconds = time.perf_counter() - started
         requests, faults_served = server.stats.requests, server.stats.faults_served
         server.clear_faults()  # the timeout faults' handlers are still asleep; stop() cancels them
