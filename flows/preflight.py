@@ -68,10 +68,8 @@ def key_problems(sections: dict[str, LMSpec]) -> list[tuple[str, str]]:
         if section.model == LOCAL_MODEL:
             continue
         lm = section.build()  # resolves the provider's endpoint and key variable; no request is made
-        # OpenAI's variable named for a local endpoint is the default written out, not a demand for a key
-        named = section.api_key_env not in (None, DEFAULT_API_KEY_ENV) or (
-            section.api_key_env == DEFAULT_API_KEY_ENV and section.api_base is None
-        )
+        # OpenAI's variable with a local endpoint is the default written out, not a demand for a key
+        named = section.api_key_env != DEFAULT_API_KEY_ENV
         if secret(lm.api_key_env) is not None or not (named or lm.key_required):
             continue
         where = "the default endpoint (api.openai.com)" if lm.api_base is None else lm.api_base
