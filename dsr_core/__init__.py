@@ -63,7 +63,20 @@ __version__ = "0.1.0"
 # imported on first use (optuna and the optimizers' modules are not needed to run a program; the custom types'
 # pydantic models cost more to build than the rest of the package)
 _LAZY = {
-    **{name: ".adapters" for name in ("Code", "History", "Image", "Reasoning", "Tool", "ToolCalls", "Type")},
+    **{
+        name: ".adapters"
+        for name in (
+            "Code",
+            "History",
+            "Image",
+            "Reasoning",
+            "Tool",
+            "ToolCalls",
+            "Type",
+            "TwoStepAdapter",
+            "XMLAdapter",
+        )
+    },
     **{name: ".graph" for name in ("GraphProgram", "ProgramGraph", "trace_program")},
     "DataLoader": ".data",
     "load_examples": ".data",
@@ -126,8 +139,6 @@ _MISSING: dict[str, tuple[str, str]] = {
     "load": ("dsr's loader has another name", "dsr.load_program(path)"),
     "load_settings": ("settings are not saved to files", "dsr.configure(...) or dsr.context(...)"),
     "configure_cache": ("the cache is set through the settings", "dsr.configure(cache=...) or dsr.Cache"),
-    "XMLAdapter": ("dsr's adapters write the chat and JSON formats only", "ChatAdapter or JSONAdapter"),
-    "TwoStepAdapter": ("no second, extracting LM call", "ChatAdapter or JSONAdapter"),
     "Audio": ("dsr's custom types have no audio", "Image, or pass the audio's transcript or URL as a str input"),
     "File": ("dsr's custom types have no files", "pass the file's text (or URL) as a str input"),
     "DSPyError": ("dsr's base error has dsr's name", "DsrError"),
@@ -254,8 +265,10 @@ __all__ = [
     "StructuralOptimizer",
     "Tool",
     "ToolCalls",
+    "TwoStepAdapter",
     "Type",
     "Usage",
+    "XMLAdapter",
     "answer_exact_match",
     "answer_passage_match",
     "configure",

@@ -162,7 +162,26 @@ def typed_signatures(lib):
         tools: list[lib.Tool] = lib.InputField()
         tool_calls: lib.ToolCalls = lib.OutputField()
 
-    return {"history": WithHistory, "code": WithCode, "tool_calls": WithToolCalls}
+    from typing import Optional
+
+    import pydantic
+
+    class Person(pydantic.BaseModel):
+        name: str
+        age: int
+
+    class Structured(lib.Signature):
+        """Find the people."""
+
+        question: str = lib.InputField()
+        passages: list[str] = lib.InputField()
+        names: list[str] = lib.OutputField()
+        oldest: Person = lib.OutputField(desc="the oldest one")
+        answer: str = lib.OutputField()
+        count: int = lib.OutputField()
+        note: Optional[str] = lib.OutputField()
+
+    return {"history": WithHistory, "code": WithCode, "tool_calls": WithToolCalls, "structured": Structured}
 
 
 def typed_prompts(lib, adapter, spec):
@@ -178,6 +197,7 @@ def typed_prompts(lib, adapter, spec):
         "history": (spec["history"]["demos"], {**spec["history"]["inputs"], **history}),
         "code": (code_demos, spec["code"]["inputs"]),
         "tool_calls": (call_demos, {**spec["tool_calls"]["inputs"], "tools": tools}),
+        "structured": (spec["structured"]["demos"], spec["structured"]["inputs"]),
     }
     return {name: adapter.format(signatures[name], demos, dict(inputs)) for name, (demos, inputs) in cases.items()}
 
@@ -188,7 +208,12 @@ def run_module_case(lib, programs, url, name):
     # DSPy sends tools only to a model its catalog knows to call functions: gpt-4o-mini (at the test server)
     model = "openai/gpt-4o-mini" if native else "openai/test-model"
     lm = lib.LM(model, api_base=url, api_key="none", cache=False)
-    adapters = {"native_tools": lib.ChatAdapter(use_native_function_calling=True), "json_tools": lib.JSONAdapter()}
+    adapters = {
+        "native_tools": lib.ChatAdapter(use_native_function_calling=True),
+        "json_tools": lib.JSONAdapter(),
+        "xml": lib.XMLAdapter(),
+        "two_step": lib.TwoStepAdapter(lm),
+    }
     question = "How many people live in the capital of Peru?"
     with lib.context(lm=lm, adapter=adapters.get(name, lib.ChatAdapter())):
         if name == "react":  # its first step, the later ones, and the extract step
@@ -203,6 +228,8 @@ def run_module_case(lib, programs, url, name):
                 {"rationale": "Peru's capital is Lima.", "answer": "ten million"},
             ]
             lib.MultiChainComparison("question -> answer", M=2)(completions=completions, question=question)
+        elif name in ("xml", "two_step"):  # XML elements; a free answer, then the extraction call
+            return dict(lib.Predict("question -> answer, count: int")(question=question))
         else:
             tools = [lib.Tool(programs.get_weather)]
             lib.Predict(typed_signatures(lib)["tool_calls"])(question="Weather in Rome?", tools=tools)
@@ -217,13 +244,15 @@ def server_requests(url):
 
 out["typed"] = typed_prompts(dspy, ChatAdapter(), job["typed"])
 out["typed_json"] = typed_prompts(dspy, dspy.JSONAdapter(), job["typed"])
+out["typed_xml"] = typed_prompts(dspy, dspy.XMLAdapter(), job["typed"])
 sys.path.insert(0, job["modules"]["folder"])
 import compat_programs_dspy
 
 out["module_requests"] = {}  # how many requests each module case sent, in order
+out["module_outputs"] = {}  # the prediction of a case that returns one
 for name in job["modules"]["cases"]:
     before = server_requests(job["modules"]["url"])
-    run_module_case(dspy, compat_programs_dspy, job["modules"]["url"], name)
+    out["module_outputs"][name] = run_module_case(dspy, compat_programs_dspy, job["modules"]["url"], name)
     out["module_requests"][name] = server_requests(job["modules"]["url"]) - before
 out["named"] = {
     "sub_modules": [n for n, _ in RewriteThenAnswer().named_sub_modules()],
@@ -266,10 +295,25 @@ TYPED = {  # demos and inputs for the History, Code and ToolCalls cases of DSPY_
         ],
         "inputs": {"question": "Weather in Rome?"},
     },
+    "structured": {  # a nested list and model, a str answer with & and <, an int, an Optional left None
+        "demos": [
+            {
+                "question": "Who is there?",
+                "passages": ["Ann & Bo", "Cy"],
+                "names": ["Ann", "Bo"],
+                "oldest": {"name": "A<B", "age": 3},
+                "answer": "AT&T <x>",
+                "count": 2,
+                "note": None,
+            },
+            {"question": "Anyone?", "passages": [], "names": [], "answer": "no", "count": 0, "note": "empty"},
+        ],
+        "inputs": {"question": "Who came?", "passages": ["Dee"]},
+    },
 }
 
 
-MODULE_CASES = ["react", "best_of_n", "refine", "mcc", "native_tools", "json_tools"]
+MODULE_CASES = ["react", "best_of_n", "refine", "mcc", "native_tools", "json_tools", "xml", "two_step"]
 
 # the programs and functions of DSPY_SIDE's module cases: one source, imported as dspy or as dsr_core, so that
 # the code Refine shows the LM (inspect.getsource of the module's class and of the reward) is the same
@@ -324,7 +368,7 @@ def compat_model(request):
         )
     if "advice" in outputs:
         return request.reply(discussion="It answered in two words.", advice={"predict": "Answer in one word."})
-    values = {"reasoning": "It says so.", "rationale": "Both say Lima.", "answer": "ten million"}
+    values = {"reasoning": "It says so.", "rationale": "Both say Lima.", "answer": "ten million", "count": 3}
     return request.reply(**{name: values.get(name, "x") for name in outputs})
 
 
@@ -497,31 +541,49 @@ REMINDER = "Respond with the corresponding output fields, starting with the fiel
 JSON_REMINDER = "Respond with a JSON object in the following order of fields: `{}`"
 
 
-@pytest.mark.parametrize("adapter", ["chat", "json"])
-@pytest.mark.parametrize("case", ["history", "code", "tool_calls"])
-def test_dsr_formats_history_code_and_tool_calls_as_dspy(exchange, case, adapter):
+XML_REMINDER = "Respond with the corresponding output fields wrapped in XML tags `<{}>`"
+TYPED_RESULTS = {"chat": "typed", "json": "typed_json", "xml": "typed_xml"}  # DSPY_SIDE's keys
+
+
+@pytest.mark.parametrize("adapter", ["chat", "json", "xml"])
+@pytest.mark.parametrize("case", ["history", "code", "tool_calls", "structured"])
+def test_dsr_formats_history_code_tool_calls_and_structures_as_dspy(exchange, case, adapter):
     _, result = exchange
-    expected = result["typed" if adapter == "chat" else "typed_json"][case]
+    expected = result[TYPED_RESULTS[adapter]][case]
     # what each case is there to catch is in DSPy's messages, so an empty or wrong DSPy side fails too
     if case == "history":
-        reminder = REMINDER.format("answer") if adapter == "chat" else JSON_REMINDER.format("answer")
+        reminder = {"chat": REMINDER, "json": JSON_REMINDER, "xml": XML_REMINDER}[adapter].format("answer")
         earlier = [m["content"] for m in expected[3:-1] if m["role"] == "user"]
         assert len(earlier) == 2 and all(reminder in c for c in earlier)
         assert [m["role"] for m in expected].count("assistant") == 4
     elif case == "code":
         assert "```python\n{code}\n```\nProgramming language: python" in expected[0]["content"]
+    elif case == "structured":
+        assert [m["role"] for m in expected] == ["system", "user", "assistant", "user", "assistant", "user"]
+        if adapter == "xml":  # nested elements for the list and the model, escaped text in the demo's answer
+            assert (
+                "<names><item>...</item></names>\n\n<oldest><name>...</name><age>...</age></oldest>"
+                in (expected[0]["content"])
+            )
+            assert "<answer>\nAT&amp;T &lt;x>\n</answer>" in expected[2]["content"]
+            assert "Use this nested XML structure: <names><item>...</item></names>" in expected[-1]["content"]
     elif adapter == "chat":
         assert (
             '[[ ## tool_calls ## ]]\n{"tool_calls": [{"name": "get_weather", "args": {"city": "Paris"}}]}'
             in (expected[2]["content"])
         )
-    else:  # the demo's calls in DSPy's name/args form, inside the JSON object of the outputs
+    elif adapter == "json":  # the demo's calls in DSPy's name/args form, inside the JSON object of the outputs
         assert (
             '"tool_calls": {\n    "tool_calls": [\n      {\n        "name": "get_weather",\n        "args"'
             in (expected[2]["content"])
         )
-    sent = _dsr_typed_prompts(dsr.ChatAdapter() if adapter == "chat" else dsr.JSONAdapter())[case]
-    assert sent == expected
+    else:
+        assert (
+            '<tool_calls>\n{"tool_calls": [{"name": "get_weather", "args": {"city": "Paris"}}]}'
+            in (expected[2]["content"])
+        )
+    sent = _dsr_typed_prompts({"chat": dsr.ChatAdapter, "json": dsr.JSONAdapter, "xml": dsr.XMLAdapter}[adapter]())
+    assert sent[case] == expected
 
 
 def _last_user(body: dict) -> str:
@@ -548,6 +610,14 @@ def check_dspy_requests(case: str, bodies: list[dict]) -> None:
     elif case == "mcc":
         attempt = "«I'm trying to Lima is the capital. I'm not sure but my prediction is 10 million»"
         assert len(bodies) == 1 and attempt in _last_user(bodies[0])
+    elif case == "xml":
+        assert len(bodies) == 1
+        assert "wrapped in XML tags `<answer>`, then `<count>`." in _last_user(bodies[0])
+    elif case == "two_step":  # a free-text request, then ChatAdapter's extraction from that reply
+        assert len(bodies) == 2
+        assert bodies[0]["messages"][0]["content"].startswith("You are a helpful assistant")
+        assert _last_user(bodies[0]) == "question: How many people live in the capital of Peru?"
+        assert "[[ ## text ## ]]\n[[ ## answer ## ]]\nten million" in _last_user(bodies[1])
     else:  # native function calling: the tools as the request's tools, not in the prompt
         assert len(bodies) == 1 and [t["function"]["name"] for t in bodies[0]["tools"]] == ["get_weather"]
         assert "[[ ## tools ## ]]" not in _last_user(bodies[0])
@@ -567,7 +637,8 @@ def test_dsr_sends_dspys_requests_for_modules(exchange, server, monkeypatch, cas
     monkeypatch.setitem(sys.modules, "compat_programs_dsr", programs)  # where inspect.getsource finds the file
     spec.loader.exec_module(programs)
     server.responder = compat_model
-    _dsr_side()["run_module_case"](dsr, programs, server.url, case)
+    outputs = _dsr_side()["run_module_case"](dsr, programs, server.url, case)
+    assert outputs == result["module_outputs"][case]  # the same prediction, where the case returns one
     sent = server.requests
     assert [b["messages"] for b in sent] == [b["messages"] for b in expected]
     assert [b.get("tools") for b in sent] == [b.get("tools") for b in expected]

@@ -19,6 +19,8 @@ _LAZY = {
     "Tool": "tool",
     "ToolCalls": "tool",
     "Type": "custom_types",
+    "TwoStepAdapter": "two_step_adapter",
+    "XMLAdapter": "xml_adapter",
 }
 
 
@@ -40,5 +42,7 @@ __all__ = [
     "Reasoning",
     "Tool",
     "ToolCalls",
+    "TwoStepAdapter",
     "Type",
+    "XMLAdapter",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import re
 import sys
 import types
@@ -29,39 +30,53 @@ def allows_none(annotation: Any) -> bool:
 
 
 def fill_optional(signature: type[Signature], fields: dict[str, Any]) -> dict[str, Any]:
-    """Missing output fields whose type admits None become None (DSPy does the same)."""
+    """Missing output fields that declare a default take it, then those whose type admits None become None
+    (DSPy's ``apply_output_field_defaults``)."""
     for name, field in signature._outputs.items():
-        if name not in fields and allows_none(field.annotation):
+        if name in fields:
+            continue
+        if field.has_default:
+            fields[name] = copy.deepcopy(field.default)
+        elif allows_none(field.annotation):
             fields[name] = None
     return fields
+
+
+def parse_field(adapter: str, name: str, field: Field, value: Any, text: str) -> Any:
+    """One output value validated into its field's type and constraints; AdapterParseError when it is not one."""
+    try:
+        return parse_value(value, field.annotation, field.constraints)
+    except ValueError as exc:  # pydantic's ValidationError is one; pydantic is loaded if it raised
+        pydantic = sys.modules.get("pydantic")
+        if pydantic is not None and isinstance(exc, pydantic.ValidationError) and exc.errors():
+            first_line = str(exc.errors()[0].get("msg", exc.title))  # "Input should be less than ..."
+        else:
+            first_line = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
+        raise AdapterParseError(
+            f"{adapter}: field {name!r} expects {type_name(field.annotation)}"
+            f"{' (' + field.constraint_text + ')' if field.constraints else ''}, got {str(value)[:100]!r} "
+            f"({first_line})",
+            raw=text,
+            field=name,
+            adapter=adapter,
+        ) from None
+
+
+def complete_fields(adapter: str, signature: type[Signature], parsed: dict[str, Any], text: str) -> dict[str, Any]:
+    """The parsed outputs in the signature's order, defaults filled in; AdapterParseError when one is missing."""
+    fill_optional(signature, parsed)
+    if parsed.keys() != signature._outputs.keys():
+        raise missing_fields_error(adapter, signature, text, parsed)
+    return {k: parsed[k] for k in signature._outputs}
 
 
 def parse_fields(adapter: str, signature: type[Signature], values: Mapping[str, Any], text: str) -> dict[str, Any]:
     parsed: dict[str, Any] = {}
     for name, value in values.items():
         field = signature._outputs.get(name)
-        if field is None or name in parsed:
-            continue
-        try:
-            parsed[name] = parse_value(value, field.annotation, field.constraints)
-        except ValueError as exc:  # pydantic's ValidationError is one; pydantic is loaded if it raised
-            pydantic = sys.modules.get("pydantic")
-            if pydantic is not None and isinstance(exc, pydantic.ValidationError) and exc.errors():
-                first_line = str(exc.errors()[0].get("msg", exc.title))  # "Input should be less than ..."
-            else:
-                first_line = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
-            raise AdapterParseError(
-                f"{adapter}: field {name!r} expects {type_name(field.annotation)}"
-                f"{' (' + field.constraint_text + ')' if field.constraints else ''}, got {str(value)[:100]!r} "
-                f"({first_line})",
-                raw=text,
-                field=name,
-                adapter=adapter,
-            ) from None
-    fill_optional(signature, parsed)
-    if parsed.keys() != signature._outputs.keys():
-        raise missing_fields_error(adapter, signature, text, parsed)
-    return {k: parsed[k] for k in signature._outputs}
+        if field is not None and name not in parsed:
+            parsed[name] = parse_field(adapter, name, field, value, text)
+    return complete_fields(adapter, signature, parsed, text)
 
 
 class ChatAdapter(Adapter):

@@ -36,6 +36,8 @@ from typing import Any
 
 _HEADER = re.compile(r"\[\[ ## (\w+) ## \]\]")
 _REQUIRED_OUTPUTS = re.compile(r"`\[\[ ## (\w+) ## \]\]`")
+_XML_REQUEST = "Respond with the corresponding output fields wrapped in XML tags "
+_XML_ELEMENT = re.compile(r"<(\w+)>\n(.*?)\n</\1>", re.DOTALL)
 
 
 @dataclass
@@ -76,13 +78,24 @@ class ChatRequest:
         return " ".join(rest.split())
 
     @property
+    def xml_mode(self) -> bool:
+        """Whether the prompt asks for XML elements (XMLAdapter)."""
+        return _XML_REQUEST in self.last_user
+
+    @property
     def inputs(self) -> dict[str, str]:
-        """Input field values of the current request, parsed from ``[[ ## name ## ]]`` sections."""
+        """Input field values of the current request, parsed from ``[[ ## name ## ]]`` sections (or from
+        ``<name>`` elements in an XML prompt)."""
+        if self.xml_mode:
+            request, _, _ = self.last_user.partition(_XML_REQUEST)
+            return {name: value for name, value in _XML_ELEMENT.findall(request)}
         return parse_sections(self.last_user)
 
     @property
     def output_fields(self) -> list[str]:
         """Output field names the prompt asks for, in order."""
+        if self.xml_mode:
+            return re.findall(r"`<(\w+)>`", self.last_user.partition(_XML_REQUEST)[2].partition(".")[0])
         names = _REQUIRED_OUTPUTS.findall(self.last_user)
         if names:
             return [n for n in names if n != "completed"]
@@ -107,9 +120,13 @@ class ChatRequest:
         return pairs
 
     def reply(self, **values: Any) -> str:
-        """Format output values the way the prompt asked (chat sections, or JSON in JSON mode)."""
+        """Format output values the way the prompt asked (chat sections, JSON in JSON mode, or XML elements
+        for an XML prompt; values are written as given, unescaped, as a model may)."""
         if self.json_mode:
             return json.dumps(values)
+        if self.xml_mode:
+            text = (v if isinstance(v, str) else json.dumps(v) for v in values.values())
+            return "\n\n".join(f"<{k}>\n{v}\n</{k}>" for k, v in zip(values, text, strict=True))
         parts = [f"[[ ## {k} ## ]]\n{v if isinstance(v, str) else json.dumps(v)}" for k, v in values.items()]
         return "\n\n".join(parts) + "\n\n[[ ## completed ## ]]"
 
