@@ -17,7 +17,7 @@ import dsr_core as dsr
 from dsr_core._async import run_sync
 from dsr_core.graph import AddReasoning, Fuse, GraphError, GraphProgram, Split, step
 from dsr_core.optimizers.base import EvaluateWork, GraphWork, LocalRunner, merge_evaluations
-from dsr_core.optimizers.structural import StructuralOptimizer, StructuralState, quality_cost_table
+from dsr_core.optimizers.structural import StructuralOptimizer, StructuralState, describe_edit, quality_cost_table
 
 PROPOSED_SPLIT = (["1. question -> keywords", "2. question, keywords -> answer"], ["List the keywords.", "Answer."])
 
@@ -40,6 +40,8 @@ def world(*, max_outputs=3, hard=lambda question: False, misled_by_demos=False):
     def respond(request):
         if "sub_signatures" in request.output_fields:
             return request.reply(sub_signatures=PROPOSED_SPLIT[0], sub_instructions=PROPOSED_SPLIT[1])
+        if "ranking" in request.output_fields:  # the planner's ranking: the second edit first
+            return request.reply(ranking=[2, 1])
         values = dict(request.inputs)
         produced = {}
         for name in request.output_fields:
@@ -288,6 +290,67 @@ def test_a_split_without_a_real_gain_is_rejected(server):
     assert split.status == "rejected" and split.reason == "val 100 is not > parent 50 + 60"
 
 
+def test_the_split_question_shows_the_nodes_calls_on_the_runs_that_went_wrong(server):
+    server.responder = world(hard=lambda question: question.startswith("wh"))
+    prompt = dsr.LM("prompt-model", api_base=server.url, cache=False, retry_backoff=(0.01, 0.05), timeout=5.0)
+    optimizer = StructuralOptimizer(metric=exact, prompt_model=prompt, minibatch_size=4, max_steps=1)
+    drive(optimizer, Overloaded(), TRAIN, VAL)
+
+    question = next(body for body in server.requests if body["model"] == "prompt-model")["messages"][-1]["content"]
+    failures = question.split("[[ ## failures ## ]]")[1]
+    # the traced runs of "what is rain", "why is the sky blue" and "where is lima" went wrong, "how do birds fly"
+    # did not: each failing run with what the node was given, what it answered and what was expected
+    assert failures.count("Example ") == 3 and "how do birds fly" not in failures
+    assert "Example 1 (score 0; expected answer: what is rain:WHAT,IS,RAIN):" in failures
+    assert "the step was given question: what is rain" in failures
+    assert "and answered keywords: WHAT,IS,RAIN; answer: confused" in failures
+
+
+def test_without_failures_or_with_diagnosis_off_the_question_says_none(server):
+    prompt = dsr.LM("prompt-model", api_base=server.url, cache=False, retry_backoff=(0.01, 0.05), timeout=5.0)
+    for diagnose_examples in (4, 0):
+        server.reset_stats()
+        optimizer = StructuralOptimizer(
+            metric=exact, prompt_model=prompt, minibatch_size=4, max_steps=1, diagnose_examples=diagnose_examples
+        )
+        state = drive(optimizer, Overloaded(), TRAIN, VAL)
+        question = next(b for b in server.requests if b["model"] == "prompt-model")["messages"][-1]["content"]
+        assert "[[ ## failures ## ]]\nnone" in question
+        assert state.failures == {}  # the notes belong to the step that made them
+
+
+def test_max_children_has_the_prompt_model_rank_the_edits_and_prunes_the_rest(server):
+    ranking = {"answer": [3, 1]}
+
+    def respond(request):
+        if "ranking" in request.output_fields:
+            edits = request.inputs["edits"]
+            assert edits.splitlines()[0] == "1. Fuse(rewrite, expand)"
+            assert "[predict] rewrite: question -> query" in request.inputs["program"]
+            return request.reply(ranking=ranking["answer"])
+        return world()(request)
+
+    server.responder = respond
+    optimizer = StructuralOptimizer(metric=exact, minibatch_size=4, propose_splits=False, max_steps=1, max_children=2)
+    state = drive(optimizer, ThreeSteps(), TRAIN, VAL)
+    children = state.candidates[1:]
+    edits = ["Fuse(rewrite, expand)", "Fuse(expand, answer)", "AddReasoning(rewrite)"]
+    assert [describe_edit(c.edit) for c in children[:3]] == edits
+    kept = [c for c in children if c.status != "pruned"]
+    assert [describe_edit(c.edit) for c in kept] == ["Fuse(rewrite, expand)", "AddReasoning(rewrite)"]
+    pruned = [c for c in children if c.status == "pruned"]
+    assert len(pruned) == len(children) - 2 and all(c.minibatch_score is None for c in pruned)
+    assert pruned[0].reason == f"ranked 3 of {len(children)} by the prompt model; max_children=2"
+    minibatch = [t for t in state.recorded_trials if t.kind == "minibatch"]
+    assert [t.params["candidate"] for t in minibatch] == [0, 3, 1]  # the parent, then the kept ones ranked
+
+    ranking["answer"] = "not a ranking"
+    state = drive(optimizer, ThreeSteps(), TRAIN, VAL)
+    kept = [c for c in state.candidates[1:] if c.status != "pruned"]
+    assert [describe_edit(c.edit) for c in kept] == edits[:2]  # the order they were made in
+    assert "in the order they were made (the prompt model gave no ranking)" in state.candidates[-1].reason
+
+
 def test_add_reasoning_is_an_edit_of_its_own():
     optimizer = StructuralOptimizer(metric=exact, minibatch_size=4, propose_splits=False, max_steps=1)
     state = drive(optimizer, Overloaded(), TRAIN, VAL)
@@ -389,21 +452,23 @@ def test_an_accepted_split_gets_demos_for_each_of_its_parts(server):
 # -- state, resuming, results ------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("rebootstrap", [False, True])
-def test_resuming_from_every_checkpoint_gives_the_same_final_state(server, rebootstrap):
+@pytest.mark.parametrize(("rebootstrap", "max_children"), [(False, None), (True, None), (False, 2)])
+def test_resuming_from_every_checkpoint_gives_the_same_final_state(server, rebootstrap, max_children):
     server.responder = world(max_outputs=2)
-    optimizer = StructuralOptimizer(metric=exact, minibatch_size=3, seed=7, rebootstrap=rebootstrap)
+    settings = {"minibatch_size": 3, "seed": 7, "rebootstrap": rebootstrap, "max_children": max_children}
+    optimizer = StructuralOptimizer(metric=exact, **settings)
     checkpoints: list[str] = []
     state = drive(optimizer, ThreeSteps(), TRAIN, VAL, checkpoints=checkpoints)
     final = state.model_dump_json()
     assert len(checkpoints) >= 6 and checkpoints[-1] == final
     phases = [StructuralState.model_validate_json(c).phase for c in checkpoints]
     assert ("reconfirm" in phases) == rebootstrap
+    assert ("rank" in phases) == (max_children is not None) and "diagnose" in phases
     assert any(c.rebootstrapped for c in state.candidates) == rebootstrap
     for checkpoint in checkpoints[:-1]:
         resumed = drive(optimizer, ThreeSteps(), TRAIN, VAL, state=StructuralState.model_validate_json(checkpoint))
         assert resumed.model_dump_json() == final
-    again = StructuralOptimizer(metric=exact, minibatch_size=3, seed=7, rebootstrap=rebootstrap)
+    again = StructuralOptimizer(metric=exact, **settings)
     assert drive(again, ThreeSteps(), TRAIN, VAL).model_dump_json() == final  # deterministic for a seed
 
 

@@ -10,7 +10,7 @@ LM calls with ``@step`` so its graph can run without the program.
 from .edits import AddReasoning, Edit, Fuse, GraphEditError, Split, SplitPart, apply_edit, legal_fuses
 from .interpreter import GraphProgram, graph_in_state, load_graph_program
 from .ir import Binding, FieldSpec, GraphError, PredictNode, ProgramGraph, Ref, SignatureSpec, StepNode
-from .proposals import ProposeSplit, propose_split, split_from_proposal
+from .proposals import ProposeSplit, RankEdits, propose_split, split_from_proposal
 from .render import render_dot, render_png, render_text
 from .steps import step
 from .trace import PlacementProblem, UnplaceableNodesError, atrace_program, trace_program
@@ -30,6 +30,7 @@ __all__ = [
     "PredictNode",
     "ProgramGraph",
     "ProposeSplit",
+    "RankEdits",
     "Ref",
     "SignatureSpec",
     "Split",

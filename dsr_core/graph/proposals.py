@@ -29,6 +29,15 @@ class ProposeSplit(Signature):
     sub_instructions: list[str] = OutputField(desc="One instruction per smaller step, in the same order")
 
 
+class RankEdits(Signature):
+    """You improve LM programs by restructuring them. Given the program's steps, examples of what goes wrong, and a numbered list of candidate edits (fusing two steps into one call, splitting a step into smaller ones, adding a reasoning field to a step), rank the edits from the one most likely to raise the program's score (or, for a fusion, to keep the score at fewer LM calls) to the least likely."""  # noqa: E501
+
+    program: str = InputField(desc="The program's steps in run order, with where each input comes from")
+    failures: str = InputField(desc="Examples where the program went wrong, per step, or 'none'")
+    edits: str = InputField(desc="The candidate edits, one per line, numbered from 1")
+    ranking: list[int] = OutputField(desc="The edit numbers, best first")
+
+
 def split_from_proposal(
     graph: ProgramGraph, node: str, sub_signatures: list[str], sub_instructions: list[str] | None = None
 ) -> Split:

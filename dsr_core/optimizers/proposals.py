@@ -14,7 +14,7 @@ from __future__ import annotations
 import itertools
 import re
 
-from ..graph.proposals import ProposeSplit
+from ..graph.proposals import ProposeSplit, RankEdits
 from ..signatures import Field, InputField, OutputField, Signature, make_signature
 
 
@@ -233,6 +233,7 @@ PROPOSAL_SIGNATURES: dict[str, type[Signature]] = {
     "describe_program": DescribeProgram,
     "describe_module": DescribeModule,
     "propose_split": ProposeSplit,
+    "rank_edits": RankEdits,
     **{
         instruction_signature_key(use_dataset_summary=data, program_aware=program, use_tip=tip): (
             generate_instruction_class(use_dataset_summary=data, program_aware=program, use_tip=tip)

@@ -8,10 +8,17 @@ The run:
 - baseline: the graph, run as a ``GraphProgram`` with the student's LMs, scored on the validation set (the
   trainset when there is none), with its LM calls and tokens per example.
 - steps, at most ``max_steps``, each from the current graph:
-  - propose: with ``propose_splits``, the prompt model is asked (``ProposeSplit``) how to split each Predict
-    node it was not asked about before (answers are kept per node name and signature and reused);
+  - diagnose: when there are split questions to ask (or ``max_children`` is set), the current graph runs
+    traced (``TraceWork``) on ``diagnose_examples`` seeded training examples; the runs that fell short
+    become per-node failure notes (planner.py);
+  - propose: with ``propose_splits``, the prompt model is asked (``ProposeSplit``, with the node's failure
+    notes) how to split each Predict node it was not asked about before (answers are kept per node name and
+    signature and reused);
   - children: every legal Fuse, every proposed Split that applies, AddReasoning for each Predict node
     without a reasoning field (``add_reasoning``); a child whose graph was already scored is skipped;
+  - rank: with more children than ``max_children``, the prompt model ranks their edits (``RankEdits``) and
+    only the first ``max_children`` go on; the others are ``pruned`` (an unusable answer keeps the order
+    they were made in);
   - minibatch: the parent and its children on one seeded sample of ``minibatch_size`` training examples;
     a Fuse goes on when it is no worse than the parent minus ``fuse_tolerance``, any other edit when it is
     strictly better;

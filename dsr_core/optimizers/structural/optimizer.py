@@ -36,12 +36,15 @@ from ..base import (
     GraphOutcome,
     GraphWork,
     Optimizer,
+    TraceOutcome,
+    TraceWork,
     WorkKey,
     base_fields,
     merge_evaluations,
     rng_for,
     with_live_lms,
 )
+from .planner import NO_FAILURES, failure_notes, ranked, ranking_inputs
 from .rebootstrap import bootstrapped_demos, new_nodes, with_node_demos
 from .state import Candidate, Evaluation, SplitProposal, SplitRequest, StructuralState, Trial, TrialKind
 
@@ -49,6 +52,8 @@ log = logging.getLogger(__name__)
 
 SPLIT = "split"  # the step of a split question; its number is the request's
 SPLIT_SIGNATURE = "propose_split"  # the key of ProposeSplit in PROPOSAL_SIGNATURES
+RANK = "rank"  # the step of a ranking question; its number is the search step's
+RANK_SIGNATURE = "rank_edits"  # the key of RankEdits
 
 
 def graph_program_state(graph: ProgramGraph) -> dict[str, Any]:
@@ -68,6 +73,12 @@ class StructuralOptimizer(Optimizer):
     ``fuse_tolerance`` and ``min_gain`` are in score points (0-100). ``prompt_model`` proposes Splits (the
     runner's prompt model when None); ``propose_splits=False`` and ``add_reasoning=False`` leave those edits
     out. ``trace_examples`` training examples are traced to draw the student's graph.
+
+    The planner (planner.py): before asking for splits, the current graph runs traced on
+    ``diagnose_examples`` seeded training examples, and each split question shows that node's calls on the
+    runs that fell short (0: no tracing, the questions say 'none'). With ``max_children``, a step with more
+    children than that has the prompt model rank them and scores only the first ``max_children``; the rest
+    are kept in the state as ``pruned``.
 
     ``rebootstrap=True``: when a Fuse or Split becomes the current graph, its new nodes get demos from its
     own successful runs on a seeded sample of training examples (``max_bootstrapped_demos`` per node, as
@@ -92,6 +103,8 @@ class StructuralOptimizer(Optimizer):
         add_reasoning: bool = True,
         rebootstrap: bool = False,
         max_bootstrapped_demos: PositiveInt = 4,
+        diagnose_examples: NonNegativeInt = 4,
+        max_children: PositiveInt | None = None,
         num_threads: PositiveInt | None = None,
         max_errors: NonNegativeInt | None = None,
         seed: int = 0,
@@ -107,6 +120,8 @@ class StructuralOptimizer(Optimizer):
         self.add_reasoning = add_reasoning
         self.rebootstrap = rebootstrap
         self.max_bootstrapped_demos = max_bootstrapped_demos
+        self.diagnose_examples = diagnose_examples
+        self.max_children = max_children
         self.num_threads = num_threads
         self.max_errors = max_errors
         self.seed = seed
@@ -145,9 +160,22 @@ class StructuralOptimizer(Optimizer):
             return []
         if state.phase == "trace":
             return [GraphWork(program=state.student, indices=state.trace_indices)]
+        if state.phase == "diagnose":
+            current = state.candidates[self._current(state)]
+            return [TraceWork(candidate=current.number, program=current.program, indices=state.diagnosis)]
         if state.phase == "propose":
             graph = state.candidates[self._current(state)].graph
-            return [self._split_question(graph, request) for request in state.requests]
+            return [self._split_question(graph, request, state.failures) for request in state.requests]
+        if state.phase == "rank":
+            graph = state.candidates[self._current(state)].graph
+            children = [state.candidates[number] for number in state.children]
+            return [
+                GenerateWork(
+                    key=WorkKey(step=RANK, number=state.step),
+                    signature=RANK_SIGNATURE,
+                    inputs=ranking_inputs(graph, state.failures, children),
+                )
+            ]
         if state.phase == "rebootstrap":
             teacher = state.candidates[self._current(state)].program
             return [BootstrapWork(teacher=teacher, indices=state.bootstrap)]
@@ -159,7 +187,7 @@ class StructuralOptimizer(Optimizer):
         ]
 
     @staticmethod
-    def _split_question(graph: ProgramGraph, request: SplitRequest) -> GenerateWork:
+    def _split_question(graph: ProgramGraph, request: SplitRequest, failures: dict[str, str]) -> GenerateWork:
         node = graph.node(request.node)
         assert isinstance(node, PredictNode)
         return GenerateWork(
@@ -168,7 +196,7 @@ class StructuralOptimizer(Optimizer):
             inputs={
                 "step_signature": node.signature.text,
                 "step_instructions": node.signature.instructions,
-                "failures": "none",
+                "failures": failures.get(node.name, NO_FAILURES),
             },
         )
 
@@ -182,9 +210,13 @@ class StructuralOptimizer(Optimizer):
             if outcome is None:
                 raise ValueError(f"{self.name}: tell() got no GraphOutcome for the trace step")
             return self._baseline(state, self._traced_graph(outcome))
+        if state.phase == "diagnose":
+            return self._take_diagnosis(state, [r for r in results if isinstance(r, TraceOutcome)])
         if state.phase == "propose":
             self._take_proposals(state, [r for r in results if isinstance(r, GenerateOutcome)])
             return self._branch(state)
+        if state.phase == "rank":
+            return self._take_ranking(state, [r for r in results if isinstance(r, GenerateOutcome)])
         if state.phase == "rebootstrap":
             return self._take_demos(state, [r for r in results if isinstance(r, BootstrapOutcome)])
         evaluated = self._record(state, results)
@@ -265,14 +297,40 @@ class StructuralOptimizer(Optimizer):
         if state.step >= self.max_steps:
             return self._finish(state)
         state.step += 1
-        state.children, state.minibatch = [], []
+        state.children, state.minibatch, state.failures = [], [], {}
         if self.propose_splits:
             graph = state.candidates[self._current(state)].graph
             new = [node for node in graph.predict_nodes() if node_key(node) not in state.proposals]
             state.requests = [SplitRequest(number=i, node=node.name, key=node_key(node)) for i, node in enumerate(new)]
-            if state.requests:
-                state.phase = "propose"
-                return state
+        if self.diagnose_examples and (state.requests or self.max_children is not None):
+            size = min(self.diagnose_examples, state.n_train)
+            state.diagnosis = sorted(rng_for(self.seed, "diagnose", state.step).sample(range(state.n_train), size))
+            state.phase = "diagnose"
+            return state
+        if state.requests:
+            state.phase = "propose"
+            return state
+        return self._branch(state)
+
+    def _take_diagnosis(self, state: StructuralState, outcomes: list[TraceOutcome]) -> StructuralState:
+        """The failure notes of the current graph's traced runs; then the split questions (or the children)."""
+        current = self._current(state)
+        runs = [o for o in outcomes if o.candidate == current]
+        if {o.index for o in runs} != set(state.diagnosis):
+            raise ValueError(
+                f"{self.name}: tell() got traces of {sorted(o.index for o in runs)}, not {state.diagnosis}"
+            )
+        transient = [o for o in runs if o.transient]
+        if transient:
+            raise RuntimeError(
+                f"{self.name}: tracing the current graph failed on {len(transient)} example(s): "
+                f"{transient[0].error} (resume to retry)"
+            )
+        state.failures = failure_notes(state.candidates[current].graph, runs)
+        state.diagnosis = []
+        if state.requests:
+            state.phase = "propose"
+            return state
         return self._branch(state)
 
     def _take_proposals(self, state: StructuralState, outcomes: list[GenerateOutcome]) -> None:
@@ -346,6 +404,32 @@ class StructuralOptimizer(Optimizer):
             )
         if not state.children:
             return self._finish(state)
+        if self.max_children is not None and len(state.children) > self.max_children:
+            state.phase = "rank"
+            return state
+        return self._start_minibatch(state)
+
+    def _take_ranking(self, state: StructuralState, outcomes: list[GenerateOutcome]) -> StructuralState:
+        """The first ``max_children`` children in the prompt model's order; the others are pruned."""
+        assert self.max_children is not None
+        outcome = next((o for o in outcomes if o.key.step == RANK and o.key.number == state.step), None)
+        if outcome is None:
+            raise ValueError(f"{self.name}: tell() got no answer to the ranking question of step {state.step}")
+        if outcome.error is not None and outcome.transient:
+            raise RuntimeError(f"{self.name}: the prompt model failed to rank step {state.step}: {outcome.error}")
+        order, used = ranked(state.children, outcome.completions)
+        how = "by the prompt model" if used else "in the order they were made (the prompt model gave no ranking)"
+        for position, number in enumerate(order, start=1):
+            if position > self.max_children:
+                child = state.candidates[number]
+                child.status = "pruned"
+                child.reason = f"ranked {position} of {len(order)} {how}; max_children={self.max_children}"
+        state.children = order[: self.max_children]
+        return self._start_minibatch(state)
+
+    def _start_minibatch(self, state: StructuralState) -> StructuralState:
+        """The parent and the step's children on one seeded sample of training examples."""
+        parent = state.candidates[self._current(state)]
         size = min(self.minibatch_size, state.n_train)
         state.minibatch = sorted(rng_for(self.seed, "minibatch", state.step).sample(range(state.n_train), size))
         start = state.next_trial
@@ -498,7 +582,7 @@ class StructuralOptimizer(Optimizer):
         current = state.candidates[self._current(state)]
         state.phase, state.done = "done", True
         state.result, state.best_score = current.program, current.val_score
-        state.requests, state.pending, state.bootstrap = [], [], []
+        state.requests, state.pending, state.bootstrap, state.diagnosis, state.failures = [], [], [], [], {}
         return state
 
     def best_so_far(self, state: StructuralState) -> dict[str, Any] | None:

@@ -10,8 +10,10 @@ from pydantic import BaseModel
 from ...graph import Edit, ProgramGraph, graph_in_state
 from ..base import PhasedState, ScoredTrial
 
-Phase = Literal["trace", "baseline", "propose", "minibatch", "confirm", "rebootstrap", "reconfirm", "done"]
-Status = Literal["baseline", "pending", "screened_out", "rejected", "accepted", "chosen"]
+Phase = Literal[
+    "trace", "baseline", "diagnose", "propose", "rank", "minibatch", "confirm", "rebootstrap", "reconfirm", "done"
+]
+Status = Literal["baseline", "pending", "pruned", "screened_out", "rejected", "accepted", "chosen"]
 TrialKind = Literal["baseline", "minibatch", "val"]
 ACCEPTED: tuple[Status, ...] = ("accepted", "chosen")
 
@@ -19,8 +21,9 @@ ACCEPTED: tuple[Status, ...] = ("accepted", "chosen")
 class Candidate(BaseModel):
     """One graph the search scored: the baseline (no parent, no edit) or ``edit`` applied to candidate
     ``parent``. Costs are per example, measured on the validation set; ``lm_calls_per_run`` is the graph's
-    own count. ``status``: ``screened_out`` on the minibatch, ``rejected`` on the validation set,
-    ``accepted`` (passed the rule, another child won), ``chosen`` (became the current graph).
+    own count. ``status``: ``pruned`` by the planner's ranking, ``screened_out`` on the minibatch, ``rejected``
+    on the validation set, ``accepted`` (passed the rule, another child won), ``chosen`` (became the current
+    graph).
 
     A re-bootstrapped candidate is its parent (an accepted Fuse or Split) with the demos of the nodes in
     ``rebootstrapped`` taken from the parent's successful runs on training examples ``demo_examples``; it
@@ -100,6 +103,8 @@ class StructuralState(PhasedState):
     minibatch: list[int] = []  # the running step's shared training examples
     children: list[int] = []  # the running step's candidates
     requests: list[SplitRequest] = []  # the running step's split questions
+    diagnosis: list[int] = []  # the running step's traced training examples
+    failures: dict[str, str] = {}  # per Predict node: its calls on the traced runs that fell short
     bootstrap: list[int] = []  # the running step's re-bootstrap examples, in the order their demos are taken
     proposals: dict[str, list[SplitProposal]] = {}  # per node key: the answers, reused while the node is unchanged
     pending: list[Evaluation] = []
