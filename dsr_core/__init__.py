@@ -93,14 +93,22 @@ _LAZY = {
             "GEPA",
             "SIMBA",
             "StructuralOptimizer",
+            "KNNFewShot",
         )
     },
     "SignatureMeta": ".signatures",
+    "Embedder": ".lm.embedding",
+    "KNN": ".modules.knn",
+    "Embeddings": ".retrievers",
+    "EmbeddingsWithScores": ".retrievers",
 }
 
 # DSPy 3.4.1's top-level names dsr does not have: (why, what to use instead), for the AttributeError
 _FINETUNE = ("dsr optimizes prompts and demos, it does not fine-tune weights", "MIPROv2, GEPA or SIMBA")
-_RETRIEVAL = ("dsr has no embedding or retrieval clients", "call your retriever in a Module's forward or a Tool")
+_RETRIEVAL = (
+    "dsr has no retrieval-service clients (it has Embedder and retrievers.Embeddings)",
+    "dsr.retrievers.Embeddings over your corpus, or call your search service in a Module's forward or a Tool",
+)
 _CODE = ("dsr runs no model-written code (no sandboxed interpreter)", "ChainOfThought, or ReAct with your own Tool")
 _LOGGING = ("dsr logs with the standard logging module and has no LiteLLM", 'logging.getLogger("dsr_core")')
 _LM_ERROR = ("dsr's LM errors are fewer", "LMError (or LMRateLimitError, LMTimeoutError, LMConnectionError)")
@@ -110,10 +118,7 @@ _MISSING: dict[str, tuple[str, str]] = {
     "AvatarOptimizer": ("dsr has no Avatar agent", "GEPA or SIMBA on a ReAct program"),
     "BootstrapFewShotWithOptuna": ("the random search covers it", "BootstrapFewShotWithRandomSearch or MIPROv2"),
     "InferRules": ("no rule-inducing optimizer", "COPRO, MIPROv2 or GEPA, which rewrite instructions"),
-    "KNNFewShot": ("it needs an embedder, which dsr has no client for", "LabeledFewShot or BootstrapFewShot"),
-    **dict.fromkeys(
-        ("KNN", "Embedder", "Embeddings", "EmbeddingsWithScores", "ColBERTv2", "Retrieve", "retrievers"), _RETRIEVAL
-    ),
+    **dict.fromkeys(("ColBERTv2", "Retrieve"), _RETRIEVAL),
     **dict.fromkeys(
         (
             "ProgramOfThought",
@@ -176,7 +181,18 @@ _MISSING: dict[str, tuple[str, str]] = {
 
 
 # DSPy's subpackages that programs reach as attributes (``dspy.teleprompt.MIPROv2``, ``dspy.predict.ReAct``)
-_SUBMODULES = {"adapters", "clients", "evaluate", "graph", "predict", "primitives", "signatures", "teleprompt", "utils"}
+_SUBMODULES = {
+    "adapters",
+    "clients",
+    "evaluate",
+    "graph",
+    "predict",
+    "primitives",
+    "retrievers",
+    "signatures",
+    "teleprompt",
+    "utils",
+}
 
 
 def __getattr__(name: str) -> Any:
@@ -223,6 +239,9 @@ __all__ = [
     "DataLoader",
     "DsrError",
     "EM",
+    "Embedder",
+    "Embeddings",
+    "EmbeddingsWithScores",
     "Ensemble",
     "Evaluate",
     "EvaluationAborted",
@@ -236,6 +255,8 @@ __all__ = [
     "Image",
     "InputField",
     "JSONAdapter",
+    "KNN",
+    "KNNFewShot",
     "LLMJudge",
     "LM",
     "LMAuthenticationError",
@@ -283,6 +304,7 @@ __all__ = [
     "majority",
     "make_signature",
     "normalize_text",
+    "retrievers",
     "settings",
     "trace",
     "trace_program",

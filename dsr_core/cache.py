@@ -19,6 +19,7 @@ import os
 import shutil
 import uuid
 from collections import OrderedDict
+from collections.abc import Callable
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
@@ -120,7 +121,9 @@ class Cache:
     def _path(self, key: str) -> Path:
         return self.directory / key[:2] / f"{key}.json"
 
-    def get(self, key: str) -> dict[str, Any] | None:
+    def get(self, key: str, check: Callable[[Any], str | None] | None = None) -> dict[str, Any] | None:
+        """The entry under ``key``, or None. ``check`` says why a disk entry is not of the caller's shape
+        (default: ``entry_problem``, an LM response); the Embedder passes its own, for embedding entries."""
         memory = self._memory
         value = memory.get(key)
         if value is not None:
@@ -131,7 +134,7 @@ class Cache:
             self.hits += 1
             return value
         if self.disk:
-            value = self._read_disk(key)
+            value = self._read_disk(key, check or entry_problem)
             if value is not None:
                 self._remember(key, value)
                 self.hits += 1
@@ -139,8 +142,8 @@ class Cache:
         self.misses += 1
         return None
 
-    def put(self, key: str, value: dict[str, Any]) -> None:
-        problem = entry_problem(value)
+    def put(self, key: str, value: dict[str, Any], check: Callable[[Any], str | None] | None = None) -> None:
+        problem = (check or entry_problem)(value)
         if problem is not None:  # a caller's bug: keep it out of both tiers rather than fail the call
             log.warning("not caching %s: %s", key, problem)
             return
@@ -162,7 +165,7 @@ class Cache:
             except KeyError:
                 break
 
-    def _read_disk(self, key: str) -> dict[str, Any] | None:
+    def _read_disk(self, key: str, check: Callable[[Any], str | None] = entry_problem) -> dict[str, Any] | None:
         path = self._path(key)
         try:
             data = path.read_bytes()
@@ -176,7 +179,7 @@ class Cache:
         except ValueError as exc:
             problem: str | None = f"not JSON: {exc}"
         else:
-            problem = entry_problem(value)
+            problem = check(value)
         if problem is None:
             return value  # type: ignore[no-any-return]
         # Removed, so it is reported once even if the call that would replace it fails.

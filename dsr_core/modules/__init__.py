@@ -2,6 +2,7 @@
 
 from .aggregation import majority
 from .chain_of_thought import ChainOfThought
+from .knn import KNN
 from .module import Module, Parameter
 from .multi_chain_comparison import MultiChainComparison
 from .parallel import Parallel, ParallelAborted
@@ -12,6 +13,7 @@ from .refine import BestOfN, Refine
 __all__ = [
     "BestOfN",
     "ChainOfThought",
+    "KNN",
     "Module",
     "MultiChainComparison",
     "Parallel",

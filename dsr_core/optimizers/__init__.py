@@ -20,6 +20,7 @@ from .bootstrap import BootstrapFewShot, BootstrapState, LabeledFewShot
 from .copro import COPRO, CoproState
 from .ensemble import Ensemble
 from .gepa import GEPA, GepaState
+from .knn_fewshot import KNNFewShot
 from .mipro import MiproState, MIPROv2
 from .random_search import BootstrapFewShotWithRandomSearch, RandomSearchState
 from .simba import SIMBA, SimbaState
@@ -42,6 +43,7 @@ __all__ = [
     "GEPA",
     "GenerateWork",
     "GepaState",
+    "KNNFewShot",
     "LabeledFewShot",
     "LocalRunner",
     "MIPROv2",

@@ -1,6 +1,7 @@
 """DSPy's module path for the predictors (``from dspy.predict import Predict``); they live in ``dsr_core.modules``."""
 
 from ..modules import (
+    KNN,
     BestOfN,
     ChainOfThought,
     MultiChainComparison,
@@ -11,4 +12,14 @@ from ..modules import (
     majority,
 )
 
-__all__ = ["BestOfN", "ChainOfThought", "MultiChainComparison", "Parallel", "Predict", "ReAct", "Refine", "majority"]
+__all__ = [
+    "BestOfN",
+    "ChainOfThought",
+    "KNN",
+    "MultiChainComparison",
+    "Parallel",
+    "Predict",
+    "ReAct",
+    "Refine",
+    "majority",
+]

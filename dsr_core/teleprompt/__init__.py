@@ -10,6 +10,7 @@ from ..optimizers import (
     BootstrapFewShotWithRandomSearch,
     BootstrapRS,
     Ensemble,
+    KNNFewShot,
     LabeledFewShot,
     MIPROv2,
 )
@@ -23,6 +24,7 @@ __all__ = [
     "BootstrapFewShotWithRandomSearch",
     "BootstrapRS",
     "Ensemble",
+    "KNNFewShot",
     "LabeledFewShot",
     "MIPROv2",
     "Teleprompter",

@@ -10,6 +10,9 @@ body, and a reply that does not follow the chat format. Like a hosted endpoint i
 completion tokens, ``CHARS_PER_TOKEN`` characters each) with ``finish_reason`` "length", as a model does. It
 counts requests, requests in flight and the most in flight at once.
 
+``POST /embeddings`` answers in OpenAI's shape with ``embedding_vector``: a normalized bag of words, so texts
+that share words are near (counted in ``requests`` and in ``embedding_requests``; bodies in ``embedding_bodies``).
+
 In a test::
 
     with LMTestServer(responder) as server:
@@ -23,12 +26,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import json
+import math
 import re
 import socket
 import struct
 import threading
 import time
+import zlib
 from collections import deque
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
@@ -156,6 +162,19 @@ def parse_sections(text: str) -> dict[str, str]:
     return sections
 
 
+EMBEDDING_DIMENSIONS = 64
+
+
+def embedding_vector(text: str, dimensions: int = EMBEDDING_DIMENSIONS) -> list[float]:
+    """A deterministic embedding: each lower-cased word adds 1 at its crc32 modulo ``dimensions``, then the
+    vector is scaled to unit length (all zeros for a text without words)."""
+    vector = [0.0] * dimensions
+    for word in re.findall(r"\w+", text.lower()):
+        vector[zlib.crc32(word.encode()) % dimensions] += 1.0
+    norm = math.sqrt(sum(x * x for x in vector))
+    return [x / norm for x in vector] if norm else vector
+
+
 def echo_responder(request: ChatRequest) -> str:
     """Default rule: every output field gets the first input value (a deterministic, format-correct reply)."""
     inputs = request.inputs
@@ -183,7 +202,9 @@ class ServerStats:
     in_flight: int = 0
     max_in_flight: int = 0
     faults_served: int = 0
+    embedding_requests: int = 0
     bodies: deque = field(default_factory=lambda: deque(maxlen=100_000))
+    embedding_bodies: deque = field(default_factory=lambda: deque(maxlen=100_000))
     last_headers: dict[str, str] = field(default_factory=dict)  # of the last chat request (names lower-cased)
 
 
@@ -374,6 +395,7 @@ class LMTestServer:
                         "in_flight": s.in_flight,
                         "max_in_flight": s.max_in_flight,
                         "faults_served": s.faults_served,
+                        "embedding_requests": s.embedding_requests,
                     }
                 ).encode(),
             )
@@ -382,6 +404,8 @@ class LMTestServer:
             self.reset_stats()
             self._send(writer, "200 OK", b"{}")
             return True
+        if method == "POST" and path.rstrip("/").endswith("/embeddings"):
+            return await self._embed(body, headers, writer)
         if not (method == "POST" and path.rstrip("/").endswith("/chat/completions")):
             self._send(writer, "404 Not Found", b'{"error": {"message": "not found"}}')
             return True
@@ -437,6 +461,39 @@ class LMTestServer:
         stats.completions += 1
         self._send(writer, "200 OK", self._completion_body(request, texts, finish_reasons))
         return True
+
+    async def _embed(self, raw: bytes, headers: dict[str, str], writer: asyncio.StreamWriter) -> bool:
+        """An embeddings request: one ``embedding_vector`` per input, as floats or (``encoding_format`` base64)
+        little-endian float32 bytes, which is what the openai SDK asks for by default."""
+        stats = self.stats
+        stats.requests += 1
+        stats.embedding_requests += 1
+        stats.in_flight += 1
+        stats.max_in_flight = max(stats.max_in_flight, stats.in_flight)
+        try:
+            body = json.loads(raw)
+            if self.record_bodies:
+                stats.embedding_bodies.append(body)
+            if self.api_key is not None and headers.get("authorization") != f"Bearer {self.api_key}":
+                self._send_error(writer, "401 Unauthorized", "Incorrect API key provided", "invalid_api_key")
+                return True
+            if self.latency:
+                await asyncio.sleep(self.latency)
+            texts = [body["input"]] if isinstance(body.get("input"), str) else list(body.get("input") or [])
+            size = int(body.get("dimensions") or EMBEDDING_DIMENSIONS)
+            vectors = [embedding_vector(str(text), size) for text in texts]
+            if body.get("encoding_format") == "base64":
+                encoded: list[Any] = [base64.b64encode(struct.pack(f"<{size}f", *v)).decode() for v in vectors]
+            else:
+                encoded = vectors
+            tokens = sum(len(str(text)) for text in texts) // CHARS_PER_TOKEN + 1
+            data = [{"object": "embedding", "index": i, "embedding": e} for i, e in enumerate(encoded)]
+            usage = {"prompt_tokens": tokens, "total_tokens": tokens}
+            payload = {"object": "list", "data": data, "model": body.get("model", ""), "usage": usage}
+            self._send(writer, "200 OK", json.dumps(payload).encode())
+            return True
+        finally:
+            stats.in_flight -= 1
 
     async def _serve_fault(self, fault: Fault, request: ChatRequest, writer: asyncio.StreamWriter) -> bool:
         if fault.kind == "429":
