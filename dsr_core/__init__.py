@@ -66,7 +66,9 @@ _LAZY = {
     **{
         name: ".adapters"
         for name in (
+            "Audio",
             "Code",
+            "File",
             "History",
             "Image",
             "Reasoning",
@@ -144,8 +146,6 @@ _MISSING: dict[str, tuple[str, str]] = {
     "load": ("dsr's loader has another name", "dsr.load_program(path)"),
     "load_settings": ("settings are not saved to files", "dsr.configure(...) or dsr.context(...)"),
     "configure_cache": ("the cache is set through the settings", "dsr.configure(cache=...) or dsr.Cache"),
-    "Audio": ("dsr's custom types have no audio", "Image, or pass the audio's transcript or URL as a str input"),
-    "File": ("dsr's custom types have no files", "pass the file's text (or URL) as a str input"),
     "DSPyError": ("dsr's base error has dsr's name", "DsrError"),
     "BaseModule": ("dsr has one module base class", "Module"),
     **dict.fromkeys(("OldField", "OldInputField", "OldOutputField"), ("DSPy 2's fields", "InputField/OutputField")),
@@ -221,6 +221,7 @@ def load_program(source: str, program: Module | None = None) -> Module:
 __all__ = [
     "Adapter",
     "AdapterParseError",
+    "Audio",
     "BaseCallback",
     "BaseLM",
     "BestOfN",
@@ -250,6 +251,7 @@ __all__ = [
     "ExactMatch",
     "Example",
     "F1",
+    "File",
     "GraphProgram",
     "History",
     "Image",

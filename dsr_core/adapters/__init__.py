@@ -1,7 +1,7 @@
 """Adapters turn a signature, demos and inputs into chat messages, and replies into typed outputs.
 
-Custom field types live here too, as in DSPy's ``dspy.adapters.types``: ``History``, ``Image``, ``Code``,
-``Reasoning`` and their base ``Type``.
+Custom field types live here too, as in DSPy's ``dspy.adapters.types``: ``History``, ``Image``, ``Audio``,
+``File``, ``Document``, ``Citations``, ``Code``, ``Reasoning`` and their base ``Type``.
 """
 
 from typing import Any
@@ -12,7 +12,11 @@ from .json_adapter import JSONAdapter
 
 # imported on first use: building their pydantic models costs more than the rest of ``import dsr_core``
 _LAZY = {
+    "Audio": "audio",
+    "Citations": "citation",
     "Code": "code",
+    "Document": "document",
+    "File": "file",
     "History": "history",
     "Image": "image",
     "Reasoning": "reasoning",
@@ -34,8 +38,12 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "Adapter",
+    "Audio",
     "ChatAdapter",
+    "Citations",
     "Code",
+    "Document",
+    "File",
     "History",
     "Image",
     "JSONAdapter",
