@@ -99,7 +99,7 @@ def render(results: dict[str, Any]) -> str:
         row = rows[key]
         lines.append(
             f"| {label} | {span(row, 'seconds', '.2f')} | {span(row, 'final_val_score', '.1f')} | "
-            f"{span(row, 'metric_calls', 'd')} | {span(row, 'lm_calls', 'd')} | {row['candidates']} "
+            f"{span(row, 'metric_calls', '.0f')} | {span(row, 'lm_calls', '.0f')} | {row['candidates']} "
             f"({row['mutations_accepted']} + {row['merges_accepted']}) |"
         )
     dspy_row = rows["dspy"]

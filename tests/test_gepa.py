@@ -16,7 +16,7 @@ import pytest
 import dsr_core as dsr
 from dsr_core._async import run_sync
 from dsr_core.evaluate import call_metric
-from dsr_core.optimizers import GEPA, GepaState, LocalRunner, TraceWork
+from dsr_core.optimizers import GEPA, EvaluateWork, GepaState, LocalRunner, TraceWork
 from dsr_core.optimizers.gepa import auto_budget, dominators, instance_fronts, select_parent
 
 KEYWORDS = {"e": "alpha", "o": "beta"}  # the keyword each kind of word needs in its predictor's instruction
@@ -185,13 +185,14 @@ def test_merge_combines_two_lines_of_descent(router, server):
     assert state.best_score == 80.0  # s words stay wrong once "alpha" is in
 
 
-def test_resume_from_every_checkpoint_is_byte_identical(router):
+@pytest.mark.parametrize("num_proposals", [1, 3])
+def test_resume_from_every_checkpoint_is_byte_identical(router, num_proposals):
     train, val = mixed(15), mixed(10, offset=50)
-    straight = run(merging(), router, train, val, feedback_metric, reload=False)
-    checkpointed = run(merging(), router, train, val, feedback_metric, reload=True)
+    straight = run(merging(num_proposals=num_proposals), router, train, val, feedback_metric, reload=False)
+    checkpointed = run(merging(num_proposals=num_proposals), router, train, val, feedback_metric, reload=True)
     assert checkpointed[-1].model_dump_json() == straight[-1].model_dump_json()
     assert any(c.origin == "merge" for c in straight[-1].candidates)
-    optimizer, runner = merging(), LocalRunner(router, train, val, feedback_metric)
+    optimizer, runner = merging(num_proposals=num_proposals), LocalRunner(router, train, val, feedback_metric)
     for state in straight[2:-1:3]:  # resume from a checkpoint mid-run and finish from there
         resumed = GepaState.model_validate_json(state.model_dump_json())
         while not resumed.done:
@@ -211,16 +212,50 @@ class ShuffledRunner(LocalRunner):
 
 
 def test_parallel_proposals_give_the_sequential_result(router):
+    """Up to where the budget stops the parallel run (its dropped work counts), it is the sequential run."""
     train, val = mixed(15), mixed(10, offset=50)
-    sequential = run(merging(), router, train, val, feedback_metric)
-    parallel = run(merging(num_proposals=3), router, train, val, feedback_metric)
+    sequential = run(merging(max_metric_calls=300), router, train, val, feedback_metric)
+    optimizer = merging(max_metric_calls=300, num_proposals=3)
+    parallel = run(optimizer, router, train, val, feedback_metric)
     shuffled_runner = ShuffledRunner(router, train, val, feedback_metric)
-    shuffled = run(merging(num_proposals=3), router, train, val, feedback_metric, runner=shuffled_runner)
-    keep = {"discarded_metric_calls"}
-    assert parallel[-1].model_dump(exclude=keep) == sequential[-1].model_dump(exclude=keep)
+    shuffled = run(optimizer, router, train, val, feedback_metric, runner=shuffled_runner)
     assert shuffled[-1].model_dump_json() == parallel[-1].model_dump_json()
-    assert len(parallel) < len(sequential)  # fewer steps: several iterations asked at once
-    assert any(len([w for w in merging(num_proposals=3).ask(s) if isinstance(w, TraceWork)]) > 1 for s in parallel)
+    final = parallel[-1]
+    assert final.discarded_metric_calls > 0 and len(final.history) > 10
+    same_point = next(s for s in sequential if len(s.history) == len(final.history))  # as many committed
+    for field in ("candidates", "history", "trials", "metric_calls", "merges_accepted", "best_score"):
+        assert getattr(final, field) == getattr(same_point, field), field
+    assert any(c.origin == "merge" for c in final.candidates)
+    assert final.result == merging().best_so_far(same_point)
+    assert len(parallel) < len(sequential) / 2  # fewer steps: several iterations asked at once
+    asks = [optimizer.ask(s) for s in parallel]
+    assert any(len([w for w in work if isinstance(w, TraceWork)]) > 1 for work in asks)
+    # the window refills as the front iteration commits: new traces while an earlier proposal is scored
+    assert any({type(w) for w in work} >= {TraceWork, EvaluateWork} for work in asks)
+
+
+@pytest.mark.parametrize("num_proposals", [2, 3, 4, 8])
+@pytest.mark.parametrize("budget", [40, 80, 150])
+def test_parallel_proposals_stay_within_the_budget_counting_dropped_work(router, num_proposals, budget):
+    train, val = mixed(15), mixed(10, offset=50)
+    optimizer = merging(max_metric_calls=budget, num_proposals=num_proposals, track_stats=True)
+    states = run(optimizer, router, train, val, feedback_metric)
+    final = states[-1]
+    for state in states:  # nothing running can take the run over the budget, dropped work included
+        assert optimizer.spend_bound(state) + (10 if state.running else 0) <= budget
+    assert final.metric_calls + final.discarded_metric_calls <= budget
+    compiled = optimizer.compile(router, trainset=train, valset=val)
+    assert compiled.detailed_results.total_metric_calls == final.metric_calls + final.discarded_metric_calls
+    assert budget - final.metric_calls - final.discarded_metric_calls < 2 * 3 + 10  # no next iteration fits
+
+
+def test_one_proposal_at_a_time_checks_the_budget_before_each_iteration_as_gepa(router):
+    """num_proposals=1 is gepa's rule (and DSPy's): the budget is checked before each iteration starts."""
+    train, val = mixed(15), mixed(10, offset=50)
+    final = run(merging(max_metric_calls=150), router, train, val, feedback_metric)[-1]
+    last = final.history[-1]
+    assert final.discarded_metric_calls == 0 and final.metric_calls > 150  # the last iteration went over
+    assert final.metric_calls - last.metric_calls < 150
 
 
 def test_current_best_selection_and_no_merge(router):

@@ -30,7 +30,7 @@ from ..base import (
     merge_evaluations,
     rng_for,
 )
-from .merge import merge_subsample, plan_merge
+from .merge import SUBSAMPLE_SIZE, merge_subsample, plan_merge
 from .pareto import best_candidate, select_parent
 from .reflection import minibatch, read_instruction, reflective_examples, render_examples
 from .result import detailed_results
@@ -75,7 +75,8 @@ class GEPA(Optimizer):
 
     ``metric`` may return a number or ``Prediction(score=..., feedback=...)`` and may take GEPA's
     ``(gold, pred, trace, pred_name, pred_trace)``; it is the runner's to call (the flows pass theirs), so
-    it may be left out here. ``num_proposals`` is dsr's: iterations run at once (same result as one).
+    it may be left out here. ``num_proposals`` is dsr's: iterations run at once (the one-at-a-time result up
+    to where the budget stops it; with more than one, the budget caps all spending, dropped work included).
     DSPy's other keywords (proposers, ``component_selector``, ``failure_score``, wandb/mlflow switches,
     ``gepa_kwargs``) are accepted; set to anything but their defaults they warn that they have no effect.
     """
@@ -290,7 +291,7 @@ class GEPA(Optimizer):
                 ):
                     self._evaluated(state, it, evaluations[trial_number(it.number, it.stage)])
             self._resolve(state)
-        if not state.running and not state.done:
+        if not state.done:
             self._launch(state)
         return state
 
@@ -434,25 +435,50 @@ class GEPA(Optimizer):
     # -- starting iterations ---------------------------------------------------------------------------------
 
     def _launch(self, state: GepaState) -> None:
-        """Start the next ``num_proposals`` iterations, each as if every earlier one will be rejected (its
-        parent, component and minibatch then are the ones a one-at-a-time run would choose); or finish."""
-        if state.metric_calls >= state.max_metric_calls:
-            self._finish(state)
-            return
-        least_spent = state.metric_calls
-        for slot in range(self.num_proposals):
-            if slot > 0 and least_spent >= state.max_metric_calls:
-                break  # even if every earlier iteration spends the least, this one would not start
+        """Keep ``num_proposals`` iterations running, each started as if every earlier one will be rejected
+        (its parent, component and minibatch then are the ones a one-at-a-time run would choose); or finish.
+        None starts while one is on its way to the full evaluation: the later ones would be dropped."""
+        while len(state.running) < self.num_proposals and all(it.stage != "full" for it in state.running):
+            merge = not state.running and self._merge_due(state)
+            if not self._affordable(state, merge):
+                break
             number = state.next_iteration
-            it = self._merge(state, number) if slot == 0 else None
-            it = it or self._mutation(state, number)
+            it = (self._merge(state, number) if not state.running else None) or self._mutation(state, number)
             state.running.append(it)
             state.next_iteration += 1
-            least_spent += len(it.indices)
+        if not state.running:
+            self._finish(state)
+
+    def _affordable(self, state: GepaState, merge: bool) -> bool:
+        """May the next iteration start? One at a time: while the budget is not spent (gepa's rule; the last
+        iteration may go over). With ``num_proposals > 1`` the budget caps everything spent, dropped work
+        included: the next one starts only if the budget left covers the most the running iterations and it
+        can still spend (each one's minibatch or subsample evaluations, and one full evaluation: the first
+        iteration to need one drops the later ones)."""
+        if self.num_proposals == 1:
+            return state.metric_calls < state.max_metric_calls
+        size = 2 * min(self.reflection_minibatch_size, state.n_train)
+        if merge:
+            size = max(size, min(len(state.val_indices), SUBSAMPLE_SIZE))
+        return self.spend_bound(state) + size + len(state.val_indices) <= state.max_metric_calls
+
+    @staticmethod
+    def spend_bound(state: GepaState) -> int:
+        """The most the run can have spent once the running iterations end, without their full evaluations:
+        what is committed and dropped, what finished iterations spent, and the rest their pre-validation
+        evaluations could spend (a mutation's trace and minibatch, a merge's subsample)."""
+        running = sum(
+            it.metric_calls if it.stage == "done" else len(it.indices) * (2 if it.kind == "mutation" else 1)
+            for it in state.running
+        )
+        return state.metric_calls + state.discarded_metric_calls + running
+
+    def _merge_due(self, state: GepaState) -> bool:
+        return self.use_merge and state.found_new_program and state.merges_due > 0
 
     def _merge(self, state: GepaState, number: int) -> Iteration | None:
         """A merge iteration if one is due right after a new mutation and an untried one exists (gepa)."""
-        due = self.use_merge and state.found_new_program and state.merges_due > 0
+        due = self._merge_due(state)
         state.found_new_program = False
         if not due:
             return None

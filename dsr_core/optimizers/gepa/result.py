@@ -48,7 +48,7 @@ def detailed_results(student: Module, state: GepaState) -> GepaResult:
         val_subscores=state.val_scores,
         per_val_instance_best_candidates=instance_fronts(state.val_scores),
         discovery_eval_counts=[c.discovered_at for c in state.candidates],
-        total_metric_calls=state.metric_calls,
+        total_metric_calls=state.metric_calls + state.discarded_metric_calls,  # everything spent
         num_full_val_evals=1 + sum(1 for t in state.trials if t.kind == "full"),
         seed=state.seed,
     )

@@ -86,8 +86,8 @@ class GepaState(PhasedState):
     val_split: Literal["train", "val"]  # "train" when there is no valset (DSPy validates on the trainset)
     val_indices: list[int]
     max_metric_calls: int
-    metric_calls: int = 0  # spent by the iterations a one-at-a-time run makes (the budget)
-    discarded_metric_calls: int = 0  # spent on speculative iterations a one-at-a-time run would not make
+    metric_calls: int = 0  # spent by the iterations a one-at-a-time run makes
+    discarded_metric_calls: int = 0  # spent on dropped speculative iterations (num_proposals > 1 counts it)
     candidates: list[Candidate] = []
     next_iteration: int = 0
     running: list[Iteration] = []
