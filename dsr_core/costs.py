@@ -8,12 +8,14 @@ unknown, never guessed. Calls served from dsr's cache cost nothing. Two ways to 
   ``cached_input`` for prompt tokens the provider served from its own prompt cache (the response's
   ``prompt_tokens_details.cached_tokens``; billed at ``input`` when not given);
 - a self-hosted model: ``gpu_hour`` per GPU hour and the endpoint's measured throughput ``tokens_per_second``
-  (prompt plus completion tokens): a call costs the GPU time its tokens take at that rate.
+  (prompt plus completion tokens): a call costs the GPU time its tokens take at that rate. ``gpu_hour``
+  without a throughput prices no call (its calls are unpriced) until one is known: ``dsr optimize
+  --estimate`` measures the endpoint's and prices its plan with it (``with_throughput``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -40,15 +42,28 @@ class Prices:
         per_token = self.input is not None or self.output is not None
         if per_token and self.gpu_hour is not None:
             raise ValueError("Prices: give token prices (input/output) or gpu_hour, not both")
-        if (self.gpu_hour is None) != (self.tokens_per_second is None):
-            raise ValueError("Prices: gpu_hour needs the endpoint's measured tokens_per_second, and the reverse")
+        if self.tokens_per_second is not None and self.gpu_hour is None:
+            raise ValueError("Prices: tokens_per_second is the throughput gpu_hour is paid for: give gpu_hour too")
         if per_token and (self.input is None or self.output is None):
             raise ValueError("Prices: give both input and output (per million tokens)")
         if self.tokens_per_second == 0:
             raise ValueError("Prices.tokens_per_second must be more than 0")
 
+    @property
+    def needs_throughput(self) -> bool:
+        """A GPU-hour price without the endpoint's throughput: no call can be priced until one is known."""
+        return self.gpu_hour is not None and self.tokens_per_second is None
+
+    def with_throughput(self, tokens_per_second: float) -> Prices:
+        """These prices with a measured throughput where none was set (a set one wins)."""
+        if not self.needs_throughput:
+            return self
+        return replace(self, tokens_per_second=tokens_per_second)
+
     def of(self, prompt_tokens: int, completion_tokens: int, cached_prompt_tokens: int = 0) -> float:
         """The cost of one call's tokens."""
+        if self.needs_throughput:
+            raise ValueError("Prices: gpu_hour without tokens_per_second prices no call (see needs_throughput)")
         if self.gpu_hour is not None and self.tokens_per_second:
             seconds = (prompt_tokens + completion_tokens) / self.tokens_per_second
             return seconds / 3600 * self.gpu_hour
@@ -65,7 +80,7 @@ def price(usage: Usage, prices: Prices | None) -> None:
     """Give one call's usage its cost (or count it unpriced); a cached call is free."""
     if usage.cached_calls:
         return
-    if prices is None:
+    if prices is None or prices.needs_throughput:
         usage.unpriced_calls += usage.lm_calls
         return
     usage.cost += prices.of(usage.prompt_tokens, usage.completion_tokens, usage.cached_prompt_tokens)

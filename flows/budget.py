@@ -12,11 +12,13 @@ seen, with what is known of the rest predicted.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import dsr_core as dsr
-from dsr_core.costs import known_cost
+from dsr_core.costs import Prices, known_cost
+from dsr_core.evaluate import EvaluationRecord, records_judge_usage, records_usage
 from dsr_core.optimizers.base import GenerateWork
 
 PROMPT = "prompt"
@@ -40,6 +42,9 @@ class Spend:
     by_role: dict[str, dsr.Usage] = field(default_factory=dict)
     units: dict[str, int] = field(default_factory=dict)  # work done, as work_units counts it
     seconds: float = 0.0  # wall time of the steps run (over every start of the run, resumes included)
+    # the optimize flow's accounts step by step: one entry per step and per final evaluation, each with its
+    # phase, work units, seconds and usage by role
+    history: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def total(self) -> dsr.Usage:
@@ -48,12 +53,42 @@ class Spend:
             total.add(usage)
         return total
 
-    def add_step(self, by_role: dict[str, dsr.Usage], units: dict[str, int], seconds: float) -> None:
+    def add_step(
+        self,
+        by_role: dict[str, dsr.Usage],
+        units: dict[str, int],
+        seconds: float,
+        *,
+        phase: str | None = None,
+    ) -> None:
+        """Count a step's spend; with its ``phase``, keep it in the history too."""
         for role, usage in by_role.items():
             self.by_role.setdefault(role, dsr.Usage()).add(usage)
         for kind, count in units.items():
             self.units[kind] = self.units.get(kind, 0) + count
         self.seconds += seconds
+        if phase is not None:
+            self.history.append(
+                {
+                    "phase": phase,
+                    "units": dict(units),
+                    "seconds": round(seconds, 3),
+                    "by_role": _as_json(by_role),
+                }
+            )
+
+    def by_phase(self) -> dict[str, dict[str, Any]]:
+        """What each phase of the history spent: steps, LM calls, tokens, cost (None when unknown), seconds."""
+        usages: dict[str, dsr.Usage] = {}
+        phases: dict[str, dict[str, Any]] = {}
+        for entry in self.history:
+            usage = usages.setdefault(entry["phase"], dsr.Usage())
+            for values in entry["by_role"].values():
+                usage.add(dsr.Usage.from_dict(values))
+            row = phases.setdefault(entry["phase"], {"steps": 0, "seconds": 0.0})
+            row["steps"] += 1
+            row["seconds"] = round(row["seconds"] + entry["seconds"], 3)
+        return {phase: {**row, **account(usages[phase])} for phase, row in phases.items()}
 
     def predict(self, units: dict[str, int]) -> tuple[dsr.Usage, float]:
         """The usage and seconds a step of ``units`` should take, at the rates measured so far."""
@@ -87,9 +122,10 @@ class Spend:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "by_role": {role: dict(vars(usage)) for role, usage in self.by_role.items()},
+            "by_role": _as_json(self.by_role),
             "units": dict(self.units),
             "seconds": round(self.seconds, 3),
+            "history": self.history,
         }
 
     @classmethod
@@ -98,7 +134,16 @@ class Spend:
         if not data:
             return cls(by_role={"task": dsr.Usage.from_dict(total or {})})
         by_role = {role: dsr.Usage.from_dict(values) for role, values in data.get("by_role", {}).items()}
-        return cls(by_role=by_role, units=dict(data.get("units", {})), seconds=float(data.get("seconds", 0.0)))
+        return cls(
+            by_role=by_role,
+            units=dict(data.get("units", {})),
+            seconds=float(data.get("seconds", 0.0)),
+            history=list(data.get("history", [])),
+        )
+
+
+def _as_json(by_role: dict[str, dsr.Usage]) -> dict[str, dict[str, Any]]:
+    return {role: dict(vars(usage)) for role, usage in by_role.items()}
 
 
 @dataclass(frozen=True)
@@ -125,38 +170,40 @@ class Budget:
             ("max_cost", self.max_cost, spent.cost, next_usage.cost, "USD"),
             ("max_wall_time", self.max_wall_time, spend.seconds, next_seconds, "s"),
         )
+        if self.max_cost is not None and spent.unpriced_calls:  # gpu_hour_price without a throughput
+            return f"run.max_cost = {self.max_cost:g}: the cost of {spent.unpriced_calls} LM calls is unknown"
         for name, cap, used, coming, unit in checks:
             if cap is not None and used + coming > cap:
                 return f"run.{name} = {cap:g}: {used:g} {unit} spent, the next step needs about {coming:g} more"
         return None
 
 
+def account(usage: dsr.Usage, *, exact: bool = False) -> dict[str, Any]:
+    """LM calls, tokens and cost of ``usage`` (the cost None when unknown; rounded to 6 places unless
+    ``exact``, as trial records keep it so that they add up to the run's)."""
+    cost = known_cost(usage) if not exact or usage.unpriced_calls else usage.cost
+    return {"lm_calls": usage.lm_calls, "tokens": usage.total_tokens, "cost": cost}
+
+
 def cost_summary(spend: Spend) -> dict[str, Any]:
-    """Cost and tokens in all and by LM role, for reports and MLflow (a cost is None when unknown)."""
-    total = spend.total
+    """Cost and tokens in all, by LM role and by phase, for reports and MLflow (a cost is None when unknown)."""
     return {
-        "cost": known_cost(total),
-        "by_role": {
-            role: {"cost": known_cost(usage), "tokens": usage.total_tokens, "lm_calls": usage.lm_calls}
-            for role, usage in sorted(spend.by_role.items())
-        },
+        "cost": known_cost(spend.total),
+        "by_role": {role: account(usage) for role, usage in sorted(spend.by_role.items())},
+        "by_phase": spend.by_phase(),
     }
 
 
-def records_by_role(records: list[dict[str, Any]], judge_prices: Any = None) -> dict[str, dsr.Usage]:
+def records_by_role(
+    records: Sequence[EvaluationRecord | Mapping[str, Any]], judge_prices: Prices | None = None
+) -> dict[str, dsr.Usage]:
     """An evaluation's spend split into the task's and an LM judge's (the records carry the judge's part):
     the judge's cost from its prices (its tokens are all uncached: a cached call has none)."""
-    from dsr_core.evaluate import records_usage
-
     total = records_usage(records)
-    judge = dsr.Usage(
-        prompt_tokens=sum(r.get("judge_prompt_tokens", 0) for r in records),
-        completion_tokens=sum(r.get("judge_completion_tokens", 0) for r in records),
-        lm_calls=sum(r.get("judge_lm_calls", 0) for r in records),
-    )
+    judge = records_judge_usage(records)
     if not judge.lm_calls:
         return {"task": total}
-    if judge_prices is not None:
+    if judge_prices is not None and not judge_prices.needs_throughput:
         judge.cost = judge_prices.of(judge.prompt_tokens, judge.completion_tokens)
     else:
         judge.unpriced_calls = judge.lm_calls

@@ -110,10 +110,55 @@ def estimated_cost(report: Any) -> str:
     return f" (estimated {money(report.estimated_cost)})" if report.estimated_cost is not None else ""
 
 
+def estimated_tokens(report: Any) -> str:
+    """``; estimated N in all`` beside the tokens (an estimate kept before tokens were carried has none)."""
+    tokens = getattr(report, "estimated_tokens", None)
+    return f"; estimated {tokens:,} in all" if tokens is not None else ""
+
+
+def estimated_seconds(report: Any) -> str:
+    seconds = getattr(report, "estimated_seconds", None)
+    return f"; estimated {seconds:.0f}s" if seconds is not None else ""
+
+
+def estimate_vs_actual(report: Any) -> Table | None:
+    """The estimate's rows by phase beside what each phase spent (LM calls, tokens, wall time), when the run
+    had an estimate; a phase on one side only shows ``-`` on the other."""
+    estimated = {row["phase"]: row for row in getattr(report, "estimated_phases", None) or []}
+    if not estimated:
+        return None
+    actual = getattr(report, "by_phase", None) or {}
+    columns = ["phase", "LM calls", "est.", "tokens", "est.", "wall", "est."]
+    rows = []
+    for phase in [*estimated, *(p for p in actual if p not in estimated)]:
+        est, act = estimated.get(phase, {}), actual.get(phase, {})
+        rows.append(
+            [
+                phase,
+                act.get("lm_calls"),
+                est.get("lm_calls"),
+                _thousands(act.get("tokens")),
+                _thousands(est.get("tokens")),
+                None if "seconds" not in act else f"{act['seconds']:.0f}s",
+                None if "seconds" not in est else f"{est['seconds']:.0f}s",
+            ]
+        )
+    return plain_table(columns, rows, right=set(columns) - {"phase"})
+
+
+def _thousands(value: int | None) -> str | None:
+    return None if value is None else f"{value:,}"
+
+
+def role_cost(cost: float | None) -> str:
+    """A role's cost in its row under ``cost`` (which says why one is unknown)."""
+    return "cost unknown" if cost is None else money(cost)
+
+
 def money(cost: float | None) -> str:
     """A cost in US dollars, or why there is none (an LM without prices: never a guess)."""
     if cost is None:
-        return "unknown (set input_price/output_price or gpu_hour_price on the LM sections)"
+        return "unknown (set input_price/output_price, or gpu_hour_price with tokens_per_second, on the LM sections)"
     return f"${cost:,.4f}" if cost < 1 else f"${cost:,.2f}"
 
 
@@ -161,14 +206,14 @@ class OptimizationDisplay(LiveLine):
             ),
             ("trials", f"{report.trials} in {report.steps} steps" + (" (resumed)" if report.resumed else "")),
             ("LM calls", f"{report.lm_calls} ({report.cached_calls} cached)" + estimated_calls(report)),
-            ("tokens", f"{report.prompt_tokens} in / {report.completion_tokens} out"),
+            ("tokens", f"{report.prompt_tokens} in / {report.completion_tokens} out" + estimated_tokens(report)),
             ("cost", money(report.cost) + estimated_cost(report)),
             *[
-                (f"  {role}", f"{spent['lm_calls']} LM calls, {spent['tokens']:,} tokens, {money(spent['cost'])}")
+                (f"  {role}", f"{spent['lm_calls']} LM calls, {spent['tokens']:,} tokens, {role_cost(spent['cost'])}")
                 for role, spent in report.by_role.items()
             ],
             *([("stopped", report.stop_reason)] if report.stop_reason else []),
-            ("wall time", f"{report.wall_time:.1f}s"),
+            ("wall time", f"{report.wall_time:.1f}s" + estimated_seconds(report)),
             ("program", report.program_url),
             ("checkpoints", report.checkpoint_url),
             ("MLflow run", report.mlflow_run_id or "-"),
@@ -181,6 +226,10 @@ class OptimizationDisplay(LiveLine):
         for key, value in rows:
             table.add_row(key, value)
         Console().print(table)
+        by_phase = estimate_vs_actual(report)
+        if by_phase is not None:
+            Console().print(Text("estimate vs actual, by phase (est.: dsr optimize --estimate):"))
+            print_table(by_phase)
         if report.candidates:
             print_candidates(report.candidates, len("candidates:"))
 

@@ -29,6 +29,7 @@ from typing import Any
 
 import dsr_core as dsr
 from dsr_core._async import run_sync
+from dsr_core.costs import Prices
 from dsr_core.optimizers.base import (
     BootstrapOutcome,
     BootstrapWork,
@@ -49,7 +50,7 @@ from tasks.program import build_metric, get_lm, instantiate
 
 from .artifacts import join, open_file
 from .config import RunConfig
-from .optimize import build_optimizer, run_name_for
+from .optimize import FINAL_EVALUATION, build_optimizer, run_name_for
 from .preflight import preflight
 
 MAX_STEPS = 100_000  # a plan longer than this is not a plan
@@ -83,6 +84,10 @@ class Sample:
     completion_tokens_per_completion: float = 0.0
     seconds_per_generation: float = 0.0
     real_calls: int = 0  # every LM call the estimate itself made
+    # the endpoints' measured throughput (prompt + completion tokens a second, the sample's tokens over its
+    # wall time at the sample's concurrency): what prices a gpu_hour_price set without tokens_per_second
+    tokens_per_second: float = 0.0
+    generation_tokens_per_second: float = 0.0
 
 
 @dataclass
@@ -94,10 +99,13 @@ class Estimate:
     concurrency: int
     rows: list[dict[str, Any]] = field(default_factory=list)
     total: dict[str, Any] = field(default_factory=dict)
+    # the LM sections priced at the throughput the sample measured (gpu_hour_price without tokens_per_second)
+    measured_throughput: dict[str, float] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {"run_name": self.run_name, "optimizer": self.optimizer, "rows": self.rows, "total": self.total,
-                "sample": vars(self.sample), "concurrency": self.concurrency}  # fmt: skip
+                "sample": vars(self.sample), "concurrency": self.concurrency,
+                "measured_throughput": self.measured_throughput}  # fmt: skip
 
 
 # -- the plan ------------------------------------------------------------------------------------------------------
@@ -193,8 +201,10 @@ def measure(runner: LocalRunner, size: int, generation: GenerateWork | None, con
         slots = asyncio.Semaphore(concurrency)
         return list(await asyncio.gather(*(one(e, slots) for e in examples)))
 
+    wall = time.perf_counter()
     with dsr.context(cache=False), track_usage_by_role() as roles:
         seconds = run_sync(runs()) if examples else []
+    wall = time.perf_counter() - wall
     task = dsr.Usage()
     for role, usage in roles.items():
         if role != "prompt":
@@ -205,6 +215,7 @@ def measure(runner: LocalRunner, size: int, generation: GenerateWork | None, con
         sample.prompt_tokens_per_call = task.prompt_tokens / task.lm_calls
         sample.completion_tokens_per_call = task.completion_tokens / task.lm_calls
         sample.seconds_per_run = sum(seconds) / len(seconds)
+        sample.tokens_per_second = task.total_tokens / wall if wall > 0 else 0.0
     sample.real_calls += task.lm_calls
     if generation is not None:
         started = time.perf_counter()
@@ -218,6 +229,7 @@ def measure(runner: LocalRunner, size: int, generation: GenerateWork | None, con
             sample.prompt_tokens_per_generation = spent.prompt_tokens
             sample.completion_tokens_per_completion = spent.completion_tokens / max(1, generation.n)
             sample.seconds_per_generation = time.perf_counter() - started
+            sample.generation_tokens_per_second = spent.total_tokens / sample.seconds_per_generation
         sample.real_calls += spent.lm_calls
     return sample
 
@@ -251,12 +263,12 @@ def estimate(config: RunConfig, *, sample_size: int = 3) -> Estimate:
         phases = plan(
             recording, optimizer.init_state(student, trainset, valset), runner, concurrency, config.optimizer.seed
         )
-    phases["final evaluation"] = final_evaluation(recording.full_evaluations, len(valset or trainset), config,
+    phases[FINAL_EVALUATION] = final_evaluation(recording.full_evaluations, len(valset or trainset), config,
                                                  concurrency)  # fmt: skip
     generation = first_generation[0] if first_generation else None
     sample = measure(runner, min(sample_size, len(trainset)), generation, concurrency)
     result = Estimate(run_name_for(config, "estimate"), config.optimizer.name, phases, sample, concurrency)
-    result.rows, result.total = _rows(config, phases, sample)
+    result.rows, result.total, result.measured_throughput = _rows(config, phases, sample)
     return result
 
 
@@ -296,10 +308,18 @@ class _Recording:
         return self._optimizer.tell(state, outcomes)
 
 
-def _rows(config: RunConfig, phases: dict[str, PhasePlan], s: Sample) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    task_prices = config.lm.prices()
-    prompt_section = (config.reflection_lm if config.optimizer.name == "GEPA" else None) or config.prompt_lm
-    prompt_prices = (prompt_section or config.lm).prices()
+def _rows(
+    config: RunConfig, phases: dict[str, PhasePlan], s: Sample
+) -> tuple[list[dict[str, Any]], dict[str, Any], dict[str, float]]:
+    """The rows by phase, the total, and the sections priced at a measured throughput."""
+    reflection = config.reflection_lm if config.optimizer.name == "GEPA" else None
+    prompt_name = "reflection_lm" if reflection else "prompt_lm" if config.prompt_lm else "lm"
+    measured: dict[str, float] = {}
+    task_prices = _at_throughput(config.lm.prices(), "lm", s.tokens_per_second, measured)
+    # the prompt model on the task's endpoint ([lm]) runs at the throughput the program runs measured
+    prompt_rate = s.tokens_per_second if prompt_name == "lm" else s.generation_tokens_per_second
+    prompt_prices = _at_throughput((reflection or config.prompt_lm or config.lm).prices(), prompt_name, prompt_rate,
+                                   measured)  # fmt: skip
     rows = []
     total: dict[str, Any] = {"steps": 0, "program_runs": 0, "lm_calls": 0, "tokens": 0, "cost": 0.0, "seconds": 0.0}
     for name, p in phases.items():
@@ -326,13 +346,24 @@ def _rows(config: RunConfig, phases: dict[str, PhasePlan], s: Sample) -> tuple[l
     if total["cost"] is not None:
         total["cost"] = round(total["cost"], 6)
     total["seconds"] = round(total["seconds"], 1)
-    return rows, total
+    return rows, total, measured
 
 
-def _cost(prices: Any, prompt_tokens: float, completion_tokens: float, calls: float) -> float | None:
+def _at_throughput(prices: Prices | None, section: str, rate: float, measured: dict[str, float]) -> Prices | None:
+    """``prices``, with the measured ``rate`` where a gpu_hour_price has no tokens_per_second (a set one
+    wins); a section priced that way is noted in ``measured``."""
+    if prices is None or not prices.needs_throughput or rate <= 0:
+        return prices
+    measured[section] = round(rate, 1)
+    return prices.with_throughput(rate)
+
+
+def _cost(prices: Prices | None, prompt_tokens: float, completion_tokens: float, calls: float) -> float | None:
     if not calls:
         return 0.0
-    return None if prices is None else prices.of(round(prompt_tokens), round(completion_tokens))
+    if prices is None or prices.needs_throughput:
+        return None
+    return prices.of(round(prompt_tokens), round(completion_tokens))
 
 
 def save_estimate(config: RunConfig, result: Estimate) -> str | None:
@@ -385,6 +416,9 @@ def print_estimate(result: Estimate, saved: str | None) -> None:
         + f" ({s.real_calls} LM calls spent on the estimate)"
         + (f"; {s.failed_runs} of the sample runs failed" if s.failed_runs else "")
     )
+    for section, rate in result.measured_throughput.items():
+        typer.echo(f"cost: [{section}] gpu_hour_price at the measured {rate:g} tokens a second "
+                   f"(set {section}.tokens_per_second to price at another)")  # fmt: skip
     if total["cost"] is None:
         typer.echo(f"cost: {money(None)}")
     typer.echo(f"kept at {saved}: the run's report shows it beside the actual numbers" if saved else

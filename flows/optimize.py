@@ -29,7 +29,7 @@ from pydantic import BaseModel
 
 import dsr_core as dsr
 from dsr_core import imports
-from dsr_core.costs import known_cost
+from dsr_core.costs import Prices, known_cost
 from dsr_core.evaluate import EvaluationResult, records_usage
 from dsr_core.optimizers.base import (
     BootstrapOutcome,
@@ -50,7 +50,7 @@ from tasks.optimize import optimizer_work
 from tasks.program import get_lm, instantiate, with_state
 
 from .artifacts import open_file, result_storage_for
-from .budget import Budget, Spend, cost_summary, records_by_role, work_units
+from .budget import Budget, Spend, account, cost_summary, records_by_role, work_units
 from .checkpoint import CheckpointError, CheckpointStore
 from .config import RunConfig, optimizer_class, resolve_config
 from .evaluate import EvaluationFailed, check_not_all_failed, code_version, task_runner_for
@@ -90,9 +90,13 @@ class OptimizationReport(BaseModel):
     completion_tokens: int
     cost: float | None = None  # US dollars; None when an LM the run used has no prices
     by_role: dict[str, dict[str, Any]] = {}  # per LM role (task, prompt, judge): cost, tokens, lm_calls
+    by_phase: dict[str, dict[str, Any]] = {}  # per optimizer phase and the final evaluation: steps, calls, ...
     candidates: list[dict[str, Any]] = []  # GEPA, SIMBA, Structural: every candidate (flows/lineage.py)
     estimated_lm_calls: int | None = None  # what `dsr optimize --estimate` predicted for this run, if it was asked
     estimated_cost: float | None = None
+    estimated_tokens: int | None = None
+    estimated_seconds: float | None = None
+    estimated_phases: list[dict[str, Any]] = []  # the estimate's rows by phase (flows/estimate.py)
     wall_time: float
     checkpoint_url: str
     program_url: str
@@ -221,7 +225,7 @@ class StepRunner:
             )
         return batch
 
-    def run(self, work: list[Any]) -> tuple[list[Any], list[dict[str, Any]], dsr.Usage]:
+    def run(self, work: list[Any]) -> tuple[list[Any], list[dict[str, Any]], dict[str, dsr.Usage]]:
         """Compute a step's work. Returns (outcomes for tell, evaluation summaries, LM usage by role).
 
         Evaluations are the task LM's spend (with an LM judge's calls, when the metric is one); the other work
@@ -323,14 +327,22 @@ def describe_program(program_state: dict[str, Any]) -> dict[str, Any]:
 
 
 def trial_records(
-    summaries: list[dict[str, Any]], state: OptimizerState, start: int, step: int, seconds: float
+    summaries: list[dict[str, Any]],
+    state: OptimizerState,
+    start: int,
+    step: int,
+    seconds: float,
+    judge_prices: Prices | None = None,
 ) -> list[dict[str, Any]]:
+    """One record per evaluation of the step, with its own accounts: LM calls and tokens, and its cost (exact:
+    the trials' costs add up to what the run spent on them; None when unknown), in all and by LM role."""
     records = []
     for offset, summary in enumerate(summaries):
         work, outcome, rows = summary["work"], summary["outcome"], summary["records"]
         own = state.trial(work.candidate)  # the optimizer's own record of the trial, when it keeps one
         full = len(work.indices) >= (state.n_val if work.split == "val" else state.n_train)
         choice = own.params if own is not None and own.params else describe_program(work.program)
+        by_role = records_by_role(rows, judge_prices)
         usage = records_usage(rows)
         records.append(
             {
@@ -347,6 +359,8 @@ def trial_records(
                 "cached_calls": usage.cached_calls,
                 "prompt_tokens": usage.prompt_tokens,
                 "completion_tokens": usage.completion_tokens,
+                "cost": account(usage, exact=True)["cost"],
+                "by_role": {role: account(spent, exact=True) for role, spent in sorted(by_role.items())},
                 "seconds": round(seconds, 3),
                 # seconds per example (program and metric), the mean over the rows; kept here, not in the
                 # optimizer's state, which must come out the same on every run
@@ -361,6 +375,7 @@ def trial_records(
 
 
 FINISHED = "finished"
+FINAL_EVALUATION = "final evaluation"  # the baseline and the result scored at the end (a phase of the accounts)
 STOPPED = "stopped: budget"  # a run its budget stopped at a step boundary; running it again continues it
 
 
@@ -509,6 +524,7 @@ def optimize_flow(
     stopped: str | None = None
     while not run.state.done:
         before = run.state.model_copy(deep=True)  # what a stop keeps: the state the last step left
+        phase = run.state.current_phase
         work = optimizer.ask(run.state)
         units = work_units(work)
         if budget is not None and (stopped := budget.exceeded_by(run.spend, units)) is not None:
@@ -520,8 +536,10 @@ def optimize_flow(
         with dsr.context(max_errors=None):  # a failed attempt is not a demo; only [optimizer] max_errors stops a run
             run.state = optimizer.tell(run.state, outcomes)
         run.step += 1
-        run.spend.add_step(step_usage, units, time.perf_counter() - mark)
-        new = trial_records(summaries, run.state, len(run.trials), run.step, time.perf_counter() - mark)
+        run.spend.add_step(step_usage, units, time.perf_counter() - mark, phase=phase)
+        new = trial_records(
+            summaries, run.state, len(run.trials), run.step, time.perf_counter() - mark, runner.judge_prices
+        )
         run.trials.extend(new)
         run.save("running")
         trial_log.submit(new)
@@ -532,7 +550,7 @@ def optimize_flow(
 
     trial_log.close()
     tracking.log_missing_trials(config, run.mlflow_run_id, run.trials)
-    progress.notify_step(progress_key, run.progress(planned, "final evaluation"))
+    progress.notify_step(progress_key, run.progress(planned, FINAL_EVALUATION))
     result = run.state.result if stopped is None else optimizer.best_so_far(run.state)
     report, program_state = _finish(
         run, student, runner, valset or trainset, "val" if valset else "train", result or student.dump_state()
@@ -565,7 +583,14 @@ def estimated(config: RunConfig, name: str) -> dict[str, Any]:
     found = read_estimate(config.run.checkpoint_url, name)
     if not found:
         return {}
-    return {"estimated_lm_calls": found["total"]["lm_calls"], "estimated_cost": found["total"]["cost"]}
+    total = found["total"]
+    return {
+        "estimated_lm_calls": total["lm_calls"],
+        "estimated_cost": total["cost"],
+        "estimated_tokens": total.get("tokens"),  # an estimate kept before these were carried has only the two
+        "estimated_seconds": total.get("seconds"),
+        "estimated_phases": found.get("rows", []),
+    }
 
 
 def _finish(
@@ -577,6 +602,7 @@ def _finish(
     from .services import registry
 
     config = run.config
+    started = time.perf_counter()
     indices = list(range(len(examples)))
     optimized = with_state(student, result, source=f"the result of {run.name}")
     batches = {
@@ -588,8 +614,11 @@ def _finish(
             EvaluationResult.from_records(batch.records()), f"the final evaluation of the {name} program"
         )
     scores = {name: _mean_score(batch) for name, batch in batches.items()}
-    for batch in batches.values():  # the report's LM totals include these two evaluations
-        run.spend.add_step(records_by_role(batch.records(), runner.judge_prices), {}, 0.0)
+    final: dict[str, dsr.Usage] = {}  # the report's LM totals include these two evaluations
+    for batch in batches.values():
+        for role, usage in records_by_role(batch.records(), runner.judge_prices).items():
+            add_usage(final, role, usage)
+    run.spend.add_step(final, {}, time.perf_counter() - started, phase=FINAL_EVALUATION)
     lm = get_lm(config.lm.model_dump())
     for predictor in optimized.predictors():
         predictor.lm = predictor.lm or lm  # the saved program carries its LM settings (never the key)

@@ -157,6 +157,25 @@ TRIAL_PARAMS = ("candidate", "kind", "split", "examples", "choice", "step")
 TRIAL_METRICS = ("score", "errors", "lm_calls", "cached_calls", "prompt_tokens", "completion_tokens", "seconds")
 
 
+def trial_metrics(trial: dict[str, Any]) -> dict[str, float]:
+    """A trial's metrics: TRIAL_METRICS, its cost (``cost_usd``, when known) and its accounts by LM role
+    (``lm_calls.task``, ``tokens.task``, ``cost_usd.task``, ...), as the parent run names them."""
+    values = {k: float(trial[k]) for k in TRIAL_METRICS}
+    values.update(role_metrics(trial.get("cost"), trial.get("by_role") or {}))
+    return values
+
+
+def role_metrics(cost: float | None, by_role: dict[str, dict[str, Any]]) -> dict[str, float]:
+    """``cost_usd`` (when known) and per LM role ``tokens.role``, ``lm_calls.role`` and ``cost_usd.role``."""
+    values = {} if cost is None else {"cost_usd": float(cost)}
+    for role, spent in by_role.items():
+        values[f"tokens.{role}"] = float(spent["tokens"])
+        values[f"lm_calls.{role}"] = float(spent["lm_calls"])
+        if spent.get("cost") is not None:
+            values[f"cost_usd.{role}"] = float(spent["cost"])
+    return values
+
+
 def log_trials(config: RunConfig, parent_id: str, trials: list[dict[str, Any]]) -> None:
     """One nested run per trial (explicit ids: safe with several optimizations in one process)."""
     from mlflow.entities import Metric
@@ -175,7 +194,7 @@ def log_trials(config: RunConfig, parent_id: str, trials: list[dict[str, Any]]) 
         )
         child_id = child.info.run_id
         _log_params(client, child_id, {k: trial[k] for k in TRIAL_PARAMS if trial.get(k) is not None})
-        client.log_batch(child_id, metrics=[Metric(k, float(trial[k]), now, 0) for k in TRIAL_METRICS])
+        client.log_batch(child_id, metrics=[Metric(k, v, now, 0) for k, v in trial_metrics(trial).items()])
         client.set_terminated(child_id)
         parent_metrics.append(Metric("trial_score", float(trial["score"]), now, trial["trial"]))
         if trial.get("best_so_far") is not None:
@@ -253,13 +272,7 @@ def finish_optimization(
     now = int(time.time() * 1000)
     metrics = ("baseline_score", "optimized_score", "champion_score", "lm_calls", "prompt_tokens", "completion_tokens")
     values = {k: float(report[k]) for k in metrics if report.get(k) is not None}
-    if report.get("cost") is not None:
-        values["cost_usd"] = float(report["cost"])
-    for role, spent in (report.get("by_role") or {}).items():  # split by LM role: task, prompt, judge
-        values[f"tokens.{role}"] = float(spent["tokens"])
-        values[f"lm_calls.{role}"] = float(spent["lm_calls"])
-        if spent.get("cost") is not None:
-            values[f"cost_usd.{role}"] = float(spent["cost"])
+    values.update(role_metrics(report.get("cost"), report.get("by_role") or {}))  # task, prompt, judge
     client.log_batch(run_id, metrics=[Metric(k, v, now, 0) for k, v in values.items()])
     title = f"{report['run_name']} ({config.optimizer.name})"
     with tempfile.TemporaryDirectory() as tmp:

@@ -8,7 +8,7 @@ import json
 import pytest
 
 import dsr_core as dsr
-from dsr_core.costs import Prices, known_cost
+from dsr_core.costs import Prices, known_cost, price
 from dsr_core.tracking import track_usage_by_role
 from flows.checkpoint import CheckpointStore
 from flows.config import ConfigError, validate_config
@@ -28,14 +28,34 @@ def test_prices_per_token_per_cached_token_and_per_gpu_hour():
     assert cached.of(1_000_000, 0, cached_prompt_tokens=400_000) == pytest.approx(0.6 * 2.0 + 0.4 * 0.5)
     gpu = Prices(gpu_hour=3.6, tokens_per_second=1000)  # 1000 tokens a second at $3.60 an hour
     assert gpu.of(600, 400) == pytest.approx(3.6 / 3600)  # one second of GPU time
+    assert not gpu.needs_throughput and gpu.with_throughput(10) is gpu  # a set throughput wins
+    hourly = Prices(gpu_hour=3.6)  # no throughput yet: no call is priced (--estimate measures one)
+    assert hourly.needs_throughput and hourly.with_throughput(1000).of(600, 400) == pytest.approx(3.6 / 3600)
+    call = dsr.Usage(prompt_tokens=600, completion_tokens=400, lm_calls=1)
+    price(call, hourly)
+    assert call.unpriced_calls == 1 and known_cost(call) is None  # unknown, never guessed
+    with pytest.raises(ValueError, match="prices no call"):
+        hourly.of(600, 400)
     for bad, message in [
         ({"input": 1.0}, "give both input and output"),
-        ({"gpu_hour": 2.0}, "needs the endpoint's measured tokens_per_second"),
+        ({"tokens_per_second": 5}, "give gpu_hour too"),
         ({"input": 1.0, "output": 1.0, "gpu_hour": 1.0, "tokens_per_second": 5}, "not both"),
         ({"input": -1.0, "output": 1.0}, "non-negative"),
     ]:
         with pytest.raises(ValueError, match=message):
             Prices(**bad)
+
+
+def test_max_cost_stops_a_run_whose_cost_is_unknown_after_its_first_step():
+    """gpu_hour_price without tokens_per_second passes the config's price check but prices no call of a run."""
+    from flows.budget import Budget, Spend
+
+    budget, spend = Budget(max_cost=1.0), Spend()
+    assert budget.exceeded_by(spend, {"task": 4}) is None  # the first step runs: nothing is spent yet
+    spend.add_step(
+        {"task": dsr.Usage(prompt_tokens=90, completion_tokens=10, lm_calls=4, unpriced_calls=4)}, {"task": 4}, 1.0
+    )
+    assert budget.exceeded_by(spend, {"task": 4}) == "run.max_cost = 1: the cost of 4 LM calls is unknown"
 
 
 async def test_each_call_is_priced_by_its_own_lm_and_unpriced_calls_make_the_total_unknown(server):
@@ -108,9 +128,38 @@ def test_an_optimization_accounts_by_role_and_the_parts_add_up(prefect_harness, 
     assert report.lm_calls == sum(r["lm_calls"] for r in report.by_role.values())
     assert report.cost == pytest.approx(sum(r["cost"] for r in report.by_role.values()), abs=1e-6)
     assert report.by_role["prompt"]["cost"] > 0 and report.by_role["task"]["cost"] > 0
-    metrics = MlflowClient(tracking_uri=config["mlflow"]["tracking_uri"]).get_run(report.mlflow_run_id).data.metrics
+    client = MlflowClient(tracking_uri=config["mlflow"]["tracking_uri"])
+    metrics = client.get_run(report.mlflow_run_id).data.metrics
     assert metrics["cost_usd"] == pytest.approx(report.cost)
     assert metrics["lm_calls.prompt"] == report.by_role["prompt"]["lm_calls"]
+    assert sum(p["lm_calls"] for p in report.by_phase.values()) == report.lm_calls  # the phases add up too
+
+    # per trial: each evaluation's own cost and calls by role; the trials and the final evaluation are all the
+    # task LM spent (COPRO's other work is the prompt model's proposals)
+    checkpoint = CheckpointStore(str(workdir / "checkpoints"), "opt-test").read_latest()
+    trials, spend = checkpoint["trials"], checkpoint["spend"]
+    for trial in trials:
+        assert set(trial["by_role"]) == {"task"} and trial["by_role"]["task"]["lm_calls"] == trial["lm_calls"]
+        assert trial["by_role"]["task"]["tokens"] == trial["prompt_tokens"] + trial["completion_tokens"]
+        assert trial["cost"] == trial["by_role"]["task"]["cost"] and (trial["cost"] > 0) == (trial["lm_calls"] > 0)
+    final = [usage for e in spend["history"] if e["phase"] == "final evaluation" for usage in e["by_role"].values()]
+    task = spend["by_role"]["task"]
+    assert sum(t["lm_calls"] for t in trials) + sum(u["lm_calls"] for u in final) == task["lm_calls"]
+    assert sum(t["cost"] for t in trials) + sum(u["cost"] for u in final) == pytest.approx(task["cost"], abs=1e-9)
+    assert (
+        sum(t["lm_calls"] for t in trials)
+        == report.by_role["task"]["lm_calls"] - report.by_phase["final evaluation"]["lm_calls"]
+    )
+    children = client.search_runs(
+        [client.get_run(report.mlflow_run_id).info.experiment_id],
+        filter_string=f"tags.mlflow.parentRunId = '{report.mlflow_run_id}'",
+    )
+    logged = {child.data.tags["dsr.trial"]: child.data.metrics for child in children}
+    assert len(logged) == len(trials)
+    for trial in trials:
+        assert logged[str(trial["trial"])]["cost_usd"] == pytest.approx(trial["cost"], abs=1e-12)
+        assert logged[str(trial["trial"])]["lm_calls.task"] == trial["lm_calls"]
+        assert logged[str(trial["trial"])]["tokens.task"] == trial["by_role"]["task"]["tokens"]
 
 
 # -- budgets -------------------------------------------------------------------------------------------------------
@@ -122,32 +171,81 @@ def final_program(report) -> dict:
 
 
 def trials_of(workdir, name) -> list[dict]:
-    """The trials without what depends on caches and replays (time, calls, tokens)."""
-    spend = ("seconds", "lm_calls", "cached_calls", "prompt_tokens", "completion_tokens")
+    """The trials without what depends on caches and replays (time, calls, tokens, cost)."""
+    spend = ("seconds", "lm_calls", "cached_calls", "prompt_tokens", "completion_tokens", "cost", "by_role")
     trials = CheckpointStore(str(workdir / "checkpoints"), name).read_latest()["trials"]
     return [{k: v for k, v in t.items() if k not in spend} for t in trials]
 
 
-def test_a_budget_stops_at_a_step_boundary_and_a_higher_one_continues_to_the_same_end(prefect_harness, server, workdir):
+def steps_of(checkpoint) -> list[dict]:
+    """The run's own accounts step by step (without its final evaluations)."""
+    return [entry for entry in checkpoint["spend"]["history"] if entry["phase"] != "final evaluation"]
+
+
+def stop_step(steps: list[dict], units: list[dict], cap: str, value: float) -> int | None:
+    """Where a cap stops a run, as flows/budget.py predicts it: after step k, the spend so far plus the next
+    step's share of it (its program runs over those done so far; random search has no other work) is over the
+    cap. ``steps`` are the capped run's accounts, ``units`` every step's work (an uninterrupted run's)."""
+    spent = dsr.Usage()
+    seconds = 0.0
+    done = 0
+    for k, step in enumerate(steps, start=1):
+        for usage in step["by_role"].values():
+            spent.add(dsr.Usage.from_dict(usage))
+        seconds += step["seconds"]
+        done += step["units"]["task"]
+        share = units[k]["task"] / done
+        coming = {
+            "max_lm_calls": (spent.lm_calls, round(spent.lm_calls * share)),
+            "max_tokens": (
+                spent.total_tokens,
+                round(spent.prompt_tokens * share) + round(spent.completion_tokens * share),
+            ),
+            "max_cost": (spent.cost, spent.cost * share),
+            "max_wall_time": (seconds, seconds * share),
+        }[cap]
+        if sum(coming) > value:
+            return k
+    return None
+
+
+@pytest.mark.parametrize(
+    ("cap", "value", "prices"),
+    [
+        ("max_lm_calls", 60, {}),
+        ("max_tokens", 10_000, {}),
+        ("max_cost", 0.015, API),
+        # less than any step takes: the first step runs (nothing is measured before it), the run stops after it
+        ("max_wall_time", 0.001, {}),
+    ],
+)
+def test_a_budget_stops_at_the_step_it_predicts_and_a_higher_one_continues_to_the_same_end(
+    prefect_harness, server, workdir, cap, value, prices
+):
     from flows.optimize import run_optimization
 
+    def config(name, **caps):
+        config = make_config(workdir, server, name=name, **caps)
+        config["lm"].update(prices)
+        return validate_config(config)
+
     server.responder = learns_from_demos
-    capped = make_config(workdir, server, name="capped", max_lm_calls=60)
-    stopped = run_optimization(validate_config(capped))  # first: later runs replay its persisted shards
-    assert stopped.status == "stopped: budget" and "run.max_lm_calls = 60" in stopped.stop_reason
+    stopped = run_optimization(config("capped", **{cap: value}))
+    assert stopped.status == "stopped: budget" and f"run.{cap} = {value:g}" in stopped.stop_reason
     checkpoint = CheckpointStore(str(workdir / "checkpoints"), "capped").read_latest()
-    assert checkpoint["status"] == "stopped: budget" and checkpoint["step"] > 0
-    assert checkpoint["spend"]["by_role"]["task"]["lm_calls"] <= 60 + 2 * 12  # the steps, then the final scoring
+    assert checkpoint["status"] == "stopped: budget" and len(steps_of(checkpoint)) == checkpoint["step"] > 0
     assert stopped.model_dump()["optimized_score"] is not None  # finished with the best program found so far
 
-    whole = run_optimization(validate_config(make_config(workdir, server, name="whole")))
-    assert whole.status == "finished" and whole.optimized_score == 100.0 and checkpoint["step"] < whole.steps
-
-    again = make_config(workdir, server, name="capped", max_lm_calls=10_000)
-    resumed = run_optimization(validate_config(again))
-    assert resumed.status == "finished" and resumed.resumed and resumed.steps == whole.steps
-    assert final_program(resumed) == final_program(whole)
-    assert trials_of(workdir, "capped") == trials_of(workdir, "whole")
+    resumed = run_optimization(config("capped", **{cap: value * 10_000}))
+    assert resumed.status == "finished" and resumed.resumed and resumed.steps > checkpoint["step"]
+    units = [step["units"] for step in steps_of(CheckpointStore(str(workdir / "checkpoints"), "capped").read_latest())]
+    assert len(units) == resumed.steps  # the resumed run's accounts continue the stopped run's
+    assert stop_step(steps_of(checkpoint), units, cap, value) == checkpoint["step"]  # the exact step, not a bound
+    if cap == "max_lm_calls":  # the same end as a run never stopped (one cap shows it: the stop is the same for all)
+        whole = run_optimization(config("whole"))
+        assert whole.status == "finished" and whole.optimized_score == 100.0 and resumed.steps == whole.steps
+        assert final_program(resumed) == final_program(whole)
+        assert trials_of(workdir, "capped") == trials_of(workdir, "whole")
 
 
 @pytest.mark.parametrize(
@@ -158,6 +256,7 @@ def test_a_budget_stops_at_a_step_boundary_and_a_higher_one_continues_to_the_sam
         ("MIPROv2", {"auto": None, "num_candidates": 2, "num_trials": 3, "minibatch_size": 4}),
         ("GEPA", {"max_metric_calls": 60, "reflection_minibatch_size": 2}),
         ("SIMBA", {"bsize": 4, "num_candidates": 2, "max_steps": 2}),
+        ("Structural", {"max_steps": 2, "minibatch_size": 4}),
     ],
 )
 def test_every_optimizer_names_its_best_program_so_far_mid_run(server, lm, name, params):

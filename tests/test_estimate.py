@@ -18,7 +18,7 @@ from tests.test_flow_optimize import make_config
     ],
 )
 def test_the_estimate_is_within_a_quarter_of_the_actual_lm_calls(
-    prefect_harness, server, workdir, optimizer, responder
+    prefect_harness, server, workdir, capsys, monkeypatch, optimizer, responder
 ):
     from dsr_core.imports import import_ref
     from flows.estimate import estimate, read_estimate, save_estimate
@@ -42,6 +42,31 @@ def test_the_estimate_is_within_a_quarter_of_the_actual_lm_calls(
         report.lm_calls,
     )
     assert report.estimated_lm_calls == predicted.total["lm_calls"]  # the report shows both
+    assert (report.estimated_tokens, report.estimated_seconds) == (
+        predicted.total["tokens"],
+        predicted.total["seconds"],
+    )
+    assert report.estimated_phases == predicted.rows
+    assert set(report.by_phase) == {row["phase"] for row in predicted.rows}  # the same phases, the final evaluation too
+    assert sum(phase["lm_calls"] for phase in report.by_phase.values()) == report.lm_calls
+
+    from flows.display import OptimizationDisplay
+
+    monkeypatch.setenv("COLUMNS", "200")  # the summary's rows unfolded
+    capsys.readouterr()
+    OptimizationDisplay().summary(report)
+    out = capsys.readouterr().out
+    total = report.prompt_tokens + report.completion_tokens
+    assert f"{report.lm_calls} ({report.cached_calls} cached); estimated {predicted.total['lm_calls']}" in out
+    assert f"{report.prompt_tokens} in / {report.completion_tokens} out; estimated {predicted.total['tokens']:,}" in out
+    assert f"{report.wall_time:.1f}s; estimated {predicted.total['seconds']:.0f}s" in out
+    assert total > 0 and "estimate vs actual, by phase" in out
+    for row in predicted.rows:  # each phase: the actual LM calls and tokens beside the estimated ones
+        actual = report.by_phase.get(row["phase"])
+        if actual is not None:
+            line = next(line for line in out.splitlines() if line.startswith(row["phase"] + "  "))
+            assert line.split()[-6:-2] == [str(actual["lm_calls"]), str(row["lm_calls"]),
+                                           f"{actual['tokens']:,}", f"{row['tokens']:,}"]  # fmt: skip
 
 
 def test_an_estimate_prices_the_plan_when_the_lm_sections_have_prices(prefect_harness, server, workdir):
@@ -77,3 +102,64 @@ def test_dsr_optimize_estimate_prints_the_plan_by_phase_and_runs_nothing_else(se
     assert (workdir / ".dsr" / "checkpoints" / "est" / "estimate.json").exists()
     assert not (workdir / ".dsr" / "checkpoints" / "est" / "latest.json").exists()  # nothing was run
     assert server.stats.requests <= 3 + 1  # the sample (and a probe)
+
+
+def proposals_or_demos(request):
+    """Any proposal or reflection gets an instruction back; the program learns from its demos."""
+    if request.output_fields and request.output_fields[0] != "code":
+        return request.reply(**{field: "Reverse the word." for field in request.output_fields})
+    return learns_from_demos(request)
+
+
+@pytest.mark.parametrize(
+    "optimizer",
+    [
+        {"name": "GEPA", "max_metric_calls": 60, "reflection_minibatch_size": 2},
+        {"name": "SIMBA", "bsize": 4, "num_candidates": 2, "max_steps": 2},
+        {"name": "Structural", "max_steps": 2, "minibatch_size": 4},
+    ],
+    ids=lambda optimizer: optimizer["name"],
+)
+def test_the_estimate_of_gepa_simba_and_structural_finishes_with_its_phase_table(
+    server, workdir, capsys, monkeypatch, optimizer
+):
+    from flows.cli import _estimate  # what `dsr optimize CONFIG --estimate` runs once the config is loaded
+
+    monkeypatch.setenv("COLUMNS", "200")
+    server.responder = proposals_or_demos
+    _estimate(validate_config(make_config(workdir, server, optimizer=optimizer, name="est")))
+    out = capsys.readouterr().out
+    assert f"estimate for {optimizer['name']}" in out and "measured on 3 real program runs" in out
+    table = out[out.index("phase") : out.index("measured on")].splitlines()
+    assert table[0].split()[:3] == ["phase", "steps", "program"]
+    assert any(line.startswith("final evaluation") for line in table) and table[-1].startswith("total")
+    assert len(table) >= 4  # a header, at least one phase of the optimizer's own, the final evaluation, the total
+    assert (workdir / "checkpoints" / "est" / "estimate.json").exists()
+
+
+@pytest.mark.parametrize("set_throughput", [None, 500.0])
+def test_a_gpu_hour_price_without_a_throughput_is_priced_at_the_measured_one(
+    server, workdir, capsys, monkeypatch, set_throughput
+):
+    from flows.estimate import estimate, print_estimate
+
+    monkeypatch.setenv("COLUMNS", "200")
+    server.responder = learns_from_demos
+    config = make_config(
+        workdir, server, optimizer={"name": "BootstrapFewShotWithRandomSearch", "num_candidate_programs": 2}
+    )
+    config["lm"]["gpu_hour_price"] = 3.6
+    if set_throughput is not None:
+        config["lm"]["tokens_per_second"] = set_throughput
+    predicted = estimate(validate_config(config))
+    s = predicted.sample
+    assert s.tokens_per_second > 0  # measured on the sample's calls: their tokens over its wall time
+    rate = set_throughput or s.tokens_per_second  # a set throughput wins over the measured one
+    tokens_in = predicted.total["lm_calls"] * s.prompt_tokens_per_call
+    tokens_out = predicted.total["lm_calls"] * s.completion_tokens_per_call
+    expected = (round(tokens_in) + round(tokens_out)) / rate / 3600 * 3.6
+    assert predicted.total["cost"] == pytest.approx(expected, rel=0.01)
+    assert predicted.measured_throughput == ({} if set_throughput else {"lm": round(s.tokens_per_second, 1)})
+    print_estimate(predicted, None)
+    out = capsys.readouterr().out
+    assert ("at the measured" in out) == (set_throughput is None) and "unknown" not in out

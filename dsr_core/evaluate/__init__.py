@@ -47,6 +47,14 @@ class _UsageFields:
     completion_tokens: int
     lm_calls: int
     cached_calls: int
+    judge_lm_calls: int
+    judge_prompt_tokens: int
+    judge_completion_tokens: int
+
+    @property
+    def judge_usage(self) -> Usage:
+        """The part of ``usage`` an LM judge's calls made (tokens and calls; priced by whoever has its prices)."""
+        return Usage(self.judge_prompt_tokens, self.judge_completion_tokens, self.judge_lm_calls)
 
     @property
     def usage(self) -> Usage:
@@ -221,6 +229,15 @@ def records_usage(records: Iterable[EvaluationRecord | EvaluationRow | Mapping[s
     total = Usage()
     for record in records:
         total.add(EvaluationRecord.from_dict(record).usage if isinstance(record, Mapping) else record.usage)
+    return total
+
+
+def records_judge_usage(records: Iterable[EvaluationRecord | EvaluationRow | Mapping[str, Any]]) -> Usage:
+    """The part of ``records_usage(records)`` an LM judge made, summed (tokens and calls, no cost)."""
+    total = Usage()
+    for record in records:
+        typed = EvaluationRecord.from_dict(record) if isinstance(record, Mapping) else record
+        total.add(typed.judge_usage)
     return total
 
 
@@ -956,6 +973,7 @@ __all__ = [
     "answer_exact_match",
     "answer_passage_match",
     "normalize_text",
+    "records_judge_usage",
     "records_usage",
     "row_from_record",
 ]
