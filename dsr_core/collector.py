@@ -10,7 +10,8 @@ the same with it switched off.
 ``fewer_collections()`` raises the first threshold to ``DSR_GC_THRESHOLD`` (default 50,000; ``0`` leaves the
 collector alone) while it is held. Holders are counted across threads and loops: the first saves the
 thresholds, the last puts them back, unless something else changed them meanwhile (then that change stays).
-The collector still runs, only less often; the older generations keep their own thresholds.
+The collector still runs, only less often; the older generations keep their own thresholds. The count lives on
+the runtime (``runtime().collector``), whose ``reset()`` and ``close()`` put the thresholds back.
 """
 
 from __future__ import annotations
@@ -22,11 +23,6 @@ from contextlib import contextmanager
 
 from .environment import variable
 
-_lock = threading.Lock()
-_holders = 0
-_saved: tuple[int, ...] | None = None  # the thresholds before the first holder raised them
-_ours: tuple[int, ...] | None = None  # what the first holder set them to
-
 
 @contextmanager
 def fewer_collections() -> Iterator[None]:
@@ -35,29 +31,59 @@ def fewer_collections() -> Iterator[None]:
     if not threshold:
         yield
         return
-    _hold(threshold)
+    from .runtime import runtime  # runtime.py imports this module
+
+    hold = runtime().collector
+    generation = hold.hold(threshold)
     try:
         yield
     finally:
-        _release()
+        hold.release(generation)
 
 
-def _hold(threshold: int) -> None:
-    global _holders, _saved, _ours
-    with _lock:
-        _holders += 1
-        if _holders == 1:
-            current = gc.get_threshold()
-            if current[0] < threshold:
-                _saved, _ours = current, (threshold, *current[1:])
-                gc.set_threshold(*_ours)
+class CollectorHold:
+    """Who holds the raised threshold now, and the thresholds to put back when the last one lets go."""
 
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._holders = 0
+        self._generation = 0  # a restore() starts a new one: holders from before it no longer count
+        self._saved: tuple[int, ...] | None = None  # the thresholds before the first holder raised them
+        self._ours: tuple[int, ...] | None = None  # what the first holder set them to
 
-def _release() -> None:
-    global _holders, _saved, _ours
-    with _lock:
-        _holders -= 1
-        if _holders == 0 and _saved is not None:
-            if gc.get_threshold() == _ours:
-                gc.set_threshold(*_saved)
-            _saved = _ours = None
+    @property
+    def holders(self) -> int:
+        return self._holders
+
+    def hold(self, threshold: int) -> int:
+        """Count one more holder (the first raises the threshold); returns what to pass to ``release``."""
+        with self._lock:
+            self._holders += 1
+            if self._holders == 1:
+                current = gc.get_threshold()
+                if current[0] < threshold:
+                    self._saved, self._ours = current, (threshold, *current[1:])
+                    gc.set_threshold(*self._ours)
+            return self._generation
+
+    def release(self, generation: int) -> None:
+        """One holder less (the last puts the thresholds back); a holder from before a ``restore()`` is ignored."""
+        with self._lock:
+            if generation != self._generation:
+                return
+            self._holders -= 1
+            if self._holders == 0:
+                self._put_back()
+
+    def restore(self) -> None:
+        """Put the thresholds back now and forget every holder (the runtime's reset and close)."""
+        with self._lock:
+            self._generation += 1
+            self._holders = 0
+            self._put_back()
+
+    def _put_back(self) -> None:
+        if self._saved is not None:
+            if gc.get_threshold() == self._ours:  # else something else changed them meanwhile: that stays
+                gc.set_threshold(*self._saved)
+            self._saved = self._ours = None

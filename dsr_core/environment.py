@@ -1,4 +1,4 @@
-"""dsr's settings from the environment: every variable has the ``DSR_`` prefix; secrets are ``SecretStr``.
+"""dsr's settings from the environment: every variable has the ``DSR_`` prefix; secrets are ``Secret``.
 
 ``environment()`` and ``variable(name)`` see a change made while the process runs (a test, a notebook) at
 their next call: a variable's parsed value is kept while its raw value stays the same, so the request path
@@ -9,7 +9,9 @@ importing pydantic-settings (with the pydantic model machinery a plain ``Predict
 50-80 ms to the first LM call of every process for three variables (measured, bench/RESULTS.md).
 
 Secrets (API keys, the serving token) live in variables a config or a command names (``api_key_env``,
-``--token-env``); ``secret(name)`` reads one without its value ever being printed in a repr or a log line.
+``--token-env``); ``secret(name)`` reads one as a ``Secret``, whose value is never printed in a repr or a log
+line. ``Secret`` has pydantic's ``SecretStr`` interface (``get_secret_value()``) without loading pydantic, which
+``import dsr_core`` and a plain LM call never need.
 """
 
 from __future__ import annotations
@@ -18,12 +20,9 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .errors import DsrError
-
-if TYPE_CHECKING:
-    from pydantic import SecretStr
 
 ON = ("1", "true", "yes", "on")
 OFF = ("0", "false", "no", "off")
@@ -108,9 +107,44 @@ def _count(name: str, value: str | None, *, default: int) -> int:
     return number
 
 
-def secret(name: str | None) -> SecretStr | None:
-    """The value of the environment variable ``name`` as a secret, or None when it is unset or empty."""
-    from pydantic import SecretStr
+class Secret:
+    """A secret string (an API key, a token): its repr and str hide it; ``get_secret_value()`` reads it."""
 
-    value = os.environ.get(name) if name else None
-    return SecretStr(value) if value else None
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def get_secret_value(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('**********')" if self._value else "Secret('')"
+
+    def __str__(self) -> str:
+        return "**********" if self._value else ""
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+    def __reduce__(self) -> Any:
+        raise TypeError("a Secret is not picklable")
+
+
+def as_secret(value: Any) -> Secret | None:
+    """``value`` (a str, a ``Secret`` or pydantic's ``SecretStr``) as a ``Secret``; None when it is empty."""
+    if value is None or isinstance(value, Secret):
+        return value or None
+    text = value.get_secret_value() if hasattr(value, "get_secret_value") else str(value)
+    return Secret(text) if text else None
+
+
+def secret(name: str | None) -> Secret | None:
+    """The value of the environment variable ``name`` as a secret, or None when it is unset or empty."""
+    return as_secret(os.environ.get(name)) if name else None

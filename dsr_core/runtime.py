@@ -3,10 +3,13 @@
 What every LM, module and cache in the process shares: the background event loop synchronous calls run on
 (``dsr_core._async.run_sync``), the thread pool that runs synchronous ``forward`` methods and tools under
 async code, the cache's disk writer, the default cache, the SDK clients of every event loop (held until
-their loop ends, so they close at its shutdown), the probes that succeeded and the global call history.
+their loop ends, so they close at its shutdown), the probes that succeeded, the endpoints that rejected a
+``json_schema`` response format (``JSONAdapter``), the garbage collector's raised threshold while calls are in
+flight (``collector.py``) and the global call history.
 
-Everything starts lazily on first use. ``reset()`` (for tests) closes every client and drops the client
-pools, the default cache, the probe memo and the history; the loop and the threads keep running.
+Everything starts lazily on first use. ``reset()`` (for tests) closes every client, drops the client
+pools, the default cache, the probe and ``json_schema`` memos and the history, and puts the collector's
+thresholds back; the loop and the threads keep running.
 ``close()`` (registered at exit) also finishes the cache's writes and stops the loop and the threads; what
 is used afterwards starts again. ``runtime()`` is the process's one instance. The request path reads
 attributes only: a lock is taken when something is created, never per call.
@@ -23,6 +26,7 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Protocol
 
+from .collector import CollectorHold
 from .environment import variable
 
 if TYPE_CHECKING:
@@ -50,11 +54,13 @@ class LoopResource(Protocol):
 
 
 class Runtime:
-    """The background loop, the worker threads, the default cache, the held clients, probes and history."""
+    """The background loop, the worker threads, the default cache, the held clients, memos and history."""
 
     def __init__(self) -> None:
         self.history: deque[dict[str, Any]] = deque(maxlen=HISTORY_SIZE)  # cleared, never replaced
         self.probed: set[tuple[str, str, str, str]] = set()  # see LM.aprobe
+        self.json_schema_rejected: set[tuple[str, str]] = set()  # (base URL, model): see JSONAdapter
+        self.collector = CollectorHold()  # see collector.fewer_collections
         self.probe_salt = os.urandom(16)
         self._lock = threading.Lock()  # taken only to create or drop things, never per call
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -140,7 +146,8 @@ class Runtime:
 
     # -- resetting and closing ---------------------------------------------------------------------------------
     def reset(self) -> None:
-        """Close every held client and drop the client pools, the default cache, the probe memo and the history.
+        """Close every held client; drop the client pools, the default cache, the memos and the history; put
+        the collector's thresholds back.
 
         For tests: the next call makes new clients and a new default cache (after the old one's writes are
         on disk). The loop and the threads keep running.
@@ -155,7 +162,9 @@ class Runtime:
         if cache is not None:
             cache.flush()
         self.probed.clear()
+        self.json_schema_rejected.clear()
         self.history.clear()
+        self.collector.restore()
 
     def close(self) -> None:
         """Close every client, finish the cache's writes, stop the loop and the threads (run at exit).

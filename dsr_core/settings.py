@@ -12,7 +12,7 @@ The names are DSPy's (``trace``, ``callbacks``, ``max_trace_size``, ``disable_hi
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -72,6 +72,20 @@ def configure(**kwargs: Any) -> None:
     _defaults.update(kwargs)
 
 
+def snapshot() -> dict[str, Any]:
+    """The process-wide defaults as they are now (a copy), to hand to ``restore`` later."""
+    return dict(_defaults)
+
+
+def restore(saved: Mapping[str, Any]) -> None:
+    """Put the process-wide defaults back as a ``snapshot()`` had them (a setting it lacks keeps its value).
+
+    For tests, around each one; what contexts override is theirs and stays as it is.
+    """
+    _check(dict(saved))
+    _defaults.update(saved)
+
+
 @contextmanager
 def context(**kwargs: Any) -> Iterator[None]:
     """Override settings for this thread/task and what it spawns: ``with context(lm=judge): ...``."""
@@ -115,6 +129,8 @@ class _SettingsView:
 
     configure = staticmethod(configure)
     context = staticmethod(context)
+    snapshot = staticmethod(snapshot)
+    restore = staticmethod(restore)
 
     @staticmethod
     def get(name: str, default: Any = None) -> Any:

@@ -25,10 +25,6 @@ class TrackingStoreError(dsr.DsrError):
     """The MLflow tracking database cannot be used; the message names the file and what to do."""
 
 
-_ready: set[str] = set()  # sqlite files this process created or checked
-_ready_lock = threading.Lock()
-
-
 def sqlite_path(uri: str) -> Path | None:
     """The database file of a ``sqlite:///`` tracking URI (relative to the working folder), or None for other
     stores and in-memory databases."""
@@ -45,20 +41,45 @@ def sqlite_path(uri: str) -> Path | None:
 def ensure_tracking_store(uri: str) -> None:
     """Make a sqlite tracking store ready for MlflowClient: create it atomically when the file is not there
     yet, else check it (``check_tracking_store``). Once per file and process; other stores pass through."""
-    path = sqlite_path(uri)
-    if path is None:
-        return
-    key = str(path.resolve())
-    if key in _ready:
-        return
-    with _ready_lock:
-        if key in _ready:
+    ready_stores().ensure(uri)
+
+
+class ReadyStores:
+    """The sqlite files this process created or checked (each is made ready once); ``reset()`` forgets them."""
+
+    def __init__(self) -> None:
+        self._ready: set[str] = set()
+        self._lock = threading.Lock()
+
+    def ensure(self, uri: str) -> None:
+        """``ensure_tracking_store``."""
+        path = sqlite_path(uri)
+        if path is None:
             return
-        _remove_stale_temporaries(path.absolute())
-        if not path.exists():
-            create_tracking_store(path)
-        check_tracking_store(uri)
-        _ready.add(key)
+        key = str(path.resolve())
+        if key in self._ready:
+            return
+        with self._lock:
+            if key in self._ready:
+                return
+            _remove_stale_temporaries(path.absolute())
+            if not path.exists():
+                create_tracking_store(path)
+            check_tracking_store(uri)
+            self._ready.add(key)
+
+    def reset(self) -> None:
+        """Check every file again at its next use (for tests, or after a file was replaced)."""
+        with self._lock:
+            self._ready.clear()
+
+
+_stores = ReadyStores()
+
+
+def ready_stores() -> ReadyStores:
+    """The process's record of ready tracking stores."""
+    return _stores
 
 
 def create_tracking_store(path: Path) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import os
 import socket
 import subprocess
@@ -15,8 +14,6 @@ import pytest
 import dsr_core as dsr
 from dsr_core.runtime import runtime
 from dsr_core.testing.server import LMTestServer
-
-settings_module = importlib.import_module("dsr_core.settings")
 
 
 @pytest.fixture(autouse=True)
@@ -31,17 +28,17 @@ def isolated_cache(tmp_path, monkeypatch):
 
 @pytest.fixture(autouse=True)
 def fresh_runtime():
-    """After every test, the runtime's clients are closed and its default cache, probes and history dropped."""
+    """After every test, the runtime's clients are closed, its default cache, memos and history dropped and the
+    collector's thresholds put back."""
     yield
     runtime().reset()
 
 
 @pytest.fixture(autouse=True)
 def clean_settings():
-    saved = dict(settings_module._defaults)
+    saved = dsr.settings.snapshot()
     yield
-    settings_module._defaults.clear()
-    settings_module._defaults.update(saved)
+    dsr.settings.restore(saved)
 
 
 @pytest.fixture

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-import pytest
+import pickle
 
-from dsr_core.environment import EnvironmentVariableError, environment, secret, variable
+import pytest
+from pydantic import SecretStr
+
+import dsr_core as dsr
+from dsr_core.environment import EnvironmentVariableError, Secret, as_secret, environment, secret, variable
 
 
 def test_defaults_and_a_change_seen_at_the_next_read(monkeypatch, tmp_path):
@@ -46,3 +50,20 @@ def test_a_secret_is_never_shown(monkeypatch):
     assert "sk-very-secret" not in repr(value) and "sk-very-secret" not in str(value)
     monkeypatch.setenv("MY_KEY", "")
     assert secret("MY_KEY") is None and secret(None) is None
+
+
+def test_a_secret_hides_its_value_and_an_lm_keeps_its_key_as_one(monkeypatch):
+    value = Secret("sk-very-secret")
+    assert value.get_secret_value() == "sk-very-secret" and value == Secret("sk-very-secret")
+    assert "sk-very-secret" not in f"{value!r} {value} {[value]} { {'key': value} }"
+    with pytest.raises(TypeError, match="not picklable"):
+        pickle.dumps(value)
+    assert as_secret("") is None and as_secret(None) is None and as_secret(value) is value
+    assert as_secret(SecretStr("sk-very-secret")) == value  # pydantic's, as a caller may pass it
+
+    lm = dsr.LM("m", api_base="http://127.0.0.1:9/v1", api_key="sk-very-secret")
+    assert "sk-very-secret" not in repr(vars(lm)) and "sk-very-secret" not in repr(vars(lm.copy(max_tokens=5)))
+    assert lm.copy()._api_key() == "sk-very-secret"
+    monkeypatch.setenv("MY_KEY", "sk-from-env")
+    from_env = dsr.LM("m", api_base="http://127.0.0.1:9/v1", api_key_env="MY_KEY")
+    assert from_env._api_key() == "sk-from-env" and "MY_KEY" in from_env._key_source()

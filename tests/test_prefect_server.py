@@ -242,12 +242,11 @@ def test_the_server_command_is_prefects():
 
 
 def test_nothing_is_started_when_prefect_api_url_is_set():
-    from prefect.server.api.server import SubprocessASGIServer
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    from flows.services.prefect_server import ephemeral_api
+    from flows.services.prefect_server import ephemeral_api, registered_servers
 
-    before = dict(SubprocessASGIServer._instances)
+    before = registered_servers()
     with temporary_settings(updates={PREFECT_API_URL: "http://127.0.0.1:9/api"}), ephemeral_api() as url:
         assert url is None and PREFECT_API_URL.value() == "http://127.0.0.1:9/api"
-    assert SubprocessASGIServer._instances == before
+    assert registered_servers() == before

@@ -1,6 +1,7 @@
 """The runtime: one object for the background loop, worker threads, default cache, held clients and history."""
 
 import asyncio
+import gc
 import threading
 
 import dsr_core as dsr
@@ -98,3 +99,45 @@ async def test_synchronous_forwards_and_tools_run_on_the_runtime_threads():
     assert (await Where().acall()).thread.startswith("dsr-forward")
     assert (await dsr.Tool(where).acall()).startswith("dsr-forward")
     assert runtime().forward_pool() is runtime().forward_pool()
+
+
+async def test_an_endpoint_that_rejects_json_schema_is_remembered_on_the_runtime_until_reset(server, lm):
+    server.inject("400", 1, message="response_format json_schema is not supported")
+    server.responder = lambda r: r.reply(answer="ok")
+    predict = dsr.Predict("question -> answer", adapter=dsr.JSONAdapter())
+    assert (await predict.acall(question="q", lm=lm)).answer == "ok"
+    assert runtime().json_schema_rejected == {(lm.api_base, lm.model)}
+    assert not [name for name in vars(lm) if "schema" in name]  # nothing written onto the LM
+    same_endpoint = dsr.LM(lm.model, api_base=lm.api_base)
+    await predict.acall(question="q2", lm=same_endpoint)
+    other_model = dsr.LM("other-model", api_base=lm.api_base)
+    await predict.acall(question="q3", lm=other_model)
+    assert [b["response_format"]["type"] for b in server.requests] == [
+        "json_schema",
+        "json_object",
+        "json_object",  # known for this endpoint and model, whichever LM object asks
+        "json_schema",  # another model on it is asked with the schema
+    ]
+    runtime().reset()
+    assert not runtime().json_schema_rejected
+    await predict.acall(question="q4", lm=lm)
+    assert server.requests[-1]["response_format"]["type"] == "json_schema"
+
+
+def test_reset_puts_back_the_collector_thresholds_a_holder_raised(monkeypatch):
+    from dsr_core.collector import fewer_collections
+
+    monkeypatch.delenv("DSR_GC_THRESHOLD", raising=False)
+    before = gc.get_threshold()
+    gc.set_threshold(700, 10, 10)
+    try:
+        with fewer_collections():
+            assert gc.get_threshold() == (50_000, 10, 10) and runtime().collector.holders == 1
+            runtime().reset()  # e.g. a test that ended with an evaluation still holding it
+            assert gc.get_threshold() == (700, 10, 10) and runtime().collector.holders == 0
+            with fewer_collections():  # a new holder raises it again; the old one's exit does not count
+                assert runtime().collector.holders == 1
+            assert gc.get_threshold() == (700, 10, 10)
+        assert gc.get_threshold() == (700, 10, 10) and runtime().collector.holders == 0
+    finally:
+        gc.set_threshold(*before)

@@ -1,6 +1,8 @@
 import asyncio
 import threading
 
+import pytest
+
 import dsr_core as dsr
 
 
@@ -116,3 +118,17 @@ def test_track_usage_is_off_by_default_and_usage_tracker_is_the_blocks_tracker(s
         predict(question="q")
     assert dsr.settings.get("usage_tracker") is None
     assert list(tracker.get_total_tokens()) == ["test-model"]
+
+
+def test_snapshot_and_restore_put_the_process_defaults_back():
+    saved = dsr.settings.snapshot()
+    dsr.configure(num_threads=3, lm=dsr.LM("a"))
+    assert dsr.settings.num_threads == 3 and saved["num_threads"] != 3
+    with dsr.context(num_threads=5):
+        dsr.settings.restore(saved)
+        assert dsr.settings.num_threads == 5  # what a context overrides stays its own
+    assert dsr.settings.num_threads == saved["num_threads"] and dsr.settings.lm is saved["lm"]
+    saved["num_threads"] = 99
+    assert dsr.settings.num_threads != 99  # a snapshot is a copy
+    with pytest.raises(TypeError, match="unknown setting"):
+        dsr.settings.restore({"no_such_setting": 1})

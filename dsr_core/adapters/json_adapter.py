@@ -1,7 +1,8 @@
 """JSONAdapter: asks for one JSON object with the output fields, and repairs near-JSON replies.
 
 It requests ``response_format={"type": "json_schema", ...}`` built from the output fields; an endpoint
-that rejects that (HTTP 400) is remembered and asked with ``{"type": "json_object"}`` from then on.
+that rejects that (HTTP 400) is remembered for its model (``runtime().json_schema_rejected``, keyed by base URL
+and model) and asked with ``{"type": "json_object"}`` from then on.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import AdapterParseError, LMError
 from ..primitives import Usage
+from ..runtime import runtime
 from ..signatures import Signature
 from .base import Adapter
 from .chat import parse_fields
@@ -21,7 +23,10 @@ from .types import jsonable, output_type_note, python_type_reminder
 if TYPE_CHECKING:
     from ..lm import LM
 
-_NO_SCHEMA_ATTR = "_dsr_rejects_json_schema"
+
+def _endpoint_model(lm: Any) -> tuple[str, str]:
+    """What the memo of endpoints that reject ``json_schema`` is keyed by: the LM's base URL and model."""
+    return str(getattr(lm, "api_base", None) or ""), str(getattr(lm, "model", None) or "")
 
 
 def repair_json(text: str) -> Any:
@@ -106,7 +111,8 @@ class JSONAdapter(Adapter):
         tool_calls = self.tool_call_output_field_name(signature)
         # as DSPy: a ToolCalls output answered in the text gets plain JSON mode; answered natively, the schema
         # leaves it out
-        if getattr(lm, _NO_SCHEMA_ATTR, False) or (tool_calls and not self.use_native_function_calling):
+        rejected = _endpoint_model(lm) in runtime().json_schema_rejected
+        if rejected or (tool_calls and not self.use_native_function_calling):
             return {"response_format": {"type": "json_object"}}
         import pydantic  # on first use: building schemas is the only thing this adapter needs it for
 
@@ -132,14 +138,11 @@ class JSONAdapter(Adapter):
         try:
             return await super().arun(lm, signature, demos, inputs, **kwargs)
         except LMError as exc:
-            if (
-                exc.status_code != 400
-                or getattr(lm, _NO_SCHEMA_ATTR, False)
-                or "response_format" in (kwargs.get("config") or {})
-            ):
+            key, rejected = _endpoint_model(lm), runtime().json_schema_rejected
+            if exc.status_code != 400 or key in rejected or "response_format" in (kwargs.get("config") or {}):
                 raise
             # The endpoint does not take json_schema; remember that and use plain JSON mode.
-            object.__setattr__(lm, _NO_SCHEMA_ATTR, True)
+            rejected.add(key)
             return await super().arun(lm, signature, demos, inputs, **kwargs)
 
 

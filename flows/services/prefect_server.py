@@ -21,6 +21,9 @@ worker). So the fork happens on one daemon thread started for it, which lives un
 server is one process (uvicorn without ``--workers``; its task queue, docket on burner-redis, is in-process):
 it has no children to leave behind. The process task runner's workers are the run's other children:
 ``exit_with_parent`` is the pool initializer that makes them go too.
+
+What this keeps for the process (the spawner thread, the guarded server class) is one ``ServerGuard``,
+``server_guard()``; ``registered_servers()`` shows Prefect's registry of ephemeral servers.
 """
 
 from __future__ import annotations
@@ -36,10 +39,6 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from .processes import die_with_parent
-
-_lock = threading.Lock()
-_spawner: _Spawner | None = None
-_server_class: type | None = None
 
 
 @contextlib.contextmanager
@@ -67,32 +66,77 @@ def ephemeral_api() -> Iterator[str | None]:
 def guarded_server() -> Any:
     """The ``SubprocessASGIServer`` Prefect's ephemeral clients will use, registered as ours if Prefect has not
     made its own yet (then that one is returned: the guard must come before the process's first flow)."""
-    with _lock:
-        guarded = _guarded_server_class()
-        # SubprocessASGIServer.__new__ registers a new instance under the None key, or returns the instance
-        # registered there already (ours after the first call; Prefect's own if a flow ran unguarded).
-        return guarded()
+    return server_guard().server()
 
 
 def is_guarded(server: Any) -> bool:
     """Whether ``server`` is one whose process dies with ours."""
-    return _server_class is not None and isinstance(server, _server_class)
+    return server_guard().guards(server)
 
 
-def _guarded_server_class() -> type:
-    """The ``SubprocessASGIServer`` subclass whose process dies with ours (made once, after Prefect's import)."""
-    global _server_class
-    if _server_class is None:
-        from prefect.server.api.server import SubprocessASGIServer
+def registered_servers() -> dict[Any, Any]:
+    """Prefect's registry of ephemeral servers (a copy): where ``guarded_server`` registers ours, under None."""
+    from prefect.server.api.server import SubprocessASGIServer
 
-        class GuardedSubprocessASGIServer(SubprocessASGIServer):
-            """Prefect's ephemeral server, forked on the spawner thread with ``PR_SET_PDEATHSIG``."""
+    return dict(SubprocessASGIServer._instances)
 
-            def _run_uvicorn_command(self) -> subprocess.Popen[Any]:
-                return _spawn(lambda: _popen_like_prefect(self.port))
 
-        _server_class = GuardedSubprocessASGIServer
-    return _server_class
+class ServerGuard:
+    """The spawner thread and the guarded server class: made on first use, once per process."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._spawner: _Spawner | None = None
+        self._server_class: type | None = None
+
+    def server(self) -> Any:
+        """``guarded_server()``."""
+        with self._lock:
+            guarded = self._guarded_class()
+            # SubprocessASGIServer.__new__ registers a new instance under the None key, or returns the instance
+            # registered there already (ours after the first call; Prefect's own if a flow ran unguarded).
+            return guarded()
+
+    def guards(self, server: Any) -> bool:
+        return self._server_class is not None and isinstance(server, self._server_class)
+
+    def _guarded_class(self) -> type:
+        """The ``SubprocessASGIServer`` subclass whose process dies with ours (made once, after Prefect's import)."""
+        if self._server_class is None:
+            from prefect.server.api.server import SubprocessASGIServer
+
+            spawn = self.spawn
+
+            class GuardedSubprocessASGIServer(SubprocessASGIServer):
+                """Prefect's ephemeral server, forked on the spawner thread with ``PR_SET_PDEATHSIG``."""
+
+                def _run_uvicorn_command(self) -> subprocess.Popen[Any]:
+                    return spawn(lambda: _popen_like_prefect(self.port))
+
+            self._server_class = GuardedSubprocessASGIServer
+        return self._server_class
+
+    def spawn(self, start: Callable[[], Any]) -> Any:
+        """Run ``start`` (it forks a server process) on the spawner thread, started on first use."""
+        with self._lock:
+            if self._spawner is None:
+                self._spawner = _Spawner()
+            spawner = self._spawner
+        return spawner.run(start)
+
+    def reset(self) -> None:
+        """Start a new spawner thread at the next fork (for tests). The old thread stays, waiting: the processes
+        it forked die when it ends. The class stays too: Prefect's registry may hold servers of it."""
+        with self._lock:
+            self._spawner = None
+
+
+_guard = ServerGuard()
+
+
+def server_guard() -> ServerGuard:
+    """The process's guard."""
+    return _guard
 
 
 def _popen_like_prefect(port: int | None) -> subprocess.Popen[Any]:
@@ -162,14 +206,6 @@ class _Spawner:
         if not ok:
             raise value
         return value
-
-
-def _spawn(start: Callable[[], Any]) -> Any:
-    global _spawner
-    with _lock:
-        if _spawner is None:
-            _spawner = _Spawner()
-    return _spawner.run(start)
 
 
 def exit_with_parent() -> None:
