@@ -102,7 +102,7 @@ async def test_json_adapter_downgrades_to_json_object_when_schema_rejected(serve
     assert pred.answer == "ok"
     assert [b["response_format"]["type"] for b in server.requests] == ["json_schema", "json_object"]
     await dsr.Predict("question -> answer", lm=lm, adapter=dsr.JSONAdapter()).acall(question="q2")
-    assert server.requests[-1]["response_format"]["type"] == "json_object"  # remembered per LM
+    assert server.requests[-1]["response_format"]["type"] == "json_object"  # remembered per endpoint and model
 
 
 # ---------------------------------------------------------------------------------------------------------

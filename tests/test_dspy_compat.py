@@ -7,6 +7,7 @@ whole DSPy side is one subprocess run of ``DSPY_SIDE`` below.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -51,11 +52,18 @@ def dspy_python() -> Path:
             pytest.fail(f"$DSPY_PYTHON={python} has no dspy=={DSPY_VERSION}")
         return python
     venv = _cache_root() / f"venv-dspy-{DSPY_VERSION}"
+    venv.parent.mkdir(parents=True, exist_ok=True)
+    # the test workers (pytest-xdist) each ask: one builds the environment, the others wait for it
+    with open(venv.parent / f"{venv.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _built_dspy_venv(venv)
+
+
+def _built_dspy_venv(venv: Path) -> Path:
     python = venv / "bin" / "python"
     if _has_dspy(python):
         return python
     shutil.rmtree(venv, ignore_errors=True)  # a half-built one from an interrupted run
-    venv.parent.mkdir(parents=True, exist_ok=True)
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, capture_output=True)
     pip = subprocess.run(
         [str(python), "-m", "pip", "install", "-q", *REQUIREMENTS], capture_output=True, text=True, timeout=1800

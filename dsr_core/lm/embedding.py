@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from .. import settings as _settings
 from .._async import is_async_callable, run_sync
 from ..cache import Cache, cache_enabled_globally, request_key
+from ..environment import as_secret, secret
 from ..errors import LMAuthenticationError
 from ..runtime import runtime
 from .client import DEFAULT_API_KEY_ENV, DEFAULT_BASE_URL, _strip_userinfo
@@ -113,7 +114,7 @@ class Embedder:
         self.timeout = timeout
         self.max_concurrency = max_concurrency
         self._cache_store = cache_store
-        self.__api_key = api_key  # name-mangled, as in LM: not an attribute anybody copies by accident
+        self.__api_key = as_secret(api_key)  # a Secret (its repr hides it), name-mangled as in LM
         self.provider = None
         self.model_name: str | None = None
         self.api_base: str | None = None
@@ -300,8 +301,13 @@ class Embedder:
         )
         return [client], None
 
+    def _key(self) -> str | None:
+        """The key passed, else the key variable's value (read through ``environment.secret``)."""
+        found = self.__api_key or secret(self.api_key_env)
+        return found.get_secret_value() if found is not None else None
+
     def _api_key(self) -> str:
-        key = self.__api_key or os.environ.get(self.api_key_env)
+        key = self._key()
         if key:
             return key
         if not (self.api_base is None or self._key_required):
@@ -315,7 +321,7 @@ class Embedder:
     def _key_source(self) -> str:
         if self.__api_key:
             return f"the key passed as api_key= (not {self.api_key_env})"
-        if os.environ.get(self.api_key_env):
+        if secret(self.api_key_env) is not None:
             return f"the key in {self.api_key_env}"
         return f"{self.api_key_env} is not set, so a placeholder key was sent"
 
@@ -323,7 +329,7 @@ class Embedder:
         return (_strip_userinfo(self.api_base) or DEFAULT_BASE_URL).rstrip("/")
 
     def _redact(self, text: str) -> str:
-        keys = {self.__api_key or os.environ.get(self.api_key_env) or ""}
+        keys = {self._key() or ""}
         keys.update(self._pools.api_keys())
         for key in sorted(keys - {"", "not-needed"}, key=len, reverse=True):
             text = text.replace(key, "***")
