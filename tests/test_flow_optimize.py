@@ -37,6 +37,17 @@ def make_config(workdir, server, *, optimizer=None, name="opt-test", register_as
     }
 
 
+def task_run_names() -> set[str]:
+    """The names of every task run this test session's Prefect server holds (with their run ids, unique)."""
+    from prefect.client.orchestration import get_client
+
+    names: set[str] = set()
+    with get_client(sync_client=True) as client:
+        while page := client.read_task_runs(limit=200, offset=len(names)):  # the server's largest page
+            names.update(f"{run.name}-{run.id}" for run in page)
+    return names
+
+
 def test_random_search_flow_checkpoints_logs_and_registers(prefect_harness, server, workdir):
     from mlflow.tracking import MlflowClient
 
@@ -429,8 +440,14 @@ def test_gepa_flow_reflects_with_the_reflection_lm_and_traces_as_tasks(prefect_h
     config = make_config(workdir, server, optimizer=optimizer, shard_size=4)
     config["metric"] = {"ref": "tests.programs:code_feedback"}
     config["reflection_lm"] = {"model": "reflection-model", "api_base": server.url}
+    before = task_run_names()
     report = run_optimization(validate_config(config))
     assert (report.baseline_score, report.optimized_score) == (0.0, 100.0)
+    labels = task_run_names() - before
+    # the traces of the reflection minibatches (3 examples: one shard), the reflections, and the evaluations of
+    # the 12 validation examples in shards of 4 (named by their first example), each its own task
+    names = {label.rsplit("-", 5)[0] for label in labels}
+    assert {"trace[0]", "generate[reflect:0]", "evaluate_shard[0]", "evaluate_shard[4]", "evaluate_shard[8]"} <= names
     assert {b["model"] for b in server.requests} == {"test-model", "reflection-model"}
     reflections = [b for b in server.requests if b["model"] == "reflection-model" and b.get("max_tokens") != 1]
     assert reflections and "must say: reverse" in json.dumps(reflections[0]["messages"])  # the feedback reached it
