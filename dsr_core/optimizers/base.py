@@ -1,4 +1,5 @@
-"""The ask/tell shape every optimizer has, the work it asks for, and an in-process runner for that work.
+"""The ask/tell shape every optimizer has: the ``Optimizer`` base, the state every optimizer state has, and
+the helpers optimizers share.
 
 An optimizer owns no loop: ``ask(state)`` says what must be computed next (bootstrap these training
 examples with this teacher, evaluate these candidate programs on these examples, ask the prompt model for
@@ -6,165 +7,41 @@ these proposals), the caller computes it anywhere (in process with ``LocalRunner
 over shards), and ``tell(state, results)`` returns the next state. States are pydantic models that
 serialize to JSON: the state is the checkpoint. Programs inside work items and states are program-state
 dicts (``Module.dump_state()``), never objects.
+
+The work items and their outcomes live in ``work.py``, ``LocalRunner`` in ``runner.py``; both are
+importable from here as before.
 """
 
 from __future__ import annotations
 
 import copy
-import json
-import logging
 import random
 import warnings
 from collections.abc import Callable, Iterable, Sequence
-from typing import Annotated, Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel
 
 from .._async import run_sync
-from ..evaluate import Evaluate, _as_score, _setting, call_metric, is_transient, metric_feedback, takes_predictor
-from ..limits import example_slot, example_slots
+from ..evaluate import _setting
 from ..modules.module import Module
 from ..primitives import Example
-from ..tracking import trace
-
-
-class BootstrapWork(BaseModel):
-    """Run ``teacher`` on training examples ``indices``; keep the traces of the ones the metric accepts."""
-
-    kind: Literal["bootstrap"] = "bootstrap"
-    teacher: dict[str, Any]
-    indices: list[int]
-    round: int = 0
-    metric_threshold: float | None = None
-
-
-log = logging.getLogger(__name__)
-
-
-class EvaluateWork(BaseModel):
-    """Score candidate ``candidate`` (program state ``program``) on examples ``indices`` of ``split``."""
-
-    kind: Literal["evaluate"] = "evaluate"
-    candidate: int
-    program: dict[str, Any]
-    split: Literal["train", "val"]
-    indices: list[int]
-
-
-class WorkKey(BaseModel):
-    """Which of an optimizer's requests a generation answers: a step (``"propose"``, ``"instruction"``, ...)
-    and, for a step asked more than once, the number of the thing it is for (a proposal, a predictor)."""
-
-    model_config = ConfigDict(frozen=True)
-
-    step: str
-    number: int | None = None
-
-    def __str__(self) -> str:
-        return self.step if self.number is None else f"{self.step}:{self.number}"
-
-
-class GenerateWork(BaseModel):
-    """Ask the prompt model for ``n`` completions of a proposal signature (a key of
-    ``proposals.PROPOSAL_SIGNATURES``); ``key`` routes the outcome back to the optimizer that asked."""
-
-    kind: Literal["generate"] = "generate"
-    key: WorkKey
-    signature: str
-    inputs: dict[str, Any]
-    n: int = 1
-    temperature: float = 1.0
-    rollout: str | None = None  # a distinct, reproducible cache entry; None: the plain request
-
-
-class TraceWork(BaseModel):
-    """Run candidate ``candidate`` (program state ``program``) on training examples ``indices`` and keep, per
-    example, the score, the metric's feedback and every predictor call: what a reflective optimizer (GEPA)
-    shows its reflection model."""
-
-    kind: Literal["trace"] = "trace"
-    candidate: int
-    program: dict[str, Any]
-    indices: list[int]
-
-
-class GraphWork(BaseModel):
-    """Trace program ``program`` (a program state) on training examples ``indices`` into a ProgramGraph:
-    what a structural optimizer starts from. Tracing runs the program, so it is work, not state setup."""
-
-    kind: Literal["graph"] = "graph"
-    program: dict[str, Any]
-    indices: list[int]
-
-
-Work = Annotated[BootstrapWork | EvaluateWork | GenerateWork | TraceWork | GraphWork, Field(discriminator="kind")]
-
-
-class GenerateOutcome(BaseModel):
-    """The completions' output fields, or the error that stopped the request (the optimizer decides what
-    a failed proposal means)."""
-
-    key: WorkKey
-    completions: list[dict[str, Any]] = []
-    error: str | None = None
-    transient: bool = False  # the error was an infrastructure failure (a later attempt may succeed)
-
-
-class BootstrapOutcome(BaseModel):
-    index: int
-    success: bool
-    demos: dict[str, dict[str, Any]] = {}  # predictor name -> the demo its call produced
-    error: str | None = None
-    transient: bool = False  # the error was an infrastructure failure (a later attempt may succeed)
-
-
-class GraphOutcome(BaseModel):
-    """The traced graph (``ProgramGraph`` JSON), or the error that stopped the tracing."""
-
-    graph: dict[str, Any] | None = None
-    error: str | None = None
-    transient: bool = False  # the error was an infrastructure failure (a later attempt may succeed)
-
-
-class TraceCall(BaseModel):
-    """One predictor call of a traced run: its inputs and outputs, as JSON."""
-
-    inputs: dict[str, Any]
-    outputs: dict[str, Any]
-
-
-class TraceOutcome(BaseModel):
-    """One traced example. ``feedback`` is the metric's text about the whole program (None when the metric
-    returns a bare score); ``predictor_feedback`` what a GEPA feedback metric said about each predictor
-    given its own calls; ``calls`` each predictor's calls in order. A failed example has an error, score 0
-    and no calls. ``gold`` is the example's labels (what the output should have been)."""
-
-    candidate: int
-    index: int
-    score: float = 0.0
-    gold: dict[str, Any] = {}
-    outputs: dict[str, Any] | None = None
-    feedback: str | None = None
-    predictor_feedback: dict[str, str] = {}
-    calls: dict[str, list[TraceCall]] = {}
-    error: str | None = None
-    transient: bool = False  # the error was an infrastructure failure (a later attempt may succeed)
-
-
-class EvaluateOutcome(BaseModel):
-    candidate: int
-    split: Literal["train", "val"]
-    indices: list[int]
-    scores: list[float]
-    errors: int = 0
-    # what the evaluation cost, summed over its examples (cached calls count as calls and carry no tokens)
-    lm_calls: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-
-    @property
-    def mean(self) -> float:
-        return sum(self.scores) / len(self.scores) if self.scores else 0.0
+from .runner import LocalRunner, teacher_lm, with_live_lms  # noqa: F401 - importable from here as before
+from .work import (  # noqa: F401 - importable from here as before
+    BootstrapOutcome,
+    BootstrapWork,
+    EvaluateOutcome,
+    EvaluateWork,
+    GenerateOutcome,
+    GenerateWork,
+    GraphOutcome,
+    GraphWork,
+    TraceCall,
+    TraceOutcome,
+    TraceWork,
+    Work,
+    WorkKey,
+)
 
 
 class TrialRecord(BaseModel):
@@ -281,244 +158,6 @@ def rng_for(seed: int, *labels: Any) -> random.Random:
     return random.Random(f"{seed}:" + ":".join(str(label) for label in labels))
 
 
-class LocalRunner:
-    """Computes work items in this process with dsr_core's async engine.
-
-    ``teacher`` is the program bootstrap work runs (its state comes with the work; without one, the
-    student's); ``teacher_settings`` are settings (``dsr.context``) it runs under, as DSPy's
-    ``teacher_settings``. ``max_errors`` and ``provide_traceback`` go to every evaluation, as DSPy's
-    optimizers pass them to Evaluate.
-    """
-
-    def __init__(
-        self,
-        student: Module,
-        trainset: Sequence[Example],
-        valset: Sequence[Example] | None,
-        metric: Callable[..., Any],
-        *,
-        concurrency: int = 32,
-        prompt_lm: Any = None,
-        teacher: Module | None = None,
-        teacher_settings: dict[str, Any] | None = None,
-        max_errors: int | None = None,
-        provide_traceback: bool | None = None,
-    ) -> None:
-        self.prompt_lm = prompt_lm
-        self.student = student
-        self.teacher = teacher
-        from ..settings import _KNOWN
-
-        settings = {k: v for k, v in (teacher_settings or {}).items() if k in _KNOWN}
-        if "lm" in settings:
-            settings["lm"] = teacher_lm(settings)
-        self.teacher_settings = settings
-        self.trainset = list(trainset)
-        self.valset = list(valset) if valset is not None else []
-        self.metric = metric
-        self.concurrency = concurrency
-        self.max_errors = max_errors
-        self.provide_traceback = provide_traceback
-
-    def program(self, state: dict[str, Any], base: Module | None = None) -> Module:
-        """``base`` (the student by default) with ``state`` loaded; a state that carries a program graph is
-        built as the ``GraphProgram`` of that graph instead. A predictor whose saved LM is one of the live LMs
-        of the student or the teacher gets that LM back (its key, retries, limits and connections)."""
-        from ..graph import GraphProgram, graph_in_state
-
-        if graph_in_state(state) is not None:
-            program: Module = GraphProgram.from_program_state(state)
-        else:
-            program = (base or self.student).deepcopy()
-            program.load_state(state)
-        extra = [self.teacher_settings["lm"]] if self.teacher_settings.get("lm") is not None else []
-        return with_live_lms(program, [self.student, self.teacher], extra)
-
-    async def run(
-        self, work: Sequence[BootstrapWork | EvaluateWork | GenerateWork | TraceWork | GraphWork]
-    ) -> list[Any]:
-        import asyncio
-
-        async def one(item: BootstrapWork | EvaluateWork | GenerateWork | TraceWork | GraphWork) -> list[Any]:
-            if isinstance(item, BootstrapWork):
-                return list(await self.bootstrap(item))
-            if isinstance(item, TraceWork):
-                return list(await self.traces(item))
-            if isinstance(item, GenerateWork):
-                return [await self.generate(item)]
-            if isinstance(item, GraphWork):
-                return [await self.graph(item)]
-            return [await self.evaluate(item)]
-
-        token = example_slots.set(asyncio.Semaphore(self.concurrency))  # one cap for the whole step's examples
-        try:
-            batches = await asyncio.gather(*(one(item) for item in work))
-        finally:
-            example_slots.reset(token)
-        return [result for batch in batches for result in batch]
-
-    def proposal_lm(self) -> Any:
-        """The prompt model: the one given, else the configured LM, else the student's first LM."""
-        from ..settings import get
-
-        return self.prompt_lm or get("lm") or next((p.lm for p in self.student.predictors() if p.lm), None)
-
-    async def generate(self, work: GenerateWork) -> GenerateOutcome:
-        from ..modules.predict import Predict
-        from .proposals import PROPOSAL_SIGNATURES
-
-        signature = PROPOSAL_SIGNATURES[work.signature]
-        predict = Predict(signature, lm=self.proposal_lm())
-        try:
-            prediction = await predict.acall(
-                **work.inputs, config={"n": work.n, "temperature": work.temperature}, rollout_id=work.rollout
-            )
-        except Exception as exc:  # noqa: BLE001 - reported in the outcome; the optimizer decides what it means
-            return GenerateOutcome(key=work.key, error=f"{type(exc).__name__}: {exc}", transient=is_transient(exc))
-        completions = [{name: c.get(name) for name in signature.output_fields} for c in prediction.completions]
-        return GenerateOutcome(key=work.key, completions=completions)
-
-    async def evaluate(self, work: EvaluateWork) -> EvaluateOutcome:
-        examples = self.trainset if work.split == "train" else self.valset
-        subset = [examples[i] for i in work.indices]
-        evaluate = Evaluate(
-            subset,
-            self.metric,
-            concurrency=self.concurrency,
-            max_errors=self.max_errors,
-            provide_traceback=self.provide_traceback,
-        )
-        result = await evaluate.acall(self.program(work.program), indices=work.indices)
-        usage = result.usage
-        return EvaluateOutcome(
-            candidate=work.candidate,
-            split=work.split,
-            indices=[r.index for r in result.rows],
-            scores=[r.score for r in result.rows],
-            errors=result.errors,
-            lm_calls=usage.lm_calls,
-            prompt_tokens=usage.prompt_tokens,
-            completion_tokens=usage.completion_tokens,
-        )
-
-    async def graph(self, work: GraphWork) -> GraphOutcome:
-        """Trace the program on the training examples into its graph (``dsr_core.graph.atrace_program``)."""
-        from ..graph import atrace_program
-
-        program = self.program(work.program)
-        try:
-            graph = await atrace_program(program, [self.trainset[i] for i in work.indices])
-        except Exception as exc:  # noqa: BLE001 - reported in the outcome; the optimizer decides what it means
-            return GraphOutcome(error=f"{type(exc).__name__}: {exc}", transient=is_transient(exc))
-        return GraphOutcome(graph=graph.model_dump(mode="json"))
-
-    async def bootstrap(self, work: BootstrapWork) -> list[BootstrapOutcome]:
-        """Run the teacher on each example, without the example itself among its demos (as DSPy), under the
-        teacher settings; keep the first call of each predictor when the metric (given the trace) accepts."""
-        import asyncio
-
-        from ..settings import context
-
-        teacher = self.program(work.teacher, base=self.teacher)
-        if work.round > 0:  # later rounds sample fresh traces at temperature 1.0, as DSPy does
-            for predictor in teacher.predictors():
-                predictor.config = {**predictor.config, "temperature": 1.0, "rollout_id": work.round}
-
-        def without(example: Example) -> Module:
-            record = example.to_dict()
-            if not any(_as_mapping_demo(d) == record for p in teacher.predictors() for d in p.demos):
-                return teacher
-            local = teacher.deepcopy()
-            for predictor in local.predictors():
-                predictor.demos = [d for d in predictor.demos if _as_mapping_demo(d) != record]
-            return local
-
-        async def one(index: int) -> BootstrapOutcome:
-            example = self.trainset[index]
-            runner = without(example)
-            names = {id(p): name for name, p in runner.named_predictors()}
-            async with example_slot():
-                try:
-                    with context(**self.teacher_settings), trace() as calls:
-                        prediction = await runner.acall(**example.inputs().to_dict())
-                    score = _as_score(await call_metric(self.metric, example, prediction, calls))
-                except Exception as exc:  # noqa: BLE001 - a failed bootstrap attempt is just not a demo
-                    error = f"{type(exc).__name__}: {exc}"
-                    log.error("Failed to run or to evaluate example %s with %s due to %s.", example, self.metric, exc)
-                    return BootstrapOutcome(index=index, success=False, error=error, transient=is_transient(exc))
-            threshold = work.metric_threshold
-            success = score >= threshold if threshold else bool(score)  # DSPy: a threshold of 0 is no threshold
-            demos = {}
-            if success:
-                for predictor, inputs, output in calls:
-                    name = names.get(id(predictor))
-                    if name is not None and name not in demos:  # first call of each predictor, as DSPy keeps
-                        demos[name] = {"augmented": True, **inputs, **output.to_dict()}
-            return BootstrapOutcome(index=index, success=success, demos=demos)
-
-        return list(await asyncio.gather(*(one(i) for i in work.indices)))
-
-    async def traces(self, work: TraceWork) -> list[TraceOutcome]:
-        """Run the candidate on each example under ``trace()``, score it, and, for a GEPA feedback metric, ask
-        the metric once more per predictor that ran, with that predictor's own calls (DSPy's pred_trace)."""
-        import asyncio
-
-        from ..adapters.types import jsonable
-
-        program = self.program(work.program)
-        names = {id(p): name for name, p in program.named_predictors()}
-        per_predictor = takes_predictor(self.metric)
-
-        async def one(index: int) -> TraceOutcome:
-            example = self.trainset[index]
-            async with example_slot():
-                try:
-                    with trace() as calls:
-                        prediction = await program.acall(**example.inputs().to_dict())
-                    value = await call_metric(self.metric, example, prediction, calls)
-                    score = _as_score(value)
-                    own: dict[str, list[Any]] = {}
-                    for call in calls:
-                        name = names.get(id(call[0]))
-                        if name is not None:
-                            own.setdefault(name, []).append(call)
-                    feedback: dict[str, str] = {}
-                    for name, sub_trace in own.items() if per_predictor else ():
-                        text = metric_feedback(
-                            await call_metric(
-                                self.metric, example, prediction, calls, pred_name=name, pred_trace=sub_trace
-                            )
-                        )
-                        if text is not None:
-                            feedback[name] = text
-                except Exception as exc:  # noqa: BLE001 - a failed example is reported in its outcome
-                    log.error("Failed to trace example %s with %s due to %s.", example, self.metric, exc)
-                    return TraceOutcome(
-                        candidate=work.candidate,
-                        index=index,
-                        error=f"{type(exc).__name__}: {exc}",
-                        transient=is_transient(exc),
-                    )
-            return TraceOutcome(
-                candidate=work.candidate,
-                index=index,
-                score=score,
-                gold=jsonable(example.labels().to_dict()) if example.input_keys is not None else {},
-                outputs=jsonable(prediction.to_dict()),
-                feedback=metric_feedback(value),
-                predictor_feedback=feedback,
-                calls={
-                    name: [
-                        TraceCall(inputs=jsonable(inputs), outputs=jsonable(output.to_dict()))
-                        for _, inputs, output in sub
-                    ]
-                    for name, sub in own.items()
-                },
-            )
-
-        return list(await asyncio.gather(*(one(i) for i in work.indices)))
-
-
 class Optimizer:
     """The ask/tell protocol plus ``compile`` (drive the machine in process, for notebooks)."""
 
@@ -602,16 +241,6 @@ class Optimizer:
         return copy.copy(self)
 
 
-def teacher_lm(teacher_settings: dict[str, Any]) -> Any:
-    """The LM of DSPy's ``teacher_settings`` (an LM, or the keyword arguments of one), or None."""
-    lm = teacher_settings.get("lm")
-    if isinstance(lm, dict):
-        from ..lm import LM
-
-        return LM(**lm)
-    return lm
-
-
 def check_teacher_settings(optimizer: str, teacher_settings: dict[str, Any]) -> None:
     """Warn about teacher settings dsr's settings do not have (DSPy's ``trace`` and such)."""
     from ..settings import _KNOWN
@@ -619,28 +248,6 @@ def check_teacher_settings(optimizer: str, teacher_settings: dict[str, Any]) -> 
     for key in teacher_settings:
         if key not in _KNOWN:
             ignored(optimizer, f"teacher_settings[{key!r}]", f"dsr's settings are {', '.join(sorted(_KNOWN))}")
-
-
-def _as_mapping_demo(demo: Any) -> dict[str, Any]:
-    return demo.to_dict() if isinstance(demo, Example) else dict(demo)
-
-
-def _lm_key(lm: Any) -> str:
-    return json.dumps(lm.dump_state(), sort_keys=True, default=str)
-
-
-def with_live_lms(program: Module, sources: Iterable[Module | None], extra: Iterable[Any] = ()) -> Module:
-    """``program`` with each predictor whose LM has the settings of a live LM (one of ``extra``, or of the
-    predictors of ``sources``) given that LM back: a loaded state names LMs by settings, never by object."""
-    live: dict[str, Any] = {_lm_key(lm): lm for lm in extra}
-    for module in sources:
-        for predictor in module.predictors() if module is not None else []:
-            if predictor.lm is not None:
-                live.setdefault(_lm_key(predictor.lm), predictor.lm)
-    for predictor in program.predictors():
-        if predictor.lm is not None:
-            predictor.lm = live.get(_lm_key(predictor.lm), predictor.lm)
-    return program
 
 
 def effective_max_errors(max_errors: int | None) -> int | None:
