@@ -109,9 +109,27 @@ def test_dspy_path_gives_dsrs_object(path, name, home):
 
 
 def test_subpackages_are_attributes_of_the_package():
-    assert dsr.clients.LM is dsr.LM
-    assert dsr.predict.react.ReAct is dsr.ReAct  # imported above or now, a submodule is an attribute
-    assert dsr.evaluate.Evaluate is dsr.Evaluate
+    """In a fresh process (nothing imported them before), as DSPy programs reach them: ``dspy.predict.react``."""
+    import subprocess
+    import sys
+
+    reached = [
+        "dspy.clients.LM is dspy.LM",
+        "dspy.predict.react.ReAct is dspy.ReAct",
+        "dspy.evaluate.Evaluate is dspy.Evaluate",
+        "dspy.teleprompt.knn_fewshot.KNNFewShot is dspy.KNNFewShot",
+        "dspy.adapters.chat_adapter.ChatAdapter is dspy.ChatAdapter",
+        "dspy.adapters.xml_adapter.XMLAdapter is dspy.XMLAdapter",
+        "dspy.primitives.example.Example is dspy.Example",
+        "dspy.signatures.field.InputField is dspy.InputField",
+        "dspy.utils.usage_tracker is not None",
+        "dspy.clients.embedding.Embedder is dspy.Embedder",
+    ]
+    script = "import dsr_core as dspy\n" + "\n".join(f"assert {check}, {check!r}" for check in reached)
+    script += "\ntry:\n    dspy.predict.no_such_module\nexcept AttributeError as e:\n    print(e)"
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.strip() == "module 'dsr_core.predict' has no attribute 'no_such_module'"
 
 
 CAPITALS = {"France": "Paris", "Peru": "Lima", "Japan": "Tokyo"}

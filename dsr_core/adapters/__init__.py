@@ -33,7 +33,9 @@ def __getattr__(name: str) -> Any:
         import importlib
 
         return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from .._submodules import submodule
+
+    return submodule(__name__, name)  # ``adapters.chat_adapter`` without importing it first, as in DSPy
 
 
 __all__ = [

@@ -127,6 +127,40 @@ class Tool:
             result = await result
         return result
 
+    # -- tools from elsewhere -------------------------------------------------------------------------------------
+    @classmethod
+    def from_mcp_tool(cls, session: Any, tool: Any, *, result_mode: str = "text") -> Tool:
+        """A tool that calls MCP tool ``tool`` through ``session`` (anything with an async ``call_tool``: mcp's
+        ``ClientSession`` or ``Client``). The result is its text content (one text, or a list of them; the
+        non-text parts when there is no text); ``result_mode="structured"`` returns the structured content when
+        the server sent some. A result the server marks as an error raises RuntimeError with its text."""
+        if result_mode not in ("text", "structured"):
+            raise ValueError(f"Unsupported MCP result mode: {result_mode!r} (expected 'text' or 'structured')")
+        schema = _first_attribute(tool, ("input_schema", "inputSchema"), {}) or {}
+        args, arg_types, arg_desc = convert_input_schema_to_tool_args(schema)
+
+        async def call_mcp_tool(**kwargs: Any) -> Any:
+            result = await session.call_tool(tool.name, arguments=kwargs)
+            return _mcp_result(result, result_mode)
+
+        return cls(call_mcp_tool, tool.name, tool.description, args, arg_types, arg_desc)
+
+    @classmethod
+    def from_langchain(cls, tool: Any) -> Tool:
+        """A tool that runs LangChain tool ``tool`` (``@tool`` or a ``BaseTool``) with ``ainvoke``; its
+        arguments and their types come from the tool's ``args_schema``."""
+        schema = tool.args_schema
+        args, _, arg_desc = convert_input_schema_to_tool_args(schema.model_json_schema())
+        arg_types = {name: field.annotation or Any for name, field in schema.model_fields.items()}
+
+        async def call_langchain_tool(**kwargs: Any) -> Any:
+            try:
+                return await tool.ainvoke(kwargs)
+            except Exception as exc:  # noqa: BLE001 - any failure of the tool is reported as the tool's
+                raise RuntimeError(f"Failed to call LangChain tool {tool.name}: {exc!s}") from exc
+
+        return cls(call_langchain_tool, tool.name, tool.description, args, arg_types, arg_desc)
+
     # -- text --------------------------------------------------------------------------------------------------
     def format(self) -> str:
         return str(self)
@@ -318,6 +352,57 @@ def json_schema_for(annotation: Any) -> dict[str, Any]:
     else:
         schema = type_adapter(annotation).json_schema()
     return resolve_json_schema_reference(schema)
+
+
+_JSON_TYPES: dict[str, Any] = {
+    "string": str,
+    "integer": int,
+    "number": float,
+    "boolean": bool,
+    "array": list,
+    "object": dict,
+}
+
+
+def convert_input_schema_to_tool_args(
+    schema: dict[str, Any],
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, str]]:
+    """A tool's ``(args, arg_types, arg_desc)`` from the JSON schema of its input object, as DSPy reads it:
+    each property's schema (references expanded), its Python type by JSON type, and its description (``No
+    description provided.`` when it has none) with `` (Required)`` for a required argument."""
+    args: dict[str, Any] = {}
+    arg_types: dict[str, Any] = {}
+    arg_desc: dict[str, str] = {}
+    definitions = schema.get("$defs", {})
+    required = set(schema.get("required", []))
+    for name, prop in (schema.get("properties") or {}).items():
+        if definitions:
+            prop = resolve_json_schema_reference({"$defs": definitions, **prop})
+        args[name] = prop
+        arg_types[name] = _JSON_TYPES.get(prop.get("type"), Any)
+        arg_desc[name] = prop.get("description", "No description provided.") + (
+            " (Required)" if name in required else ""
+        )
+    return args, arg_types, arg_desc
+
+
+def _first_attribute(obj: Any, names: tuple[str, ...], default: Any = None) -> Any:
+    """The first of ``names`` ``obj`` has (mcp's v1 and v2 SDKs name some fields differently)."""
+    return next((getattr(obj, name) for name in names if hasattr(obj, name)), default)
+
+
+def _mcp_result(result: Any, result_mode: str) -> Any:
+    texts = [part.text for part in result.content if getattr(part, "type", None) == "text"]
+    others = [part for part in result.content if getattr(part, "type", None) != "text"]
+    content: Any = texts[0] if len(texts) == 1 else texts
+    if _first_attribute(result, ("is_error", "isError"), False):
+        raise RuntimeError(f"Failed to call a MCP tool: {content}")
+    if result_mode == "structured":
+        fields_set = getattr(result, "model_fields_set", set())
+        for name in ("structured_content", "structuredContent"):
+            if name in fields_set:
+                return getattr(result, name)
+    return content or others
 
 
 def resolve_json_schema_reference(schema: dict[str, Any]) -> dict[str, Any]:

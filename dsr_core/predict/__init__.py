@@ -1,5 +1,8 @@
 """DSPy's module path for the predictors (``from dspy.predict import Predict``); they live in ``dsr_core.modules``."""
 
+from types import ModuleType
+
+from .._submodules import submodule
 from ..modules import (
     KNN,
     BestOfN,
@@ -23,3 +26,7 @@ __all__ = [
     "Refine",
     "majority",
 ]
+
+
+def __getattr__(name: str) -> ModuleType:
+    return submodule(__name__, name)  # ``predict.react`` without importing it first, as in DSPy

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Any
+
+from .._submodules import submodule
 
 
 class Example:
@@ -351,3 +354,7 @@ class Prediction(Example):
 
     def __ge__(self, other: Any) -> bool:
         return self._score() >= float(other)
+
+
+def __getattr__(name: str) -> ModuleType:
+    return submodule(__name__, name)  # ``primitives.example`` without importing it first, as in DSPy

@@ -22,8 +22,10 @@ import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from types import ModuleType
 from typing import Any, ClassVar, Literal, Optional, Union, cast, get_args, get_origin
 
+from .._submodules import submodule
 from ..errors import SignatureError
 
 FieldKind = Literal["input", "output"]
@@ -680,3 +682,7 @@ def _resolve_annotation_string(text: str, module: str | None, cls_name: str, att
         return eval(text, namespace)  # noqa: S307 - the user's own annotation, as typing.get_type_hints does
     except Exception as exc:  # noqa: BLE001 - any failure means the annotation cannot be resolved
         raise SignatureError(f"{cls_name}.{attr}: cannot resolve type annotation {text!r}: {exc}") from None
+
+
+def __getattr__(name: str) -> ModuleType:
+    return submodule(__name__, name)  # ``signatures.field`` without importing it first, as in DSPy

@@ -2,6 +2,9 @@
 dsr_core.teleprompt import MIPROv2``); they live in ``dsr_core.optimizers``. ``Teleprompter`` is DSPy's
 name for their base class."""
 
+from types import ModuleType
+
+from .._submodules import submodule
 from ..optimizers import (
     COPRO,
     GEPA,
@@ -29,3 +32,7 @@ __all__ = [
     "MIPROv2",
     "Teleprompter",
 ]
+
+
+def __getattr__(name: str) -> ModuleType:
+    return submodule(__name__, name)  # ``teleprompt.gepa`` without importing it first, as in DSPy
