@@ -101,6 +101,7 @@ _LAZY = {
     "SignatureMeta": ".signatures",
     "Embedder": ".lm.embedding",
     "KNN": ".modules.knn",
+    "streamify": ".streaming",
     "Embeddings": ".retrievers",
     "EmbeddingsWithScores": ".retrievers",
 }
@@ -140,7 +141,6 @@ _MISSING: dict[str, tuple[str, str]] = {
     "ReActV2": ("dsr has one ReAct", "ReAct"),
     "Flex": ("DSPy's experimental module is not ported", "Predict or ChainOfThought"),
     "ToolCallResults": ("tool results are kept in ReAct's trajectory", "ToolCalls, or ReAct's trajectory"),
-    **dict.fromkeys(("streamify", "streaming"), ("dsr does not stream partial outputs", "await module.acall(...)")),
     "asyncify": ("dsr modules are async already", "await module.acall(...)"),
     "syncify": ("dsr modules are callable synchronously already", "module(...)"),
     "load": ("dsr's loader has another name", "dsr.load_program(path)"),
@@ -190,6 +190,7 @@ _SUBMODULES = {
     "primitives",
     "retrievers",
     "signatures",
+    "streaming",
     "teleprompt",
     "utils",
 }
@@ -308,6 +309,8 @@ __all__ = [
     "normalize_text",
     "retrievers",
     "settings",
+    "streamify",
+    "streaming",
     "trace",
     "trace_program",
     "track_usage",

@@ -96,7 +96,10 @@ async def test_react_calls_an_mcp_tool(mcp_server_script, server, lm):
         with dsr.context(lm=lm):
             prediction = await agent.acall(question="What is the capital of Chile?")
     assert prediction.trajectory["observation_0"] == "Santiago"
-    assert "capital_of, whose description is <desc>Look up the capital city" in server.requests[0]["messages"][0]["content"]
+    assert (
+        "capital_of, whose description is <desc>Look up the capital city"
+        in server.requests[0]["messages"][0]["content"]
+    )
 
 
 async def test_langchain_tools_keep_their_schema_and_run_with_ainvoke():

@@ -12,6 +12,7 @@ completions and the usage behind them; ``acall`` with a signature as its second 
 from __future__ import annotations
 
 import collections
+import contextvars
 import textwrap
 import weakref
 from collections.abc import Mapping
@@ -29,6 +30,12 @@ if TYPE_CHECKING:
     from ..lm import LM
 
 Message = dict[str, Any]
+
+# Streaming's seam (dsr_core.streaming sets these): the streamed call running the program, which a Predict
+# asks for its sink; and the sink of the Predict call running now, through which ``arun`` calls the LM
+# (``await sink.complete(lm, adapter, messages, ...)`` streams the reply). None: a plain call.
+STREAMING: contextvars.ContextVar[Any] = contextvars.ContextVar("dsr_streaming", default=None)
+STREAM_TO: contextvars.ContextVar[Any] = contextvars.ContextVar("dsr_stream_to", default=None)
 
 
 # dsr's adapter classes -> signature -> system message (weak: a signature dropped by its program goes)
@@ -343,7 +350,11 @@ class Adapter:
         messages = self.format(processed, demos, inputs)
         if options.get("parallel_tool_calls") is not None:
             options.setdefault("tool_choice", "auto")
-        response = await lm.acall(messages, n=n, rollout_id=rollout_id, **options)
+        sink = STREAM_TO.get()
+        if sink is None:
+            response = await lm.acall(messages, n=n, rollout_id=rollout_id, **options)
+        else:
+            response = await sink.complete(lm, self, messages, n=n, rollout_id=rollout_id, **options)
         completions, first_error = [], None
         finish_reasons = response.finish_reasons
         for i, output in enumerate(response):

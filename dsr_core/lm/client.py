@@ -25,7 +25,8 @@ import os
 import threading
 import time
 from collections import deque
-from typing import Any
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 from .. import settings as _settings
@@ -46,6 +47,9 @@ from .pools import ClientPools, LoopClients, sdk_clients
 from .providers import resolve
 from .response import LMResponse, MalformedResponseError, parse_completion, tool_call_outputs
 from .retry import backoff_delay, is_transient, server_delay
+
+if TYPE_CHECKING:
+    from .stream import StreamChunk
 
 log = logging.getLogger(__name__)
 
@@ -370,15 +374,7 @@ class LM(BaseLM):
             key = request_key(body if rollout_id is None else {**body, "rollout_id": rollout_id})
             hit = store.get(key)  # the cache hands out only entries of the right shape (cache.entry_problem)
             if hit is not None:
-                texts = list(hit["texts"])  # copies: a caller editing its response must not edit the cache
-                calls = hit.get("tool_calls")
-                response = LMResponse(
-                    texts=texts,
-                    usage=Usage(lm_calls=1, cached_calls=1),
-                    cached=True,
-                    finish_reasons=list(hit.get("finish_reasons", [])),
-                    outputs=tool_call_outputs(texts, copy.deepcopy(calls)) if calls else None,
-                )
+                response = _cached_response(hit)
                 if record:
                     self._record(body, response, rollout_id, hit.get("usage"))
                 return response
@@ -387,21 +383,32 @@ class LM(BaseLM):
         response.latency = time.perf_counter() - started
         price(response.usage, self.prices)
         if store is not None and key is not None:
-            entry: dict[str, Any] = {
-                "texts": list(response.texts),
-                "finish_reasons": list(response.finish_reasons),
-                "usage": {
-                    "prompt_tokens": response.usage.prompt_tokens,
-                    "completion_tokens": response.usage.completion_tokens,
-                },
-            }
-            if response.outputs is not None:  # a reply that called tools: per choice its calls, or None
-                calls = [o.get("tool_calls") if isinstance(o, dict) else None for o in response.outputs]
-                entry["tool_calls"] = copy.deepcopy(calls)  # the caller's outputs stay its own to edit
-            store.put(key, entry)
+            store.put(key, _cache_entry(response))
         if record:
             self._record(body, response, rollout_id, None)
         return response
+
+    def astream(
+        self,
+        prompt: list[dict[str, Any]] | str | None = None,
+        messages: list[dict[str, Any]] | None = None,
+        *,
+        rollout_id: Any = None,
+        cache: bool | None = None,
+        **overrides: Any,
+    ) -> AsyncIterator[StreamChunk]:
+        """One chat completion, streamed: ``async for chunk in lm.astream(...)`` yields ``StreamChunk``s whose
+        ``text`` are the reply's pieces as the server sends them; the last one carries the assembled reply
+        (``chunk.response``, with the usage when the server reports it). The request goes through the same
+        cache, limits, retries (until the first text arrives), callbacks, usage and history as ``acall``; a
+        cached reply comes as one chunk. One choice (``n=1``); tool calls are not streamed."""
+        from .stream import stream_completion
+
+        if messages is None:
+            messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
+        if messages is None:
+            raise TypeError("LM.astream needs a prompt or messages")
+        return stream_completion(self, messages, rollout_id, cache, overrides)
 
     def __call__(  # type: ignore[override]
         self,
@@ -507,16 +514,20 @@ class LM(BaseLM):
                 last_error = exc
             if attempt == self.num_retries:
                 break
-            delay = backoff_delay(attempt, self.retry_backoff, server_delay(last_error))
-            log.info(
-                "LM %s: attempt %d failed (%s); retrying in %.2fs",
-                self.model,
-                attempt + 1,
-                self._redact(connection_problem(last_error, self._endpoint()) or describe(last_error)),
-                delay,
-            )
-            await asyncio.sleep(delay)
+            await self._before_retry(attempt, last_error)
         raise self._exhausted(last_error)
+
+    async def _before_retry(self, attempt: int, error: Exception) -> None:
+        """Log failed attempt number ``attempt`` (0-based) and wait out its backoff."""
+        delay = backoff_delay(attempt, self.retry_backoff, server_delay(error))
+        log.info(
+            "LM %s: attempt %d failed (%s); retrying in %.2fs",
+            self.model,
+            attempt + 1,
+            self._redact(connection_problem(error, self._endpoint()) or describe(error)),
+            delay,
+        )
+        await asyncio.sleep(delay)
 
     def _fatal(self, exc: Exception) -> LMError:
         """The typed error for a status that retrying cannot fix."""
@@ -628,6 +639,35 @@ class LM(BaseLM):
         for key in sorted(keys - {"", "not-needed"}, key=len, reverse=True):
             text = text.replace(key, "***")
         return text
+
+
+def _cached_response(hit: dict[str, Any]) -> LMResponse:
+    """The response a cache entry holds (copies: a caller editing its response must not edit the cache)."""
+    texts = list(hit["texts"])
+    calls = hit.get("tool_calls")
+    return LMResponse(
+        texts=texts,
+        usage=Usage(lm_calls=1, cached_calls=1),
+        cached=True,
+        finish_reasons=list(hit.get("finish_reasons", [])),
+        outputs=tool_call_outputs(texts, copy.deepcopy(calls)) if calls else None,
+    )
+
+
+def _cache_entry(response: LMResponse) -> dict[str, Any]:
+    """What the cache keeps of a reply."""
+    entry: dict[str, Any] = {
+        "texts": list(response.texts),
+        "finish_reasons": list(response.finish_reasons),
+        "usage": {
+            "prompt_tokens": response.usage.prompt_tokens,
+            "completion_tokens": response.usage.completion_tokens,
+        },
+    }
+    if response.outputs is not None:  # a reply that called tools: per choice its calls, or None
+        calls = [o.get("tool_calls") if isinstance(o, dict) else None for o in response.outputs]
+        entry["tool_calls"] = copy.deepcopy(calls)  # the caller's outputs stay its own to edit
+    return entry
 
 
 def _estimate_tokens(body: dict[str, Any]) -> float:

@@ -9,6 +9,7 @@ from typing import Any
 from .. import settings as _settings
 from .._async import run_sync
 from ..adapters import Adapter, ChatAdapter, JSONAdapter
+from ..adapters.base import STREAM_TO, STREAMING
 from ..adapters.chat import allows_none
 from ..adapters.types import type_adapter
 from ..errors import DsrError
@@ -86,15 +87,21 @@ class Predict(Module):
                 config["temperature"] = 0.7  # n identical samples are no use: DSPy raises it the same way
         rollout_id = options.get("rollout_id", config.pop("rollout_id", None))
         adapter = adapter_for(lm, options.get("adapter") or self.adapter)
-        completions, usage = await adapter.arun(
-            lm,
-            signature,
-            [_as_mapping(d) for d in demos],
-            inputs,
-            n=n,
-            config=config,
-            rollout_id=rollout_id,
-        )
+        streaming = STREAMING.get()  # in a streamed call (dsr.streamify): this call streams if listened to
+        token = STREAM_TO.set(streaming.sink_for(self)) if streaming is not None else None
+        try:
+            completions, usage = await adapter.arun(
+                lm,
+                signature,
+                [_as_mapping(d) for d in demos],
+                inputs,
+                n=n,
+                config=config,
+                rollout_id=rollout_id,
+            )
+        finally:
+            if token is not None:
+                STREAM_TO.reset(token)
         prediction = Prediction.from_completions(completions, signature, usage)
         tracked = current_usage.get()
         if tracked is not None:

@@ -4,8 +4,9 @@ Real HTTP/1.1 on 127.0.0.1 (keep-alive, asyncio, no dependencies), driven throug
 Answers come from a ``responder`` (scripted or rule-based, see ``ChatRequest`` for what it can read),
 after a configurable latency. Faults can be injected: 429 with Retry-After, 500, 400, 401, 403, 404, a
 timeout (no answer), a connection closed or reset without an answer, a body that is not JSON, a truncated
-body, and a reply that does not follow the chat format. Like a hosted endpoint it can require an api key
-(``api_key=``: 401 otherwise) and know only some models (``models=``: 404 for any other). With
+body, a reply that does not follow the chat format, and a streamed reply that breaks off (``stream_cut``).
+A ``"stream": true`` request is answered as OpenAI's server-sent events. Like a hosted endpoint it can require
+an api key (``api_key=``: 401 otherwise) and know only some models (``models=``: 404 for any other). With
 ``enforce_max_tokens=True`` it stops a reply at the request's ``max_tokens`` (counted as the server counts
 completion tokens, ``CHARS_PER_TOKEN`` characters each) with ``finish_reason`` "length", as a model does. It
 counts requests, requests in flight and the most in flight at once.
@@ -219,7 +220,8 @@ _STATUS = {
     "500": "500 Internal Server Error",
 }
 DEFAULT_MODEL = "test-model"  # what GET /models lists when no models= are set (it answers any model anyway)
-FAULTS = ("429", *_STATUS, "timeout", "disconnect", "reset", "garbage", "truncated", "unparseable")
+FAULTS = ("429", *_STATUS, "timeout", "disconnect", "reset", "garbage", "truncated", "unparseable", "stream_cut")
+STREAM_PIECE = 4  # characters per content piece of a streamed answer
 CHARS_PER_TOKEN = 4  # how the server counts tokens (usage) and where it cuts a reply at max_tokens
 
 
@@ -459,8 +461,58 @@ class LMTestServer:
             for t, reason in zip(texts, finish_reasons, strict=True)
         ]
         stats.completions += 1
+        if body.get("stream"):
+            await self._send_stream(writer, request, texts, finish_reasons)
+            return True
         self._send(writer, "200 OK", self._completion_body(request, texts, finish_reasons))
         return True
+
+    async def _send_stream(
+        self,
+        writer: asyncio.StreamWriter,
+        request: ChatRequest,
+        texts: list[str | dict[str, Any]],
+        finish_reasons: list[str],
+        cut: bool = False,
+    ) -> None:
+        """A ``"stream": true`` request's answer, as OpenAI's server-sent events (chunked transfer encoding):
+        ``choices[0].delta.content`` pieces of ``STREAM_PIECE`` characters, the finish reason, a usage chunk
+        when ``stream_options.include_usage``, then ``data: [DONE]``. ``cut``: the connection is closed
+        after half of the pieces (a stream that breaks off)."""
+        head = (
+            "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
+            "Transfer-Encoding: chunked\r\n\r\n"
+        )
+        writer.write(head.encode())
+        base = {"id": "chatcmpl-test", "object": "chat.completion.chunk", "created": int(time.time())}
+        base["model"] = request.model
+
+        def event(data: dict[str, Any] | str) -> None:
+            line = b"data: " + (data.encode() if isinstance(data, str) else json.dumps(data).encode()) + b"\n\n"
+            writer.write(f"{len(line):x}\r\n".encode() + line + b"\r\n")
+
+        events: list[dict[str, Any]] = []
+        for i, text in enumerate(texts):
+            content = text if isinstance(text, str) else str(text.get("content") or "")
+            events.append({**base, "choices": [{"index": i, "delta": {"role": "assistant", "content": ""}}]})
+            for start in range(0, len(content), STREAM_PIECE):
+                piece = content[start : start + STREAM_PIECE]
+                events.append({**base, "choices": [{"index": i, "delta": {"content": piece}, "finish_reason": None}]})
+            events.append({**base, "choices": [{"index": i, "delta": {}, "finish_reason": finish_reasons[i]}]})
+        for number, data in enumerate(events):
+            if cut and number >= len(events) // 2:
+                await writer.drain()
+                writer.transport.abort()
+                return
+            event(data)
+            await writer.drain()
+            await asyncio.sleep(0)  # the pieces go out one by one, as a model writes them
+        if (request.body.get("stream_options") or {}).get("include_usage"):
+            usage = json.loads(self._completion_body(request, texts, finish_reasons))["usage"]
+            event({**base, "choices": [], "usage": usage})
+        event("[DONE]")
+        writer.write(b"0\r\n\r\n")
+        await writer.drain()
 
     async def _embed(self, raw: bytes, headers: dict[str, str], writer: asyncio.StreamWriter) -> bool:
         """An embeddings request: one ``embedding_vector`` per input, as floats or (``encoding_format`` base64)
@@ -522,6 +574,12 @@ class LMTestServer:
             self._send(writer, "200 OK", payload[: len(payload) // 2], content_length=len(payload))
             await writer.drain()
             return False  # close the connection mid-body
+        elif fault.kind == "stream_cut":  # a streamed answer that breaks off half way (a plain one: no answer)
+            if not request.body.get("stream"):
+                return False
+            texts = [self.responder(request)]
+            await self._send_stream(writer, request, texts, ["stop"], cut=True)  # type: ignore[arg-type]
+            return False
         elif fault.kind == "unparseable":
             self._send(writer, "200 OK", self._completion_body(request, ["I'd rather not follow any format."]))
         return True
