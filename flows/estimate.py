@@ -243,7 +243,7 @@ def estimate(config: RunConfig, *, sample_size: int = 3) -> Estimate:
     trainset = prepared.trainset or []
     valset = prepared.devset
     student = instantiate(config.program.ref, prepared.program_state)
-    lm = get_lm(config.lm.model_dump())
+    lm = get_lm(config.lm)
     for predictor in student.predictors():
         predictor.lm = predictor.lm or lm
     optimizer = build_optimizer(config)
@@ -252,9 +252,9 @@ def estimate(config: RunConfig, *, sample_size: int = 3) -> Estimate:
         student,
         trainset,
         valset,
-        build_metric(config.metric.model_dump(), config.judge_lm.model_dump() if config.judge_lm else None),
+        build_metric(config.metric, config.judge_lm),
         concurrency=config.run.concurrency,
-        prompt_lm=get_lm((prompt_spec or config.lm).model_dump(), "prompt"),
+        prompt_lm=get_lm(prompt_spec or config.lm, "prompt"),
     )
     concurrency = max(1, min(config.lm.max_concurrency, config.run.concurrency * (config.run.max_workers or 4)))
     first_generation: list[GenerateWork] = []

@@ -17,7 +17,7 @@ from pydantic import BaseModel
 
 import dsr_core as dsr
 from dsr_core import imports
-from dsr_core.evaluate import EvaluationResult
+from dsr_core.evaluate import EvaluationRecord, EvaluationResult
 from tasks import progress
 from tasks.evaluate import evaluate_shard
 
@@ -57,6 +57,11 @@ class EvaluationReport(BaseModel):
 
 class EvaluationFailed(dsr.DsrError):
     """Every example failed for the same infrastructure reason: there is no score to report."""
+
+
+def typed_records(batch: ShardBatch) -> list[EvaluationRecord]:
+    """The records of a batch of evaluate_shard tasks (JSON dicts, as their results are persisted), typed."""
+    return [EvaluationRecord.from_dict(record) for record in batch.records()]
 
 
 def check_not_all_failed(result: EvaluationResult, where: str) -> None:
@@ -105,7 +110,7 @@ def evaluate_flow(
     budget = Budget.of(config.run)
     # with a budget, shards go in waves of the worker count, and no wave starts that would go over a cap
     waves = [starts] if budget is None else [starts[i : i + workers] for i in range(0, len(starts), workers)]
-    records: list[dict[str, Any]] = []
+    records: list[EvaluationRecord] = []
     spend = Spend()
     stopped: str | None = None
     for wave in waves:
@@ -129,12 +134,12 @@ def evaluate_flow(
                 progress_key=progress_key,
                 code_version=version,
             )
-        done = shards.records()
+        done = typed_records(shards)
         records.extend(done)
         judge_prices = config.judge_lm.prices() if config.judge_lm else None
         spend.add_step(records_by_role(done, judge_prices), units, time.perf_counter() - wave_started)
     wall = time.perf_counter() - started
-    result = EvaluationResult.from_records(sorted(records, key=lambda r: r["index"]), wall_time=wall)
+    result = EvaluationResult.from_records(sorted(records, key=lambda r: r.index), wall_time=wall)
     phases["shards"] = wall
     mark = time.perf_counter()
     table = result.to_arrow()

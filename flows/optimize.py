@@ -30,7 +30,7 @@ from pydantic import BaseModel
 import dsr_core as dsr
 from dsr_core import imports
 from dsr_core.costs import Prices, known_cost
-from dsr_core.evaluate import EvaluationResult, records_usage
+from dsr_core.evaluate import EvaluationRecord, EvaluationResult, records_usage
 from dsr_core.optimizers.base import (
     BootstrapOutcome,
     EvaluateOutcome,
@@ -53,7 +53,7 @@ from .artifacts import open_file, result_storage_for
 from .budget import Budget, Spend, account, cost_summary, records_by_role, work_units
 from .checkpoint import CheckpointError, CheckpointStore
 from .config import RunConfig, optimizer_class, resolve_config
-from .evaluate import EvaluationFailed, check_not_all_failed, code_version, task_runner_for
+from .evaluate import EvaluationFailed, check_not_all_failed, code_version, task_runner_for, typed_records
 from .lineage import lineage_rows
 from .preflight import preflight
 from .shards import ShardBatch, auto_shard_size, replays_allowed
@@ -187,14 +187,13 @@ class StepRunner:
         self.work_task = optimizer_work.with_options(result_storage=storage)
         self.replay = replays_allowed(config)
         self.code_version = code_version(config)
-        self.lm = config.lm.model_dump()
-        self.judge = config.judge_lm.model_dump() if config.judge_lm else None
+        self.lm = config.lm
+        self.judge = config.judge_lm
         self.judge_prices = config.judge_lm.prices() if config.judge_lm else None
         # GEPA reflects with [reflection_lm], then [prompt_lm], then [lm]; the other optimizers propose with [prompt_lm]
         reflection = config.reflection_lm if config.optimizer.name == "GEPA" else None
-        prompt_lm = reflection or config.prompt_lm
-        self.prompt_lm = prompt_lm.model_dump() if prompt_lm else None
-        self.metric = config.metric.model_dump()
+        self.prompt_lm = reflection or config.prompt_lm
+        self.metric = config.metric
         self.input_keys = list(config.data.input_keys)
 
     def _shards(self, indices: list[int]) -> list[list[int]]:
@@ -225,7 +224,7 @@ class StepRunner:
             )
         return batch
 
-    def run(self, work: list[Any]) -> tuple[list[Any], list[dict[str, Any]], dict[str, dsr.Usage]]:
+    def run(self, work: list[Any]) -> tuple[list[Any], list[StepEvaluation], dict[str, dsr.Usage]]:
         """Compute a step's work. Returns (outcomes for tell, evaluation summaries, LM usage by role).
 
         Evaluations are the task LM's spend (with an LM judge's calls, when the metric is one); the other work
@@ -263,25 +262,25 @@ class StepRunner:
                 kinds.append(item.kind)
         roles: dict[str, dsr.Usage] = {}
         outcomes: list[Any] = []
-        summaries = []
+        summaries: list[StepEvaluation] = []
         for item, batch in evaluations:
-            records = sorted(batch.records(), key=lambda r: r["index"])
+            records = sorted(typed_records(batch), key=lambda r: r.index)
             spent = records_usage(records)
             for role, usage in records_by_role(records, self.judge_prices).items():
                 add_usage(roles, role, usage)
             outcome = EvaluateOutcome(
                 candidate=item.candidate,
                 split=item.split,
-                indices=[r["index"] for r in records],
-                scores=[r["score"] for r in records],
-                errors=sum(r["error_type"] is not None for r in records),
+                indices=[r.index for r in records],
+                scores=[r.score for r in records],
+                errors=sum(r.error_type is not None for r in records),
                 lm_calls=spent.lm_calls,
                 prompt_tokens=spent.prompt_tokens,
                 completion_tokens=spent.completion_tokens,
             )
             outcomes.append(outcome)
-            summaries.append({"work": item, "outcome": outcome, "records": records})
-        check_step_not_all_failed([r for summary in summaries for r in summary["records"]])
+            summaries.append(StepEvaluation(item, outcome, records))
+        check_step_not_all_failed([r for summary in summaries for r in summary.records])
         worked: list[Any] = []
         for kind, result in zip(kinds, others.results() if kinds else [], strict=True):
             by_role = result.get("usage_by_role") or {"prompt" if kind == "generate" else "task": result["usage"]}
@@ -292,11 +291,20 @@ class StepRunner:
         return outcomes + worked, summaries, roles
 
 
+@dataclass
+class StepEvaluation:
+    """One evaluation of a step: the work asked for, the outcome told to the optimizer, and its records."""
+
+    work: EvaluateWork
+    outcome: EvaluateOutcome
+    records: list[EvaluationRecord]
+
+
 def add_usage(roles: dict[str, dsr.Usage], role: str, usage: dsr.Usage) -> None:
     roles.setdefault(role, dsr.Usage()).add(usage)
 
 
-def check_step_not_all_failed(records: list[dict[str, Any]]) -> None:
+def check_step_not_all_failed(records: list[EvaluationRecord]) -> None:
     """A step whose every evaluated example failed for one infrastructure reason (the endpoint went down)
     would score every candidate 0: stop before ``tell``, so the checkpoint keeps the last good step and a
     resume, once the endpoint is back, computes this step again (transient rows are never replayed)."""
@@ -327,7 +335,7 @@ def describe_program(program_state: dict[str, Any]) -> dict[str, Any]:
 
 
 def trial_records(
-    summaries: list[dict[str, Any]],
+    summaries: list[StepEvaluation],
     state: OptimizerState,
     start: int,
     step: int,
@@ -338,7 +346,7 @@ def trial_records(
     the trials' costs add up to what the run spent on them; None when unknown), in all and by LM role."""
     records = []
     for offset, summary in enumerate(summaries):
-        work, outcome, rows = summary["work"], summary["outcome"], summary["records"]
+        work, outcome, rows = summary.work, summary.outcome, summary.records
         own = state.trial(work.candidate)  # the optimizer's own record of the trial, when it keeps one
         full = len(work.indices) >= (state.n_val if work.split == "val" else state.n_train)
         choice = own.params if own is not None and own.params else describe_program(work.program)
@@ -364,7 +372,7 @@ def trial_records(
                 "seconds": round(seconds, 3),
                 # seconds per example (program and metric), the mean over the rows; kept here, not in the
                 # optimizer's state, which must come out the same on every run
-                "latency": round(sum(r["latency"] for r in rows) / len(rows), 4) if rows else None,
+                "latency": round(sum(r.latency for r in rows) / len(rows), 4) if rows else None,
                 "choice": json.dumps(choice, sort_keys=True),
             }
         )
@@ -609,17 +617,19 @@ def _finish(
         "baseline": runner.evaluate(student.dump_state(), split, indices),
         "optimized": runner.evaluate(optimized.dump_state(), split, indices),
     }
+    records: dict[str, list[EvaluationRecord]] = {}
     for name, batch in batches.items():  # a dead endpoint is an error, not a score of 0
+        records[name] = typed_records(batch)
         check_not_all_failed(
-            EvaluationResult.from_records(batch.records()), f"the final evaluation of the {name} program"
+            EvaluationResult.from_records(records[name]), f"the final evaluation of the {name} program"
         )
-    scores = {name: _mean_score(batch) for name, batch in batches.items()}
+    scores = {name: _mean_score(rows) for name, rows in records.items()}
     final: dict[str, dsr.Usage] = {}  # the report's LM totals include these two evaluations
-    for batch in batches.values():
-        for role, usage in records_by_role(batch.records(), runner.judge_prices).items():
+    for rows in records.values():
+        for role, usage in records_by_role(rows, runner.judge_prices).items():
             add_usage(final, role, usage)
     run.spend.add_step(final, {}, time.perf_counter() - started, phase=FINAL_EVALUATION)
-    lm = get_lm(config.lm.model_dump())
+    lm = get_lm(config.lm)
     for predictor in optimized.predictors():
         predictor.lm = predictor.lm or lm  # the saved program carries its LM settings (never the key)
     program_state = dump_program_state(optimized)
@@ -656,14 +666,14 @@ def _finish(
                 run.mlflow_run_id,
                 program_state,
                 scores["optimized"],
-                champion_score=lambda champion: _mean_score(runner.evaluate(champion, split, indices)),
+                champion_score=lambda champion: _mean_score(typed_records(runner.evaluate(champion, split, indices))),
             )
         )
     return report, program_state
 
 
-def _mean_score(batch: ShardBatch) -> float:
-    scores = [r["score"] for r in batch.records()]
+def _mean_score(records: list[EvaluationRecord]) -> float:
+    scores = [r.score for r in records]
     return round(100.0 * sum(scores) / len(scores), 4) if scores else 0.0
 
 

@@ -20,7 +20,7 @@ from dsr_core.optimizers.base import LocalRunner, Work
 from dsr_core.tracking import track_usage, track_usage_by_role
 
 from .evaluate import SHARD_TASK_OPTIONS
-from .program import build_metric, build_program, get_lm
+from .program import LMInput, MetricInput, build_metric, build_program, get_lm
 
 _WORK = TypeAdapter(Work)
 
@@ -28,10 +28,10 @@ _WORK = TypeAdapter(Work)
 @task(name="optimizer_work", cache_policy=INPUTS + TASK_SOURCE, task_run_name="{label}", **SHARD_TASK_OPTIONS)
 def optimizer_work(
     program_ref: str,
-    lm: dict[str, Any],
-    metric: dict[str, Any],
-    judge_lm: dict[str, Any] | None,
-    prompt_lm: dict[str, Any] | None,
+    lm: LMInput,
+    metric: MetricInput,
+    judge_lm: LMInput | None,
+    prompt_lm: LMInput | None,
     work: dict[str, Any],
     examples: list[tuple[int, dict[str, Any]]],
     input_keys: list[str],

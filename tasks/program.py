@@ -1,8 +1,9 @@
 """Building the pieces a task needs from its specs: the program, its LM, its metric.
 
-Tasks receive specs (``tasks.specs``) or their JSON dumps (hashable inputs for Prefect's INPUTS cache policy),
-never live objects. LMs come from the process's ``TaskRegistry``, so every shard running in one process
-shares one LM per spec and therefore one set of client-side limits (requests in flight, rpm, tpm).
+Tasks receive specs (``tasks.specs``), never live objects: the flows pass the run config's spec objects as
+they are, and Prefect hashes them (pydantic models) for its INPUTS cache policy. LMs come from the process's
+``TaskRegistry``, so every shard running in one process shares one LM per spec and therefore one set of
+client-side limits (requests in flight, rpm, tpm).
 """
 
 from __future__ import annotations
@@ -17,13 +18,16 @@ from dsr_core.state import load_program_state
 from .registry import registry
 from .specs import JUDGE_CRITERIA, LMSpec, MetricSpec
 
-LMInput = LMSpec | Mapping[str, Any]  # a spec or its JSON dump
-MetricInput = MetricSpec | Mapping[str, Any]
+LMInput = LMSpec  # what a task receives for an LM: the config's spec object, never a dump to validate again
+MetricInput = MetricSpec
 
 
-def get_lm(spec: LMInput, role: str = "task") -> dsr.LM:
-    """The process's LM for ``spec`` in ``role`` (task, prompt, judge: how accounts split its spend)."""
-    return registry.lm(LMSpec.model_validate(spec), role)
+def get_lm(spec: LMSpec | Mapping[str, Any], role: str = "task") -> dsr.LM:
+    """The process's LM for ``spec`` in ``role`` (task, prompt, judge: how accounts split its spend).
+
+    The tasks pass spec objects, used as they are; a JSON dump of one (as a saved program or a caller outside
+    the flows has it) is validated into a spec first and names the same LM."""
+    return registry.lm(spec if isinstance(spec, LMSpec) else LMSpec.model_validate(spec), role)
 
 
 def instantiate(ref: str, state: dict[str, Any] | None = None) -> dsr.Module:
@@ -74,11 +78,10 @@ def build_program(ref: str, state: dict[str, Any] | None, lm: LMInput) -> dsr.Mo
 
 def build_metric(metric: MetricInput, judge_lm: LMInput | None) -> Any:
     """The metric function ``metric`` names: a built-in, an imported callable, or the judge on ``judge_lm``."""
-    spec = MetricSpec.model_validate(metric)
-    if spec.ref == "judge":
+    if metric.ref == "judge":
         if judge_lm is None:
             raise dsr.DsrError("metric 'judge' needs a [judge_lm] section")
-        return dsr.LLMJudge(spec.criteria or JUDGE_CRITERIA, lm=get_lm(judge_lm, "judge"))
-    if spec.ref in dsr.metrics.BUILTIN_METRICS:
-        return dsr.metrics.BUILTIN_METRICS[spec.ref]
-    return import_ref(spec.ref)
+        return dsr.LLMJudge(metric.criteria or JUDGE_CRITERIA, lm=get_lm(judge_lm, "judge"))
+    if metric.ref in dsr.metrics.BUILTIN_METRICS:
+        return dsr.metrics.BUILTIN_METRICS[metric.ref]
+    return import_ref(metric.ref)

@@ -1,8 +1,9 @@
 """What a task needs to know about a run: the program, the LM and the metric, as small pydantic specs.
 
-The run config (``flows.config.RunConfig``) is composed of these sections; tasks receive them (or their JSON
-dumps, which are the same shape) and build live objects from them in their own process. References are
-imported through ``dsr_core.imports.import_ref``, one rule everywhere: the working folder is on the path.
+The run config (``flows.config.RunConfig``) is composed of these sections; tasks receive them as they are (the
+flows pass the config's spec objects, which Prefect hashes for its cache keys) and build live objects from
+them in their own process. References are imported through ``dsr_core.imports.import_ref``, one rule
+everywhere: the working folder is on the path.
 """
 
 from __future__ import annotations

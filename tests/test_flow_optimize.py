@@ -570,3 +570,41 @@ def test_an_endpoint_that_is_down_fails_the_run_instead_of_scoring_zero(
         run_optimization(config)
     latest = CheckpointStore(config.run.checkpoint_url, "down").read_latest()
     assert latest is None or latest["status"] != "finished"  # nothing was registered as a result
+
+
+def test_references_are_checked_once_on_the_way_into_the_flow(prefect_harness, server, workdir, monkeypatch):
+    """The CLI's load_config checks the program and metric references; run_optimization, Prefect's parameter
+    validation, the flow and its tasks take the checked config as it is and never import-check them again."""
+    import yaml
+
+    import flows.config
+    from flows.config import RunConfig, load_config
+    from flows.optimize import optimize_flow, run_optimization
+
+    checked: list[str] = []
+    check_references = flows.config.check_references
+
+    def counted(config):
+        checked.append(config.program.ref)
+        return check_references(config)
+
+    monkeypatch.setattr(flows.config, "check_references", counted)
+    server.responder = learns_from_demos
+    path = workdir / "optimize.yaml"
+    path.write_text(yaml.safe_dump(make_config(workdir, server, optimizer={"name": "LabeledFewShot", "k": 2})))
+
+    config = load_config(path)
+    assert checked == ["tests.programs:WordCode"]
+    # what Prefect does with the flow's parameters before the flow body runs keeps the "already checked" mark
+    validated = optimize_flow.validate_parameters({"config": config})["config"]
+    assert isinstance(validated, RunConfig) and validated._references_checked
+    assert flows.config.resolve_config(validated) is validated
+
+    report = run_optimization(config)
+    assert report.optimized_score == 100.0 and report.eval_examples == 12
+    assert checked == ["tests.programs:WordCode"]  # once, by load_config: not by the flow nor anything it started
+    # a config that was never checked is checked once when the flow resolves it
+    unchecked = flows.config.validate_config(make_config(workdir, server, name="unchecked"), check_refs=False)
+    assert not unchecked._references_checked
+    flows.config.resolve_config(unchecked)
+    assert len(checked) == 2
