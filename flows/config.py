@@ -233,6 +233,14 @@ def check_references(config: RunConfig) -> list[tuple[str, str]]:
                         "(USD per million tokens), or gpu_hour_price with tokens_per_second",
                     )
                 )
+            elif section is not None and section.gpu_hour_price is not None and section.tokens_per_second is None:
+                problems.append(
+                    (
+                        f"{name}.tokens_per_second",
+                        "run.max_cost cannot be kept with gpu_hour_price alone: a run prices its calls at "
+                        "tokens_per_second (`dsr optimize --estimate` measures the endpoint's)",
+                    )
+                )
     return problems
 
 

@@ -47,7 +47,8 @@ def test_prices_per_token_per_cached_token_and_per_gpu_hour():
 
 
 def test_max_cost_stops_a_run_whose_cost_is_unknown_after_its_first_step():
-    """gpu_hour_price without tokens_per_second passes the config's price check but prices no call of a run."""
+    """The budget's own guard for calls it cannot price (the config refuses gpu_hour_price without a throughput
+    under max_cost; a run built without the config check still stops rather than spend blind)."""
     from flows.budget import Budget, Spend
 
     budget, spend = Budget(max_cost=1.0), Spend()
@@ -79,6 +80,11 @@ def test_max_cost_needs_prices_on_every_lm_the_run_uses(workdir, server):
     with pytest.raises(ConfigError, match=r"lm: run.max_cost needs prices"):
         validate_config(config)
     config["lm"].update(API)
+    assert validate_config(config).run.max_cost == 1.0
+    config["lm"] = {**make_config(workdir, server)["lm"], "gpu_hour_price": 0.5}  # no throughput to price at
+    with pytest.raises(ConfigError, match=r"lm.tokens_per_second: run.max_cost cannot be kept with gpu_hour_price"):
+        validate_config(config)
+    config["lm"]["tokens_per_second"] = 50.0
     assert validate_config(config).run.max_cost == 1.0
 
 
