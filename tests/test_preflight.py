@@ -151,6 +151,21 @@ def test_in_process_construction_checks_parameters_too():
     assert BootstrapFewShotWithRandomSearch(num_candidate_programs="4").num_candidate_programs == 4
 
 
+def test_an_optimizer_taking_args_and_kwargs_gets_them_as_given():
+    """The parameter check wraps every optimizer's __init__, one with ``*args``/``**kwargs`` too (as DSPy's
+    KNNFewShot takes BootstrapFewShot's arguments): checked names are converted, the rest pass through."""
+    from dsr_core.optimizers.base import Optimizer
+
+    class Forwarding(Optimizer):
+        def __init__(self, k: int, *extra: str, **options: int) -> None:
+            self.k, self.extra, self.options = k, extra, options
+
+    made = Forwarding("3", "a", "b", max_rounds=2, seed=7)
+    assert (made.k, made.extra, made.options) == (3, ("a", "b"), {"max_rounds": 2, "seed": 7})
+    with pytest.raises(ValueError, match="Forwarding: invalid parameter.*k: Input should be a valid integer"):
+        Forwarding("three", max_rounds=2)
+
+
 def test_config_check_runs_the_same_checks(server, workdir):
     from typer.testing import CliRunner
 

@@ -297,15 +297,18 @@ def checking_parameters(init: Callable[..., Any]) -> Callable[..., Any]:
     import inspect
 
     signature = inspect.signature(init)
+    variadic = {inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD}
+    named = [name for name, p in list(signature.parameters.items())[1:] if p.kind not in variadic]
 
     @functools.wraps(init)
     def wrapper(self: Any, *args: Any, **kwargs: Any) -> None:
         bound = signature.bind(self, *args, **kwargs)
-        values = {k: v for k, v in bound.arguments.items() if k != "self"}
+        values = {k: bound.arguments[k] for k in named if k in bound.arguments}
         checked, problems = parameter_problems(init, values)
         if problems:
             details = "; ".join(f"{name}: {message}" for name, message in problems)
             raise ValueError(f"{type(self).__name__}: invalid parameter(s): {details}")
-        init(self, **checked)
+        bound.arguments.update(checked)  # *args and **kwargs pass through as they were given
+        init(*bound.args, **bound.kwargs)
 
     return wrapper
