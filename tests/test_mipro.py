@@ -192,6 +192,38 @@ def test_full_evaluations_every_five_trials_and_at_the_end(program):
     assert chosen["demos"] == state.demo_sets[best.params["0_predictor_demos"]].demos["encode"]
 
 
+def test_track_stats_puts_dspys_trial_statistics_on_the_compiled_program(program):
+    """DSPy's default: the compiled program carries its score, every trial's log and the candidates."""
+    train, val, dev = dataset(12), dataset(10, offset=50), dataset(10, offset=100)
+    optimizer = small(num_trials=7)
+    best = optimizer.compile(program, train, val)
+    state = run(optimizer, program, train, val)[-1]  # the same run, as the state it was compiled from
+    assert best.score == state.best_score == 100.0
+    assert sorted(best.trial_logs) == list(range(1, len(state.trials) + 1))
+    baseline, first_minibatch = best.trial_logs[1], best.trial_logs[2]
+    assert baseline["full_eval_score"] == 0.0 and baseline["total_eval_calls_so_far"] == 10
+    assert score(baseline["full_eval_program"], dev) == 0.0  # the program as given
+    assert "full_eval_score" not in first_minibatch and first_minibatch["total_eval_calls_so_far"] == 15
+    assert first_minibatch["0_predictor_instruction"] == state.trials[1].params["0_predictor_instruction"]
+    mb_program = first_minibatch["mb_program"]
+    assert (
+        mb_program.encode.signature.instructions
+        == state.instructions[0][state.trials[1].params["0_predictor_instruction"]]
+    )
+    full_scores = [entry["score"] for entry in best.candidate_programs]
+    assert full_scores == sorted(full_scores, reverse=True) and len(full_scores) == 3  # baseline and two full
+    assert all(entry["full_eval"] for entry in best.candidate_programs)
+    assert score(best.candidate_programs[0]["program"], dev) == 100.0
+    assert len(best.mb_candidate_programs) == 7 and not any(e["full_eval"] for e in best.mb_candidate_programs)
+    assert best.total_calls == sum(t.n_examples for t in state.trials) == 65
+    assert best.prompt_model_total_calls == len(state.proposals) > 0
+    plain = small(num_trials=7, track_stats=False).compile(program, train, val)
+    assert not hasattr(plain, "trial_logs") and not hasattr(plain, "candidate_programs")
+    # the statistics are no part of the program: the same predictors, the same saved state
+    assert [name for name, _ in best.named_predictors()] == [name for name, _ in plain.named_predictors()]
+    assert best.dump_state() == plain.dump_state()
+
+
 def test_without_minibatches_every_trial_is_a_full_evaluation(program):
     train, val = dataset(12), dataset(6, offset=50)
     state = run(small(minibatch=False, num_trials=4), program, train, val)[-1]

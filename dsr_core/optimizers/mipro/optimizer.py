@@ -93,12 +93,6 @@ class MIPROv2(Optimizer):
             raise ValueError("parallel_trials, minibatch_full_eval_steps and minibatch_size must be at least 1")
         for flag, value, default, why in (
             ("verbose", verbose, False, "the steps are logged with logging"),
-            (
-                "track_stats",
-                track_stats,
-                True,
-                "every trial and its score stay in the state (and the flows' MLflow runs)",
-            ),
             ("log_dir", log_dir, None, "the flows checkpoint every step and log the trials to MLflow"),
         ):
             if value != default:
@@ -276,6 +270,15 @@ class MIPROv2(Optimizer):
             tip_aware=self.tip_aware_proposer,
             fewshot_aware=self.fewshot_aware_proposer,
         )
+
+    def finish(self, student: Module, state: MiproState) -> Module:
+        """The best program; with ``track_stats`` (DSPy's default), DSPy's trial statistics on it too."""
+        compiled = super().finish(student, state)
+        if self.track_stats:
+            from .stats import attach_trial_stats
+
+            attach_trial_stats(compiled, student, state, self._search())
+        return compiled
 
     def best_so_far(self, state: MiproState) -> dict[str, Any] | None:
         """The best fully evaluated trial so far (the baseline until another one beats it)."""
