@@ -44,7 +44,7 @@ from .base import LM_CLASS_STATE_KEY, BaseLM
 from .failures import connection_error, connection_problem, describe, exhausted_error, fatal_error
 from .history import record_history
 from .pools import ClientPools, LoopClients, sdk_clients
-from .providers import resolve
+from .providers import Provider, resolve
 from .response import LMResponse, MalformedResponseError, parse_completion, tool_call_outputs
 from .retry import backoff_delay, is_transient, server_delay
 
@@ -89,6 +89,27 @@ def _strip_userinfo(url: str | None) -> str | None:
     return url
 
 
+def resolve_endpoint(
+    model: str, api_base: str | None, api_key_env: str | None
+) -> tuple[Provider, str, str | None, str, bool]:
+    """Where ``model`` is served: (provider, the model name sent, api_base, the key variable, whether the
+    endpoint needs a real key). A provider prefix names its endpoint and key variable; ``api_base``, else
+    ``OPENAI_BASE_URL``, names another server. A hosted provider's own endpoint needs its key: no placeholder
+    is sent there."""
+    env_base = os.environ.get("OPENAI_BASE_URL")
+    provider, name = resolve(model, api_base or env_base)
+    key_required = api_base is None and None not in (provider.api_base, provider.api_key_env)
+    base = api_base or provider.api_base or env_base
+    return provider, name, base, api_key_env or provider.api_key_env or DEFAULT_API_KEY_ENV, key_required
+
+
+def redact_keys(text: str, keys: set[str]) -> str:
+    """``text`` with each of ``keys`` (not the empty or placeholder key) replaced by ``***``, longest first."""
+    for key in sorted(keys - {"", "not-needed"}, key=len, reverse=True):
+        text = text.replace(key, "***")
+    return text
+
+
 class LM(BaseLM):
     """An OpenAI-compatible chat model.
 
@@ -131,12 +152,9 @@ class LM(BaseLM):
         role: str = "task",
         **kwargs: Any,
     ) -> None:
-        env_base = os.environ.get("OPENAI_BASE_URL")
-        self.provider, self.model = resolve(model, api_base or env_base)
-        # a hosted provider's own endpoint needs its key: no placeholder is sent there
-        self._key_required = api_base is None and None not in (self.provider.api_base, self.provider.api_key_env)
-        api_base = api_base or self.provider.api_base or env_base
-        api_key_env = api_key_env or self.provider.api_key_env or DEFAULT_API_KEY_ENV
+        self.provider, self.model, api_base, api_key_env, self._key_required = resolve_endpoint(
+            model, api_base, api_key_env
+        )
         self.prices = prices  # what its calls cost (costs.py); None: their cost is unknown, never guessed
         self.role = role  # whose spend its calls are in accounts split by role: task, prompt, judge
         self.callbacks = list(callbacks or [])
@@ -634,11 +652,7 @@ class LM(BaseLM):
     def _redact(self, text: str) -> str:
         """``text`` without the key: the one configured now and any the clients were made with before."""
         current = self._key()
-        keys = {current.get_secret_value() if current else ""}
-        keys.update(self._pools.api_keys())
-        for key in sorted(keys - {"", "not-needed"}, key=len, reverse=True):
-            text = text.replace(key, "***")
-        return text
+        return redact_keys(text, {current.get_secret_value() if current else "", *self._pools.api_keys()})
 
 
 def _cached_response(hit: dict[str, Any]) -> LMResponse:

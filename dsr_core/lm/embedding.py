@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -31,10 +30,9 @@ from ..cache import Cache, cache_enabled_globally, request_key
 from ..environment import as_secret, secret
 from ..errors import LMAuthenticationError
 from ..runtime import runtime
-from .client import DEFAULT_API_KEY_ENV, DEFAULT_BASE_URL, _strip_userinfo
+from .client import DEFAULT_API_KEY_ENV, DEFAULT_BASE_URL, _strip_userinfo, redact_keys, resolve_endpoint
 from .failures import exhausted_error, fatal_error
 from .pools import ClientPools, LoopClients
-from .providers import resolve
 from .retry import is_transient
 
 if TYPE_CHECKING:
@@ -121,11 +119,9 @@ class Embedder:
         self.api_key_env = api_key_env or DEFAULT_API_KEY_ENV
         self._key_required = False
         if isinstance(model, str):
-            env_base = os.environ.get("OPENAI_BASE_URL")
-            self.provider, self.model_name = resolve(model, api_base or env_base)
-            self._key_required = api_base is None and None not in (self.provider.api_base, self.provider.api_key_env)
-            self.api_base = api_base or self.provider.api_base or env_base
-            self.api_key_env = api_key_env or self.provider.api_key_env or DEFAULT_API_KEY_ENV
+            self.provider, self.model_name, self.api_base, self.api_key_env, self._key_required = resolve_endpoint(
+                model, api_base, api_key_env
+            )
         self._pools = ClientPools()
 
     def __repr__(self) -> str:
@@ -329,11 +325,7 @@ class Embedder:
         return (_strip_userinfo(self.api_base) or DEFAULT_BASE_URL).rstrip("/")
 
     def _redact(self, text: str) -> str:
-        keys = {self._key() or ""}
-        keys.update(self._pools.api_keys())
-        for key in sorted(keys - {"", "not-needed"}, key=len, reverse=True):
-            text = text.replace(key, "***")
-        return text
+        return redact_keys(text, {self._key() or "", *self._pools.api_keys()})
 
 
 __all__ = ["Embedder", "embedding_entry_problem"]
