@@ -11,6 +11,7 @@ second, JSON-format call.
 
 from __future__ import annotations
 
+import functools
 import html
 import re
 import types
@@ -58,9 +59,18 @@ def uses_nested_xml(annotation: Any) -> bool:
     return issubclass(annotation, pydantic.BaseModel)
 
 
-def _schema(annotation: Any) -> dict[str, Any]:
-    """pydantic's JSON schema, properties in declaration order (the order the prompt shows them)."""
+@functools.lru_cache(maxsize=1024)
+def _cached_schema(annotation: Any) -> dict[str, Any]:
     return type_adapter(annotation).json_schema(by_alias=False)
+
+
+def _schema(annotation: Any) -> dict[str, Any]:
+    """pydantic's JSON schema, properties in declaration order (the order the prompt shows them); made once
+    per type (every parse reads each output field's), and only read, never changed, by its callers."""
+    try:
+        return _cached_schema(annotation)
+    except TypeError:  # an unhashable annotation
+        return type_adapter(annotation).json_schema(by_alias=False)
 
 
 def value_to_xml(value: Any, tag: str, key: str | None = None) -> str:
