@@ -307,6 +307,10 @@ class StructuralOptimizer(Optimizer):
             state.diagnosis = sorted(rng_for(self.seed, "diagnose", state.step).sample(range(state.n_train), size))
             state.phase = "diagnose"
             return state
+        return self._propose_or_branch(state)
+
+    def _propose_or_branch(self, state: StructuralState) -> StructuralState:
+        """The split questions when there are any to ask, else the step's children."""
         if state.requests:
             state.phase = "propose"
             return state
@@ -328,10 +332,7 @@ class StructuralOptimizer(Optimizer):
             )
         state.failures = failure_notes(state.candidates[current].graph, runs)
         state.diagnosis = []
-        if state.requests:
-            state.phase = "propose"
-            return state
-        return self._branch(state)
+        return self._propose_or_branch(state)
 
     def _take_proposals(self, state: StructuralState, outcomes: list[GenerateOutcome]) -> None:
         by_number = {o.key.number: o for o in outcomes if o.key.step == SPLIT}
