@@ -103,6 +103,19 @@ _LAZY = {
     "KNN": ".modules.knn",
     "streamify": ".streaming",
     "Embeddings": ".retrievers",
+    "ProgramOfThought": ".modules.program_of_thought",
+    "CodeAct": ".modules.code_act",
+    **{
+        name: ".interpreter"
+        for name in (
+            "PythonInterpreter",
+            "CodeInterpreter",
+            "CodeInterpreterError",
+            "CodeExecutionError",
+            "FinalOutput",
+            "resolve_interpreter_factory",
+        )
+    },
     "EmbeddingsWithScores": ".retrievers",
 }
 
@@ -112,7 +125,7 @@ _RETRIEVAL = (
     "dsr has no retrieval-service clients (it has Embedder and retrievers.Embeddings)",
     "dsr.retrievers.Embeddings over your corpus, or call your search service in a Module's forward or a Tool",
 )
-_CODE = ("dsr runs no model-written code (no sandboxed interpreter)", "ChainOfThought, or ReAct with your own Tool")
+_CODE = ("dsr has PythonInterpreter (Deno and Pyodide), not DSPy's other interpreters", "PythonInterpreter")
 _LOGGING = ("dsr logs with the standard logging module and has no LiteLLM", 'logging.getLogger("dsr_core")')
 _LM_ERROR = ("dsr's LM errors are fewer", "LMError (or LMRateLimitError, LMTimeoutError, LMConnectionError)")
 _MISSING: dict[str, tuple[str, str]] = {
@@ -124,20 +137,12 @@ _MISSING: dict[str, tuple[str, str]] = {
     **dict.fromkeys(("ColBERTv2", "Retrieve"), _RETRIEVAL),
     **dict.fromkeys(
         (
-            "ProgramOfThought",
-            "CodeAct",
-            "RLM",
-            "PythonInterpreter",
             "LocalInterpreter",
-            "CodeInterpreter",
-            "CodeInterpreterError",
-            "CodeExecutionError",
-            "FinalOutput",
             "SandboxSerializable",
-            "resolve_interpreter_factory",
         ),
         _CODE,
     ),
+    "RLM": ("dsr has no recursive-LM module", "ProgramOfThought or CodeAct"),
     "ReActV2": ("dsr has one ReAct", "ReAct"),
     "Flex": ("DSPy's experimental module is not ported", "Predict or ChainOfThought"),
     "ToolCallResults": ("tool results are kept in ReAct's trajectory", "ToolCalls, or ReAct's trajectory"),

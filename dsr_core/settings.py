@@ -35,6 +35,8 @@ _defaults: dict[str, Any] = {
     "provide_traceback": False,
     "async_max_workers": 8,
     "rm": None,
+    "interpreter_factory": None,  # DSPy's: what ProgramOfThought/CodeAct make their interpreter with
+    "max_sandboxes": None,  # dsr's: PythonInterpreter processes running at once (None: 4)
     "branch_idx": 0,
     "send_stream": None,
     "stream_listeners": [],

@@ -238,9 +238,25 @@ def run_module_case(lib, programs, url, name):
             lib.MultiChainComparison("question -> answer", M=2)(completions=completions, question=question)
         elif name in ("xml", "two_step"):  # XML elements; a free answer, then the extraction call
             return dict(lib.Predict("question -> answer, count: int")(question=question))
+        elif name == "program_of_thought":  # code that cannot run, the corrected code, the answer from its output
+            pot = lib.ProgramOfThought("question -> answer", interpreter_factory=local_interpreter(lib))
+            return dict(pot(question=question))
+        elif name == "code_act":  # code calling the tools inside the sandbox, two steps, then extract
+            tools = [programs.capital_of, programs.city_population]
+            act = lib.CodeAct("question -> answer", tools=tools, interpreter_factory=local_interpreter(lib))
+            return dict(act(question=question))
         else:
             tools = [lib.Tool(programs.get_weather)]
             lib.Predict(typed_signatures(lib)["tool_calls"])(question="Weather in Rome?", tools=tools)
+
+
+def local_interpreter(lib):
+    """DSPy's own sandbox imports its stdin reader from deno.land, which only the npm and PyPI registries are
+    reachable here, so DSPy runs the code in its LocalInterpreter (a CPython worker); dsr (which has no
+    LocalInterpreter) in its Deno sandbox. The code's outputs are the same, so the requests must be too. (The
+    two DSPy interpreters word an exception differently: tests/test_interpreter.py checks that dsr words it as
+    DSPy's PythonInterpreter does.)"""
+    return getattr(lib, "LocalInterpreter", None)
 
 
 def server_requests(url):
@@ -321,7 +337,18 @@ TYPED = {  # demos and inputs for the History, Code and ToolCalls cases of DSPY_
 }
 
 
-MODULE_CASES = ["react", "best_of_n", "refine", "mcc", "native_tools", "json_tools", "xml", "two_step"]
+MODULE_CASES = [
+    "react",
+    "best_of_n",
+    "refine",
+    "mcc",
+    "native_tools",
+    "json_tools",
+    "xml",
+    "two_step",
+    "program_of_thought",
+    "code_act",
+]
 
 # the programs and functions of DSPY_SIDE's module cases: one source, imported as dspy or as dsr_core, so that
 # the code Refine shows the LM (inspect.getsource of the module's class and of the reward) is the same
@@ -376,6 +403,13 @@ def compat_model(request):
         )
     if "advice" in outputs:
         return request.reply(discussion="It answered in two words.", advice={"predict": "Answer in one word."})
+    if "finished" in outputs:  # CodeAct: the capital, then its population, then done
+        if "code_output_0" in inputs.get("trajectory", ""):
+            return request.reply(generated_code="```python\ncity_population('Lima')\n```", finished=True)
+        return request.reply(generated_code="```python\ncapital_of('Peru')\n```", finished=False)
+    if "generated_code" in outputs:  # ProgramOfThought: code it refuses to run, then code that runs
+        code = "population = 10092000" if "error" in inputs else "population = city = 10092000"
+        return request.reply(reasoning="Compute it.", generated_code=f"```python\n{code}\n```")
     values = {"reasoning": "It says so.", "rationale": "Both say Lima.", "answer": "ten million", "count": 3}
     return request.reply(**{name: values.get(name, "x") for name in outputs})
 
@@ -452,7 +486,12 @@ def exchange(dspy_python, tmp_path_factory):
     with LMTestServer(compat_model) as server:  # DSPy's requests of the module cases
         job["modules"] = {"folder": str(folder), "url": server.url, "cases": MODULE_CASES}
         run = subprocess.run(
-            [str(dspy_python), "-c", DSPY_SIDE], input=json.dumps(job), capture_output=True, text=True, timeout=600
+            [str(dspy_python), "-c", DSPY_SIDE],
+            input=json.dumps(job),
+            capture_output=True,
+            text=True,
+            timeout=600,
+            env=_with_deno_on_path(),
         )
         assert run.returncode == 0, run.stderr[-3000:]
         result = json.loads(run.stdout)
@@ -594,6 +633,14 @@ def test_dsr_formats_history_code_tool_calls_and_structures_as_dspy(exchange, ca
     assert sent[case] == expected
 
 
+def _with_deno_on_path() -> dict[str, str]:
+    """DSPy's PythonInterpreter finds Deno on PATH: the one dsr's ``code`` extra installed."""
+    from dsr_core.interpreter.sandbox import find_deno
+
+    deno_folder = os.path.dirname(find_deno())
+    return {**os.environ, "PATH": deno_folder + os.pathsep + os.environ.get("PATH", "")}
+
+
 def _last_user(body: dict) -> str:
     return body["messages"][-1]["content"]
 
@@ -621,6 +668,14 @@ def check_dspy_requests(case: str, bodies: list[dict]) -> None:
     elif case == "xml":
         assert len(bodies) == 1
         assert "wrapped in XML tags `<answer>`, then `<count>`." in _last_user(bodies[0])
+    elif case == "program_of_thought":  # generate, regenerate after the error, answer from the output
+        assert len(bodies) == 3
+        assert "[[ ## error ## ]]\nError: Code format is not correct." in _last_user(bodies[1])
+        assert "[[ ## code_output ## ]]\n10092000" in _last_user(bodies[2])
+    elif case == "code_act":  # two steps, the second seeing the first's output, then extract
+        assert len(bodies) == 3
+        assert "code_output_0" in _last_user(bodies[1]) and "Lima" in _last_user(bodies[1])
+        assert "10092000" in _last_user(bodies[2])
     elif case == "two_step":  # a free-text request, then ChatAdapter's extraction from that reply
         assert len(bodies) == 2
         assert bodies[0]["messages"][0]["content"].startswith("You are a helpful assistant")

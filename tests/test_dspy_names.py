@@ -57,7 +57,9 @@ def test_every_dspy_name_exists_or_says_why_not_and_what_to_use():
             getattr(dsr, name)
         except AttributeError as exc:
             missing[name] = str(exc)
-    assert {"BootstrapFinetune", "ProgramOfThought", "ColBERTv2", "Retrieve", "load"} <= set(missing)
+    assert {"BootstrapFinetune", "RLM", "LocalInterpreter", "ColBERTv2", "Retrieve", "load"} <= set(missing)
+    code = {"ProgramOfThought", "CodeAct", "PythonInterpreter", "CodeInterpreter", "CodeInterpreterError"}
+    assert not (code | {"CodeExecutionError", "FinalOutput"}) & set(missing)
     assert not {"XMLAdapter", "TwoStepAdapter", "streamify", "streaming"} & set(missing)
     assert not {"Embedder", "KNN", "KNNFewShot", "Embeddings", "EmbeddingsWithScores", "retrievers"} & set(missing)
     for name, message in missing.items():

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from types import ModuleType
 from typing import Any
 
 from .._submodules import submodule
@@ -356,5 +355,15 @@ class Prediction(Example):
         return self._score() >= float(other)
 
 
-def __getattr__(name: str) -> ModuleType:
+# DSPy's interpreter names in ``dspy.primitives``, imported on first use
+_INTERPRETER_NAMES = frozenset(
+    ("PythonInterpreter", "CodeInterpreter", "CodeInterpreterError", "CodeExecutionError", "FinalOutput")
+)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _INTERPRETER_NAMES:
+        from .. import interpreter
+
+        return getattr(interpreter, name)
     return submodule(__name__, name)  # ``primitives.example`` without importing it first, as in DSPy
