@@ -1,4 +1,4 @@
-"""Programs built on DSPy's composite modules (Refine, Parallel, MultiChainComparison), with the test server's
+"""Programs built on DSPy's composite modules (Refine, Parallel, MultiChainComparison, ProgramOfThought), with the test server's
 responders and the metrics that score them; tests/test_flow_modules.py runs them in the flows by import
 reference (``tests.module_programs:Name``)."""
 
@@ -117,6 +117,27 @@ def compare_responder(request):
     if request.body.get("seed") == 1:
         return request.reply(reasoning=f"guess for {question}", answer="WRONG")
     return request.reply(reasoning=f"upper-case {question}", answer=question.upper())
+
+
+# -- ProgramOfThought: the LM writes code that computes the answer, the sandbox runs it ------------------------
+
+
+class ComputedQA(dsr.Module):
+    def __init__(self):
+        self.compute = dsr.ProgramOfThought("question -> answer")
+
+    async def aforward(self, question):
+        return await self.compute.acall(question=question)
+
+
+def compute_responder(request):
+    """Code that upper-cases the question; then the answer is the code's output (JSON, as ProgramOfThought
+    passes it on)."""
+    inputs = request.inputs
+    if "generated_code" in request.output_fields:
+        code = f"value = {inputs['question']!r}.upper()"
+        return request.reply(reasoning="Upper-case it.", generated_code=f"```python\n{code}\n```")
+    return request.reply(reasoning="From the output.", answer=json.loads(inputs["code_output"]))
 
 
 # -- data and metric -------------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""DSPy's composite modules (Refine, Parallel, MultiChainComparison) in the flows and in ``dsr serve``, like any
+"""DSPy's composite modules (Refine, Parallel, MultiChainComparison, ProgramOfThought) in the flows and in ``dsr serve``, like any
 program: the evaluate flow scores and counts them, the optimize flow compiles them into a program file whose
 inner predictors carry DSPy's names and load back, and the serving app answers with the compiled program.
 
@@ -18,6 +18,7 @@ from dsr_core.testing.server import LMTestServer
 from flows.config import validate_config
 from tests.module_programs import (
     compare_responder,
+    compute_responder,
     demo_sensitive,
     refine_responder,
     upper_responder,
@@ -50,6 +51,14 @@ PROGRAMS = {
         # three ChainOfThought attempts (one of them wrong), then one comparison call: 4 calls each
         "dev": ["paris", "rome", "oslo"],
         "calls": [4, 4, 4],
+        "train": ["lima", "kyiv", "bern"],
+        "optimizer": {"name": "BootstrapFewShot", "max_bootstrapped_demos": 2, "max_labeled_demos": 0},
+    },
+    "ComputedQA": {
+        "responder": compute_responder,
+        # the code (run in the sandbox, inside the flow's task), then the answer from its output: 2 calls each
+        "dev": ["paris", "rome", "oslo"],
+        "calls": [2, 2, 2],
         "train": ["lima", "kyiv", "bern"],
         "optimizer": {"name": "BootstrapFewShot", "max_bootstrapped_demos": 2, "max_labeled_demos": 0},
     },
@@ -192,6 +201,25 @@ def test_multi_chain_comparison_compiles_saves_and_serves(optimized, module_serv
         body = predict(http, {"question": "quito"})
     assert body["outputs"]["answer"] == "QUITO" and body["usage"]["lm_calls"] == 4
     assert "'QUITO': 2, 'WRONG': 1" in body["outputs"]["rationale"]
+
+
+def test_program_of_thought_compiles_saves_and_serves(optimized, module_server):
+    report = optimized("ComputedQA")
+    assert (report.baseline_score, report.optimized_score) == (100.0, 100.0)
+    saved = json.loads(open(report.program_url).read())
+    names = {"compute.code_generate.predict", "compute.code_regenerate.predict", "compute.generate_output.predict"}
+    assert set(saved) == names | {"metadata"}
+    generate_demos = saved["compute.code_generate.predict"]["demos"]
+    assert [d["question"] for d in generate_demos] == ["lima", "kyiv"]
+    assert "'lima'.upper()" in generate_demos[0]["generated_code"]
+    assert saved["compute.generate_output.predict"]["demos"][0]["code_output"] == '"LIMA"'
+
+    program = dsr.load_program(report.program_url)
+    assert type(program).__name__ == "ComputedQA" and program.compute.code_generate.predict.demos == generate_demos
+    module_server.responder = compute_responder
+    with served(report.program_url, module_server) as http:
+        body = predict(http, {"question": "quito"})
+    assert body["outputs"]["answer"] == "QUITO" and body["usage"]["lm_calls"] == 2
 
 
 class served:  # noqa: N801 - a context manager read as a phrase: ``with served(url, server) as http``
