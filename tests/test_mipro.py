@@ -224,6 +224,23 @@ def test_track_stats_puts_dspys_trial_statistics_on_the_compiled_program(program
     assert best.dump_state() == plain.dump_state()
 
 
+def test_log_dir_saves_every_evaluated_program_as_dspy_names_them(program, tmp_path):
+    train, val, dev = dataset(12), dataset(10, offset=50), dataset(10, offset=100)
+    best = small(num_trials=7, log_dir=str(tmp_path)).compile(program, train, val)
+    folder = tmp_path / "evaluated_programs"
+    names = sorted(p.name for p in folder.iterdir())
+    assert "program_-1.json" in names and "program_2.json" in names
+    assert len([n for n in names if n.endswith("_full_eval.json")]) == 2  # the two full evaluations
+    assert len(names) == len(best.trial_logs) == 10
+    assert best.trial_logs[1]["full_eval_program_path"] == str(folder / "program_-1.json")
+    assert best.trial_logs[2]["mb_program_path"] == str(folder / "program_2.json")
+    best_path = next(e["full_eval_program_path"] for e in best.trial_logs.values() if e.get("full_eval_score") == 100.0)
+    loaded = program.deepcopy()
+    loaded.load(best_path)
+    assert score(loaded, dev) == 100.0  # a saved file is the program that trial scored
+    assert json.loads((folder / "program_-1.json").read_text())["encode"]["demos"] == []
+
+
 def test_without_minibatches_every_trial_is_a_full_evaluation(program):
     train, val = dataset(12), dataset(6, offset=50)
     state = run(small(minibatch=False, num_trials=4), program, train, val)[-1]

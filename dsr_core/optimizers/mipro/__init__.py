@@ -52,9 +52,10 @@ Where this differs from DSPy:
   teacher=..., valset=..., num_trials=..., minibatch=..., ...)`` applies the compile-time ones to a copy
   of the optimizer; ``teacher`` and ``teacher_settings`` run the bootstraps, ``num_threads`` is the
   concurrency, ``max_errors`` and ``provide_traceback`` go to every evaluation. ``track_stats`` (on by
-  default, as in DSPy) puts DSPy's trial statistics on the compiled program (stats.py). ``log_dir``,
-  ``verbose`` and ``requires_permission_to_run`` have no effect (the state, the checkpoints and the flows'
-  MLflow runs keep every trial; nothing asks for permission) and say so.
+  default, as in DSPy) puts DSPy's trial statistics on the compiled program and ``log_dir`` saves every
+  evaluated program there as JSON with DSPy's file names (stats.py). ``verbose`` and
+  ``requires_permission_to_run`` have no effect (the state, the checkpoints and the flows' MLflow runs keep
+  every trial; nothing asks for permission) and say so.
 """
 
 from __future__ import annotations

@@ -91,12 +91,8 @@ class MIPROv2(Optimizer):
             raise ValueError("with auto=None, give num_candidates (and num_trials, here or to compile)")
         if parallel_trials < 1 or minibatch_full_eval_steps < 1 or minibatch_size < 1:
             raise ValueError("parallel_trials, minibatch_full_eval_steps and minibatch_size must be at least 1")
-        for flag, value, default, why in (
-            ("verbose", verbose, False, "the steps are logged with logging"),
-            ("log_dir", log_dir, None, "the flows checkpoint every step and log the trials to MLflow"),
-        ):
-            if value != default:
-                ignored(self.name, f"{flag}={value!r}", why)
+        if verbose:
+            ignored(self.name, f"verbose={verbose!r}", "the steps are logged with logging")
         self.metric = metric
         self.prompt_model = prompt_model
         self.task_model = task_model
@@ -272,12 +268,16 @@ class MIPROv2(Optimizer):
         )
 
     def finish(self, student: Module, state: MiproState) -> Module:
-        """The best program; with ``track_stats`` (DSPy's default), DSPy's trial statistics on it too."""
-        compiled = super().finish(student, state)
-        if self.track_stats:
-            from .stats import attach_trial_stats
+        """The best program; with ``track_stats`` (DSPy's default), DSPy's trial statistics on it too; with
+        ``log_dir``, every evaluated program saved there as DSPy saves them."""
+        from .stats import attach_trial_stats, save_trial_programs
 
-            attach_trial_stats(compiled, student, state, self._search())
+        compiled = super().finish(student, state)
+        paths = None
+        if self.log_dir is not None:
+            paths = save_trial_programs(student, state, self._search(), self.log_dir, self.minibatch)
+        if self.track_stats:
+            attach_trial_stats(compiled, student, state, self._search(), paths)
         return compiled
 
     def best_so_far(self, state: MiproState) -> dict[str, Any] | None:

@@ -6,12 +6,18 @@ DSPy attaches them to the best program: ``score``, ``trial_logs`` (per trial, nu
 ``candidate_programs`` (the fully evaluated ones, best first: ``{"score", "program", "full_eval"}``),
 ``mb_candidate_programs`` (the minibatch ones), ``total_calls`` and ``prompt_model_total_calls``. DSPy 3.4.1
 never counts the last two (they stay 0); dsr gives the metric calls of every trial and the instruction
-proposals asked of the prompt model. ``log_dir``'s ``*_program_path`` entries are not there (no files are
-written).
+proposals asked of the prompt model.
+
+With ``log_dir``, as in DSPy, every evaluated program is saved (JSON) under ``log_dir/evaluated_programs``
+with DSPy's file names: ``program_-1.json`` for the program as given, ``program_{n}.json`` for trial ``n``
+(``program_{n}_full_eval.json`` for a full evaluation between minibatches), and the trial logs carry the paths
+(``full_eval_program_path``, ``mb_program_path``). dsr writes them when the run finishes, from its state, so a
+resumed run writes the same files.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from ...modules.module import Module
@@ -19,20 +25,54 @@ from .search import TrialSearch
 from .state import MiproState
 
 
-def attach_trial_stats(compiled: Module, student: Module, state: MiproState, search: TrialSearch) -> None:
-    """Set DSPy's ``track_stats`` attributes on ``compiled`` (see the module docstring)."""
+def trial_program(student: Module, state: MiproState, search: TrialSearch, number: int) -> Module:
+    """Trial ``number``'s program: the student with that trial's instructions and demos."""
+    trial = state.trials[number]
+    program = student.deepcopy()
+    program.load_state(state.program if trial.kind == "baseline" else search.candidate(state, trial.params))
+    return program
 
-    def program_of(params: dict[str, int], baseline: bool) -> Module:
-        program = student.deepcopy()
-        program.load_state(state.program if baseline else search.candidate(state, params))
-        return program
+
+def save_trial_programs(
+    student: Module, state: MiproState, search: TrialSearch, log_dir: str, minibatch: bool
+) -> dict[int, dict[str, str]]:
+    """Save every trial's program as DSPy's ``log_dir`` does; per trial log key, the path entry to add."""
+    folder = os.path.join(log_dir, "evaluated_programs")
+    os.makedirs(folder, exist_ok=True)
+    paths: dict[int, dict[str, str]] = {}
+    for trial in state.trials:
+        key = trial.number + 1
+        if trial.kind == "baseline":
+            name, entry = "program_-1.json", "full_eval_program_path"
+        elif trial.kind == "minibatch":
+            name, entry = f"program_{key}.json", "mb_program_path"
+        else:  # DSPy marks the full evaluations between minibatches in the file name
+            name, entry = (
+                (f"program_{key}_full_eval.json" if minibatch else f"program_{key}.json"),
+                "full_eval_program_path",
+            )
+        path = os.path.join(folder, name)
+        trial_program(student, state, search, trial.number).save(path)
+        paths[key] = {entry: path}
+    return paths
+
+
+def attach_trial_stats(
+    compiled: Module,
+    student: Module,
+    state: MiproState,
+    search: TrialSearch,
+    paths: dict[int, dict[str, str]] | None = None,
+) -> None:
+    """Set DSPy's ``track_stats`` attributes on ``compiled`` (see the module docstring); ``paths`` are the saved
+    programs' entries when there is a ``log_dir``."""
 
     trial_logs: dict[int, dict[str, Any]] = {}
     scored: list[dict[str, Any]] = []
     calls = 0
     for trial in state.trials:
         calls += trial.n_examples
-        program = program_of(trial.params, trial.kind == "baseline")
+        program = trial_program(student, state, search, trial.number)
         full = trial.kind != "minibatch"
         prefix = "full_eval" if full else "mb"
         trial_logs[trial.number + 1] = {
@@ -40,6 +80,7 @@ def attach_trial_stats(compiled: Module, student: Module, state: MiproState, sea
             f"{prefix}_score": trial.score,
             f"{prefix}_program": program,
             "total_eval_calls_so_far": calls,
+            **(paths or {}).get(trial.number + 1, {}),
         }
         scored.append({"score": trial.score, "program": program, "full_eval": full})
     scored.sort(key=lambda entry: entry["score"] or 0.0, reverse=True)
