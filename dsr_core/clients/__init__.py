@@ -6,8 +6,9 @@ from .._submodules import submodule
 from .base_lm import BaseLM, inspect_history
 from .embedding import Embedder
 from .lm import LM
+from .provider import Provider, TrainingJob
 
-__all__ = ["LM", "BaseLM", "Embedder", "inspect_history"]
+__all__ = ["LM", "BaseLM", "Embedder", "Provider", "TrainingJob", "inspect_history"]
 
 
 def __getattr__(name: str) -> ModuleType:

@@ -49,6 +49,7 @@ from .response import LMResponse, MalformedResponseError, parse_completion, tool
 from .retry import backoff_delay, is_transient, server_delay
 
 if TYPE_CHECKING:
+    from .finetune import TrainingJob
     from .stream import StreamChunk
 
 log = logging.getLogger(__name__)
@@ -173,6 +174,12 @@ class LM(BaseLM):
         self.tpm = tpm
         self.cache = cache
         self.retry_backoff = retry_backoff
+        # DSPy's fine-tuning settings (lm.finetune, BootstrapFinetune), never request parameters. DSPy's
+        # `provider=` is the Provider that trains; dsr's `self.provider` is the endpoint's, so it is kept apart.
+        self.training_provider = kwargs.pop("provider", None)
+        self.finetuning_model: str | None = kwargs.pop("finetuning_model", None)
+        self.train_kwargs: dict[str, Any] = dict(kwargs.pop("train_kwargs", None) or {})
+        self.launch_kwargs: dict[str, Any] = dict(kwargs.pop("launch_kwargs", None) or {})
         self.kwargs = kwargs  # extra sampling parameters sent with every request (top_p, stop, seed, ...)
         self._cache_store = cache_store
         self._in_flight = InFlightLimiter(max_concurrency)
@@ -248,10 +255,26 @@ class LM(BaseLM):
             "retry_backoff": self.retry_backoff,
             "cache_store": self._cache_store,
             "callbacks": self.callbacks,
+            "provider": self.training_provider,
+            "finetuning_model": self.finetuning_model,
+            "train_kwargs": self.train_kwargs,
+            "launch_kwargs": self.launch_kwargs,
             **self.kwargs,
         }
         params.update(changes)
         return type(self)(**params)
+
+    def finetune(
+        self,
+        train_data: list[dict[str, Any]],
+        train_data_format: Any = None,
+        train_kwargs: dict[str, Any] | None = None,
+    ) -> TrainingJob:
+        """DSPy's ``LM.finetune``: start a fine-tuning job on this LM's endpoint; its result is a copy of this LM
+        for the fine-tuned model. The provider, the upload and the polling live in ``finetune.py``."""
+        from .finetune import start_finetune
+
+        return start_finetune(self, train_data, train_data_format, train_kwargs)
 
     @property
     def key_required(self) -> bool:

@@ -17,6 +17,7 @@ from .base import (
     merge_evaluations,
 )
 from .bootstrap import BootstrapFewShot, BootstrapState, LabeledFewShot
+from .bootstrap_finetune import BetterTogether, BootstrapFinetune, bootstrap_trace_data
 from .copro import COPRO, CoproState
 from .ensemble import Ensemble
 from .gepa import GEPA, GepaState
@@ -29,10 +30,12 @@ from .structural import StructuralOptimizer, StructuralState
 BootstrapRS = BootstrapFewShotWithRandomSearch  # DSPy's alias
 
 __all__ = [
+    "BetterTogether",
     "COPRO",
     "CoproState",
     "BootstrapFewShot",
     "BootstrapFewShotWithRandomSearch",
+    "BootstrapFinetune",
     "BootstrapRS",
     "BootstrapState",
     "BootstrapWork",
@@ -60,5 +63,6 @@ __all__ = [
     "TraceWork",
     "TrialRecord",
     "WorkKey",
+    "bootstrap_trace_data",
     "merge_evaluations",
 ]

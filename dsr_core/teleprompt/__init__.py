@@ -9,13 +9,16 @@ from ..optimizers import (
     COPRO,
     GEPA,
     SIMBA,
+    BetterTogether,
     BootstrapFewShot,
     BootstrapFewShotWithRandomSearch,
+    BootstrapFinetune,
     BootstrapRS,
     Ensemble,
     KNNFewShot,
     LabeledFewShot,
     MIPROv2,
+    bootstrap_trace_data,
 )
 from ..optimizers.base import Optimizer as Teleprompter
 
@@ -23,14 +26,17 @@ __all__ = [
     "COPRO",
     "GEPA",
     "SIMBA",
+    "BetterTogether",
     "BootstrapFewShot",
     "BootstrapFewShotWithRandomSearch",
+    "BootstrapFinetune",
     "BootstrapRS",
     "Ensemble",
     "KNNFewShot",
     "LabeledFewShot",
     "MIPROv2",
     "Teleprompter",
+    "bootstrap_trace_data",
 ]
 
 

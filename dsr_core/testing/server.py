@@ -14,6 +14,19 @@ counts requests, requests in flight and the most in flight at once.
 ``POST /embeddings`` answers in OpenAI's shape with ``embedding_vector``: a normalized bag of words, so texts
 that share words are near (counted in ``requests`` and in ``embedding_requests``; bodies in ``embedding_bodies``).
 
+OpenAI's fine-tuning API, enough for the openai SDK's ``files.create(purpose="fine-tune")`` (a multipart
+upload; ``GET``/``DELETE /files/{id}`` too) and ``fine_tuning.jobs`` ``create``, ``retrieve``, ``cancel`` and
+``list_events``. A job moves along ``JOB_PROGRESS`` (queued, running, succeeded), one step per retrieval, so a
+client sees it progress over a few polls. It fails, with OpenAI's error object, when its training file is not
+chat data (one ``{"messages": [...]}`` per line, ending with an assistant message) or when ``fail_jobs()``
+asked for it. A succeeded job's ``fine_tuned_model`` (``ft:<model>:dsr-test::<job id>``) is served: a chat
+request for it whose messages equal a training record's messages before its last one is answered with that
+record's assistant message (counted in ``fine_tuned_answers``); any other request goes to the responder. The
+uploads are kept in ``files`` (id -> ``UploadedFile``, its ``content`` the bytes received) and the jobs in
+``jobs`` (id -> ``FineTuningJob``); counted in ``file_uploads``, ``fine_tuning_jobs``, ``fine_tuning_polls``
+and ``fine_tuning_cancels`` (not in ``requests``; ``GET /stats`` reports them too). With ``api_key=`` these
+routes want the key as well (401, echoing the key sent, as the chat route does).
+
 In a test::
 
     with LMTestServer(responder) as server:
@@ -45,6 +58,8 @@ _HEADER = re.compile(r"\[\[ ## (\w+) ## \]\]")
 _REQUIRED_OUTPUTS = re.compile(r"`\[\[ ## (\w+) ## \]\]`")
 _XML_REQUEST = "Respond with the corresponding output fields wrapped in XML tags "
 _XML_ELEMENT = re.compile(r"<(\w+)>\n(.*?)\n</\1>", re.DOTALL)
+_FILES = re.compile(r"/files(?:/([^/]+))?$")
+_JOBS = re.compile(r"/fine_tuning/jobs(?:/([^/]+)(?:/(cancel|events))?)?$")
 
 
 @dataclass
@@ -207,6 +222,137 @@ class ServerStats:
     bodies: deque = field(default_factory=lambda: deque(maxlen=100_000))
     embedding_bodies: deque = field(default_factory=lambda: deque(maxlen=100_000))
     last_headers: dict[str, str] = field(default_factory=dict)  # of the last chat request (names lower-cased)
+    # the fine-tuning API: uploads, jobs created, job retrievals, cancellations, answers of a fine-tuned model
+    file_uploads: int = 0
+    fine_tuning_jobs: int = 0
+    fine_tuning_polls: int = 0
+    fine_tuning_cancels: int = 0
+    fine_tuned_answers: int = 0
+
+
+JOB_PROGRESS = ("queued", "running", "running", "succeeded")  # a job's status at its 1st, 2nd, ... retrieval
+JOB_TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
+FINE_TUNED_OWNER = "dsr-test"  # the organization part of a fine-tuned model's name
+
+
+@dataclass
+class UploadedFile:
+    """One ``POST /files`` upload."""
+
+    id: str
+    filename: str
+    purpose: str
+    content: bytes
+    created_at: int = field(default_factory=lambda: int(time.time()))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "object": "file",
+            "bytes": len(self.content),
+            "created_at": self.created_at,
+            "filename": self.filename,
+            "purpose": self.purpose,
+            "status": "processed",
+        }
+
+
+@dataclass
+class FineTuningJob:
+    """One fine-tuning job. ``records``: the training file's chat records (None when it is not chat data,
+    with ``problem`` saying why); ``failure``: the error message it is to fail with (``fail_jobs``)."""
+
+    id: str
+    model: str
+    training_file: str
+    hyperparameters: dict[str, Any]
+    records: list[list[dict[str, Any]]] | None
+    problem: str | None = None
+    failure: str | None = None
+    status: str = "queued"
+    polls: int = 0
+    error: dict[str, Any] | None = None
+    created_at: int = field(default_factory=lambda: int(time.time()))
+    finished_at: int | None = None
+
+    @property
+    def fine_tuned_model(self) -> str | None:
+        return f"ft:{self.model}:{FINE_TUNED_OWNER}::{self.id}" if self.status == "succeeded" else None
+
+    def advance(self) -> None:
+        """One retrieval's worth of progress: the next status of ``JOB_PROGRESS``, unless it is to fail."""
+        if self.status in JOB_TERMINAL:
+            return
+        self.polls += 1
+        status = JOB_PROGRESS[min(self.polls - 1, len(JOB_PROGRESS) - 1)]
+        reason = self.problem or self.failure
+        if status == "succeeded" and reason is not None:
+            code = "invalid_training_file" if self.problem else "training_failed"
+            self.error = {"code": code, "message": reason, "param": "training_file" if self.problem else None}
+            status = "failed"
+        self.status = status
+        if status in JOB_TERMINAL:
+            self.finished_at = int(time.time())
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "object": "fine_tuning.job",
+            "created_at": self.created_at,
+            "error": self.error,
+            "fine_tuned_model": self.fine_tuned_model,
+            "finished_at": self.finished_at,
+            "hyperparameters": self.hyperparameters,
+            "model": self.model,
+            "organization_id": f"org-{FINE_TUNED_OWNER}",
+            "result_files": [],
+            "seed": 0,
+            "status": self.status,
+            "trained_tokens": None,
+            "training_file": self.training_file,
+            "validation_file": None,
+            "estimated_finish": None,
+        }
+
+
+def chat_records(content: bytes) -> tuple[list[list[dict[str, Any]]] | None, str | None]:
+    """The message lists of a JSONL chat training file, or None and what is wrong with it (OpenAI's rule:
+    every line a ``{"messages": [...]}`` of role/content messages ending with the assistant's)."""
+    records = []
+    for number, line in enumerate(content.decode("utf-8", "replace").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError:
+            return None, f"line {number} of the training file is not JSON"
+        messages = record.get("messages") if isinstance(record, dict) else None
+        if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) for m in messages):
+            return None, f"line {number} of the training file has no 'messages' list"
+        if messages[-1].get("role") != "assistant":
+            return None, f"line {number} of the training file does not end with an assistant message"
+        records.append(messages)
+    if not records:
+        return None, "the training file has no examples"
+    return records, None
+
+
+def multipart_fields(content_type: str, body: bytes) -> dict[str, tuple[str | None, bytes]]:
+    """The parts of a ``multipart/form-data`` body: name -> (filename, content)."""
+    match = re.search(r'boundary="?([^";]+)"?', content_type)
+    if match is None:
+        return {}
+    fields: dict[str, tuple[str | None, bytes]] = {}
+    for part in body.split(b"--" + match.group(1).encode())[1:]:
+        if part.startswith(b"--"):
+            break  # the closing delimiter
+        head, _, content = part.removeprefix(b"\r\n").partition(b"\r\n\r\n")
+        disposition = head.decode("latin-1")
+        name = re.search(r'name="([^"]*)"', disposition)
+        filename = re.search(r'filename="([^"]*)"', disposition)
+        if name is not None:
+            fields[name.group(1)] = (filename.group(1) if filename else None, content.removesuffix(b"\r\n"))
+    return fields
 
 
 # a reply: its text, or an assistant message ({"content": ..., "tool_calls": [...]}); a list gives one per choice
@@ -249,6 +395,9 @@ class LMTestServer:
         self.stats = ServerStats()
         self._faults: list[Fault] = []
         self._fault_lock = threading.Lock()
+        self.files: dict[str, UploadedFile] = {}  # the fine-tuning API's uploads and jobs, by id
+        self.jobs: dict[str, FineTuningJob] = {}
+        self._job_failures: deque[str] = deque()  # messages the next jobs created fail with (fail_jobs)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: asyncio.base_events.Server | None = None
         self._thread: threading.Thread | None = None
@@ -272,6 +421,15 @@ class LMTestServer:
             raise ValueError(f"unknown fault {kind!r}")
         with self._fault_lock:
             self._faults.extend(Fault(kind, retry_after, match, message) for _ in range(times))
+
+    def fail_jobs(self, message: str = "injected training failure", times: int = 1) -> None:
+        """The next ``times`` fine-tuning jobs created fail (once they would have succeeded) with ``message``."""
+        self._job_failures.extend([message] * times)
+
+    @property
+    def fine_tuned_models(self) -> dict[str, FineTuningJob]:
+        """The models of the succeeded jobs, by name."""
+        return {job.fine_tuned_model: job for job in list(self.jobs.values()) if job.fine_tuned_model}
 
     def clear_faults(self) -> None:
         with self._fault_lock:
@@ -398,6 +556,11 @@ class LMTestServer:
                         "max_in_flight": s.max_in_flight,
                         "faults_served": s.faults_served,
                         "embedding_requests": s.embedding_requests,
+                        "file_uploads": s.file_uploads,
+                        "fine_tuning_jobs": s.fine_tuning_jobs,
+                        "fine_tuning_polls": s.fine_tuning_polls,
+                        "fine_tuning_cancels": s.fine_tuning_cancels,
+                        "fine_tuned_answers": s.fine_tuned_answers,
                     }
                 ).encode(),
             )
@@ -408,6 +571,9 @@ class LMTestServer:
             return True
         if method == "POST" and path.rstrip("/").endswith("/embeddings"):
             return await self._embed(body, headers, writer)
+        route = path.partition("?")[0].rstrip("/")
+        if _FILES.search(route) or _JOBS.search(route):
+            return self._fine_tuning(method, route, headers, body, writer)
         if not (method == "POST" and path.rstrip("/").endswith("/chat/completions")):
             self._send(writer, "404 Not Found", b'{"error": {"message": "not found"}}')
             return True
@@ -433,7 +599,8 @@ class LMTestServer:
             sent = headers.get("authorization", "").removeprefix("Bearer ")
             self._send_error(writer, "401 Unauthorized", f"Incorrect API key provided: {sent}", "invalid_api_key")
             return True
-        if self.models is not None and request.model not in self.models:
+        fine_tuned = self.fine_tuned_models.get(request.model) if self.jobs else None
+        if self.models is not None and request.model not in self.models and fine_tuned is None:
             message = f"The model `{request.model}` does not exist or you do not have access to it."
             self._send_error(writer, "404 Not Found", message, "model_not_found")
             return True
@@ -444,7 +611,8 @@ class LMTestServer:
             stats.faults_served += 1
             return await self._serve_fault(fault, request, writer)
         try:
-            answer = self.responder(request)
+            answer = self._trained_answer(fine_tuned, request) if fine_tuned is not None else None
+            answer = self.responder(request) if answer is None else answer
         except Exception as exc:  # noqa: BLE001 - a responder bug becomes a 500 the test can see
             self._send(writer, "500 Internal Server Error", json.dumps({"error": {"message": repr(exc)}}).encode())
             return True
@@ -546,6 +714,107 @@ class LMTestServer:
             return True
         finally:
             stats.in_flight -= 1
+
+    def _trained_answer(self, job: FineTuningJob, request: ChatRequest) -> str | None:
+        """What a fine-tuned model learned for these messages: the assistant message of the training record
+        whose earlier messages are exactly the request's, else None (the responder answers)."""
+        asked = [{"role": m.get("role"), "content": m.get("content")} for m in request.messages]
+        for messages in job.records or []:
+            if [{"role": m.get("role"), "content": m.get("content")} for m in messages[:-1]] == asked:
+                self.stats.fine_tuned_answers += 1
+                return str(messages[-1].get("content", ""))
+        return None
+
+    # -- fine-tuning API ---------------------------------------------------------------------------------------
+    def _fine_tuning(
+        self, method: str, route: str, headers: dict[str, str], body: bytes, writer: asyncio.StreamWriter
+    ) -> bool:
+        """``/files`` and ``/fine_tuning/jobs`` (``route``: the path without its query), as OpenAI answers them."""
+        if self.api_key is not None and headers.get("authorization") != f"Bearer {self.api_key}":
+            sent = headers.get("authorization", "").removeprefix("Bearer ")  # echoed, as on the chat route
+            self._send_error(writer, "401 Unauthorized", f"Incorrect API key provided: {sent}", "invalid_api_key")
+            return True
+        files, jobs = _FILES.search(route), _JOBS.search(route)
+        if files is not None:
+            self._file_route(method, files.group(1), headers, body, writer)
+        elif jobs is not None:
+            self._job_route(method, jobs.group(1), jobs.group(2), body, writer)
+        return True
+
+    def _file_route(
+        self, method: str, file_id: str | None, headers: dict[str, str], body: bytes, writer: asyncio.StreamWriter
+    ) -> None:
+        if method == "POST" and file_id is None:
+            parts = multipart_fields(headers.get("content-type", ""), body)
+            if "file" not in parts:
+                self._send_error(writer, "400 Bad Request", "a multipart 'file' part is required", "invalid_file")
+                return
+            filename, content = parts["file"]
+            purpose = parts.get("purpose", (None, b""))[1].decode()
+            upload = UploadedFile(f"file-{len(self.files) + 1}", filename or "file", purpose, content)
+            self.files[upload.id] = upload
+            self.stats.file_uploads += 1
+            self._send(writer, "200 OK", json.dumps(upload.to_json()).encode())
+            return
+        found = self.files.get(file_id or "")
+        if found is None:
+            self._send_error(writer, "404 Not Found", f"No such File object: {file_id}", "file_not_found")
+        elif method == "DELETE":
+            del self.files[found.id]
+            self._send(writer, "200 OK", json.dumps({"id": found.id, "object": "file", "deleted": True}).encode())
+        else:
+            self._send(writer, "200 OK", json.dumps(found.to_json()).encode())
+
+    def _job_route(
+        self, method: str, job_id: str | None, action: str | None, body: bytes, writer: asyncio.StreamWriter
+    ) -> None:
+        if method == "POST" and job_id is None:
+            self._create_job(json.loads(body or b"{}"), writer)
+            return
+        job = self.jobs.get(job_id or "")
+        if job is None:
+            message = f"Could not find fine tune job: {job_id}"
+            self._send_error(writer, "404 Not Found", message, "fine_tune_job_not_found")
+        elif action == "cancel":
+            self._cancel_job(job, writer)
+        elif action == "events":
+            event = {"id": f"ftevent-{job.id}-{job.polls}", "object": "fine_tuning.job.event", "level": "info"}
+            event.update({"created_at": int(time.time()), "message": f"Job {job.status}", "type": "message"})
+            self._send(writer, "200 OK", json.dumps({"object": "list", "data": [event], "has_more": False}).encode())
+        else:
+            self.stats.fine_tuning_polls += 1
+            job.advance()
+            self._send(writer, "200 OK", json.dumps(job.to_json()).encode())
+
+    def _create_job(self, request: dict[str, Any], writer: asyncio.StreamWriter) -> None:
+        upload = self.files.get(str(request.get("training_file")))
+        if upload is None:
+            message = f"invalid training_file: {request.get('training_file')}"
+            self._send_error(writer, "400 Bad Request", message, "invalid_training_file")
+            return
+        records, problem = chat_records(upload.content)
+        job = FineTuningJob(
+            id=f"ftjob-{len(self.jobs) + 1}",
+            model=str(request.get("model", "")),
+            training_file=upload.id,
+            hyperparameters=dict(request.get("hyperparameters") or {}),
+            records=records,
+            problem=problem,
+            failure=self._job_failures.popleft() if self._job_failures else None,
+        )
+        self.jobs[job.id] = job
+        self.stats.fine_tuning_jobs += 1
+        self._send(writer, "200 OK", json.dumps(job.to_json()).encode())
+
+    def _cancel_job(self, job: FineTuningJob, writer: asyncio.StreamWriter) -> None:
+        if job.status in JOB_TERMINAL:
+            message = f"Job {job.id} is already {job.status}: it cannot be cancelled"
+            self._send_error(writer, "400 Bad Request", message, "invalid_request")
+            return
+        job.status = "cancelled"
+        job.finished_at = int(time.time())
+        self.stats.fine_tuning_cancels += 1
+        self._send(writer, "200 OK", json.dumps(job.to_json()).encode())
 
     async def _serve_fault(self, fault: Fault, request: ChatRequest, writer: asyncio.StreamWriter) -> bool:
         if fault.kind == "429":
