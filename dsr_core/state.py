@@ -102,6 +102,31 @@ def dump_program_state(program: Module) -> dict[str, Any]:
     return ProgramState(entries, metadata).to_json()
 
 
+def other_parameters(program: Module) -> dict[str, Any]:
+    """The program's parameters that are no predictor but have state of their own (a ``Retrieve``'s ``k``)."""
+    predictors = {name for name, _ in program.named_predictors()}
+    return {
+        name: p
+        for name, p in program.named_parameters()
+        if name not in predictors and callable(getattr(p, "dump_state", None))
+    }
+
+
+def file_state(program: Module) -> ProgramState:
+    """What a program file holds: DSPy's layout, an entry per parameter in the program's order, a ``Retrieve``'s
+    ``{"k": ...}`` among the predictors'. Optimizer states and checkpoints keep the predictors' entries only."""
+    state = ProgramState.from_json(dump_program_state(program))
+    others = other_parameters(program)
+    if not others:
+        return state
+    entries = {
+        name: others[name].dump_state() if name in others else state.entries[name]
+        for name, _ in program.named_parameters()
+        if name in others or name in state.entries
+    }
+    return state.with_entries(entries)
+
+
 METADATA = "metadata"  # the key of a program state's metadata, next to its predictors' entries
 
 
@@ -247,6 +272,8 @@ def load_program_state(
     metadata = program_state.metadata or {}
     saved = program_state.predictors()
     predictors = dict(program.named_predictors())
+    others = other_parameters(program)  # their entries are optional: a file DSPy or an older dsr wrote may lack them
+    saved_others = {name: saved.pop(name) for name in list(saved) if name in others}
     if set(saved) != set(predictors):
         missing = sorted(set(predictors) - set(saved))
         extra = sorted(set(saved) - set(predictors))
@@ -261,6 +288,10 @@ def load_program_state(
     for name, predictor in trial.items():
         predictor.config = dict(predictor.config)
         _load_predictor(name, predictor, saved[name], source, metadata, allow_unsafe_lm_state)
+    for name, entry in saved_others.items():  # checked on copies first, as the predictors' entries are
+        copy.deepcopy(others[name]).load_state(entry)
+    for name, entry in saved_others.items():
+        others[name].load_state(entry)
     for name, predictor in predictors.items():
         loaded = trial[name]
         predictor.signature, predictor.demos, predictor.config = loaded.signature, loaded.demos, loaded.config
@@ -288,7 +319,7 @@ def save_program(program: Module, path: str | os.PathLike[str], *, whole_program
             f"use a .json path, e.g. {target.with_suffix('.json').name}"
         )
     target.parent.mkdir(parents=True, exist_ok=True)
-    data = json.dumps(ProgramState.from_json(dump_program_state(program)).to_file(), indent=2, ensure_ascii=False)
+    data = json.dumps(file_state(program).to_file(), indent=2, ensure_ascii=False)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         handle.write(data)

@@ -245,6 +245,9 @@ async def test_embeddings_retriever_acall_and_its_limits(embedder):
         ("dsr_core.optimizers", "KNNFewShot"),
         ("dsr_core.retrievers", "Embeddings"),
         ("dsr_core.retrievers", "EmbeddingsWithScores"),
+        ("dsr_core.retrievers", "Retrieve"),
+        ("dsr_core.retrievers.retrieve", "Retrieve"),
+        ("dsr_core.dsp.colbertv2", "ColBERTv2"),
     ],
 )
 def test_dspy_paths_give_the_top_level_objects(path, name):
@@ -252,7 +255,5 @@ def test_dspy_paths_give_the_top_level_objects(path, name):
     assert name in dsr.__all__
 
 
-def test_retrievers_dsr_lacks_still_say_what_to_use():
-    for name in ("Retrieve", "ColBERTv2"):
-        with pytest.raises(AttributeError, match="retrievers.Embeddings"):
-            getattr(dsr, name)
+def test_dspys_legacy_dsp_package_is_an_attribute():
+    assert dsr.dsp.colbertv2.ColBERTv2 is dsr.ColBERTv2

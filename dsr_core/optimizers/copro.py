@@ -10,7 +10,9 @@ only the newest ones are scored (earlier scores are kept), which saves depth x b
 DSPy's constructor (``COPRO(prompt_model, metric, breadth, depth, init_temperature, track_stats)``) and
 ``compile(student, trainset=..., eval_kwargs=...)``: of ``eval_kwargs``, ``num_threads`` sets the
 concurrency and ``max_errors``/``provide_traceback`` go to every evaluation; the others are display options
-with no effect here.
+with no effect here. The compiled program carries DSPy's ``total_calls`` and, with ``track_stats=True``,
+``results_best`` and ``results_latest`` (per predictor and depth, see ``copro_stats``), built from the finished
+state, which records every evaluation of every attempt.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, NonNegativeFloat, PositiveInt
+from pydantic import BaseModel, Field, NonNegativeFloat, PositiveInt, SerializerFunctionWrapHandler, model_serializer
 
 from ..modules.module import Module
 from ..primitives import Example
@@ -37,11 +39,36 @@ from .base import (
 PROPOSE = "propose"  # the step of a proposal request; its number is the predictor's position
 
 
+class Repeat(BaseModel):
+    """A later proposal of an attempt already scored (same instruction and prefix): its depth and own score."""
+
+    depth: int
+    score: float | None = None
+
+
 class Attempt(BaseModel):
+    """A scored (or to-be-scored) instruction and output prefix of one predictor.
+
+    ``score`` is the best of its evaluations, ``depth`` the depth it was first proposed at. ``repeats`` and
+    ``first_score`` (its first evaluation's score, kept once a repeat raised ``score``) record every evaluation,
+    for ``track_stats``; they are left out of the JSON while empty, so a state that has none keeps its shape.
+    """
+
     instruction: str
     prefix: str
     score: float | None = None
     depth: int = 0
+    first_score: float | None = None
+    repeats: list[Repeat] = []
+
+    @model_serializer(mode="wrap")
+    def _without_empty_records(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        if data.get("first_score", 0) is None:
+            del data["first_score"]
+        if data.get("repeats") == []:
+            del data["repeats"]
+        return data
 
 
 class CoproState(OptimizerState):
@@ -103,8 +130,6 @@ class COPRO(Optimizer):
         """DSPy's ``**_kwargs`` are accepted and unused, as in DSPy."""
         if breadth <= 1:
             raise ValueError("COPRO needs breadth > 1")
-        if track_stats:
-            ignored(self.name, "track_stats=True", "every candidate and its score are in the state, `evaluated`")
         if verbose:
             ignored(self.name, "verbose=True", "the steps are logged with logging")
         self.metric = metric
@@ -135,6 +160,17 @@ class COPRO(Optimizer):
 
     def planned_trials(self, state: CoproState) -> int:
         return self.depth * self.breadth * len(state.predictor_names)
+
+    def finish(self, student: Module, state: CoproState) -> Module:
+        """The best program with DSPy's ``total_calls``; with ``track_stats``, DSPy's ``results_best`` and
+        ``results_latest`` too (see ``copro_stats``)."""
+        from .copro_stats import attach_depth_stats, total_calls
+
+        compiled = super().finish(student, state)
+        compiled.total_calls = total_calls(state)
+        if self.track_stats:
+            attach_depth_stats(compiled, state)
+        return compiled
 
     def best_so_far(self, state: CoproState) -> dict[str, Any] | None:
         """The program with the best instruction of each predictor finished so far."""
@@ -219,7 +255,11 @@ class COPRO(Optimizer):
             )
             if same is None:
                 evaluated.append(candidate)
-            elif (candidate.score or 0.0) > (same.score or 0.0):
+                continue
+            same.repeats.append(Repeat(depth=candidate.depth, score=candidate.score))
+            if (candidate.score or 0.0) > (same.score or 0.0):
+                if same.first_score is None:
+                    same.first_score = same.score
                 same.score = candidate.score
         best = max(evaluated, key=lambda a: a.score or 0.0)  # max keeps the first of equal scores
         state.program = with_instruction(state.program, name, best.instruction, best.prefix)

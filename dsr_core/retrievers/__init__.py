@@ -1,13 +1,14 @@
-"""DSPy's ``dspy.retrievers``: retrieval over an embedded, in-memory corpus. DSPy's ``Retrieve`` (a retriever
-configured in the settings) and ``ColBERTv2`` (a client of a ColBERT server) are not here: call your search
-service in a Module's forward or a Tool."""
+"""DSPy's ``dspy.retrievers``: ``Embeddings``/``EmbeddingsWithScores`` (retrieval over an embedded, in-memory
+corpus) and ``Retrieve`` (a program's retriever step, asking the retriever in the ``rm`` setting, such as a
+``dsr_core.dsp.colbertv2.ColBERTv2`` client of a ColBERTv2 server)."""
 
 from types import ModuleType
 
 from .._submodules import submodule
 from .embeddings import Embeddings, EmbeddingsWithScores
+from .retrieve import Retrieve
 
-__all__ = ["Embeddings", "EmbeddingsWithScores"]
+__all__ = ["Embeddings", "EmbeddingsWithScores", "Retrieve"]
 
 
 def __getattr__(name: str) -> ModuleType:
