@@ -138,29 +138,31 @@ class ProgramOfThought(Module):
             return None, str(err)
 
     # -- the interpreter of one call -------------------------------------------------------------------------------
+    def _take(self, interpreter: CodeInterpreter | None) -> tuple[CodeInterpreter, bool]:
+        """The call's interpreter, and whether the module made it (and so shuts it down afterwards): a caller's
+        own interpreter is used as it is and left running."""
+        if interpreter is not None:
+            validate_interpreter(interpreter)
+            return interpreter, False
+        return create_interpreter(self._interpreter_factory), True
+
     @contextlib.contextmanager
     def _interpreter(self, interpreter: CodeInterpreter | None) -> Iterator[CodeInterpreter]:
-        if interpreter is not None:  # the caller's: used, not shut down
-            validate_interpreter(interpreter)
-            yield interpreter
-            return
-        made = create_interpreter(self._interpreter_factory)
+        active, owned = self._take(interpreter)
         try:
-            yield made
+            yield active
         finally:
-            made.shutdown()
+            if owned:
+                active.shutdown()
 
     @contextlib.asynccontextmanager
     async def _ainterpreter(self, interpreter: CodeInterpreter | None) -> AsyncIterator[CodeInterpreter]:
-        if interpreter is not None:
-            validate_interpreter(interpreter)
-            yield interpreter
-            return
-        made = create_interpreter(self._interpreter_factory)
+        active, owned = self._take(interpreter)
         try:
-            yield made
+            yield active
         finally:
-            await _ashutdown(made)
+            if owned:
+                await _ashutdown(active)
 
     def _inputs(self, interpreter: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
         if "interpreter" in kwargs and "interpreter" not in self.input_fields:
