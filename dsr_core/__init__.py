@@ -116,6 +116,7 @@ _LAZY = {
         name: ".interpreter"
         for name in (
             "PythonInterpreter",
+            "LocalInterpreter",
             "CodeInterpreter",
             "CodeInterpreterError",
             "CodeExecutionError",
@@ -127,20 +128,14 @@ _LAZY = {
 }
 
 # DSPy 3.4.1's top-level names dsr does not have: (why, what to use instead), for the AttributeError
-_CODE = ("dsr has PythonInterpreter (Deno and Pyodide), not DSPy's other interpreters", "PythonInterpreter")
+_CODE = ("dsr's interpreters pass JSON values in and out, no custom sandbox types", "JSON-compatible variables")
 _LOGGING = ("dsr logs with the standard logging module and has no LiteLLM", 'logging.getLogger("dsr_core")')
 _LM_ERROR = ("dsr's LM errors are fewer", "LMError (or LMRateLimitError, LMTimeoutError, LMConnectionError)")
 _MISSING: dict[str, tuple[str, str]] = {
     "AvatarOptimizer": ("dsr has no Avatar agent", "GEPA or SIMBA on a ReAct program"),
     "BootstrapFewShotWithOptuna": ("the random search covers it", "BootstrapFewShotWithRandomSearch or MIPROv2"),
     "InferRules": ("no rule-inducing optimizer", "COPRO, MIPROv2 or GEPA, which rewrite instructions"),
-    **dict.fromkeys(
-        (
-            "LocalInterpreter",
-            "SandboxSerializable",
-        ),
-        _CODE,
-    ),
+    "SandboxSerializable": _CODE,
     "RLM": ("dsr has no recursive-LM module", "ProgramOfThought or CodeAct"),
     "ReActV2": ("dsr has one ReAct", "ReAct"),
     "Flex": ("DSPy's experimental module is not ported", "Predict or ChainOfThought"),
@@ -282,6 +277,7 @@ __all__ = [
     "LMRateLimitError",
     "LMTimeoutError",
     "LabeledFewShot",
+    "LocalInterpreter",
     "MIPROv2",
     "Module",
     "MultiChainComparison",

@@ -251,12 +251,12 @@ def run_module_case(lib, programs, url, name):
 
 
 def local_interpreter(lib):
-    """DSPy's own sandbox imports its stdin reader from deno.land, which only the npm and PyPI registries are
-    reachable here, so DSPy runs the code in its LocalInterpreter (a CPython worker); dsr (which has no
-    LocalInterpreter) in its Deno sandbox. The code's outputs are the same, so the requests must be too. (The
-    two DSPy interpreters word an exception differently: tests/test_interpreter.py checks that dsr words it as
-    DSPy's PythonInterpreter does.)"""
-    return getattr(lib, "LocalInterpreter", None)
+    """DSPy's own sandbox imports its stdin reader from deno.land, which is not reachable here (only the npm
+    and PyPI registries are), so DSPy runs the code in its LocalInterpreter (a CPython worker) and dsr in its
+    Deno sandbox. The code's outputs are the same, so the requests must be too. (The two interpreters word an
+    exception differently: tests/test_interpreter.py checks that dsr's PythonInterpreter words it as DSPy's
+    does, and that dsr's LocalInterpreter gives DSPy's LocalInterpreter's results.)"""
+    return lib.LocalInterpreter if lib.__name__ == "dspy" else None
 
 
 def server_requests(url):

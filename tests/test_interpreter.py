@@ -8,6 +8,7 @@ import http.server
 import os
 import random
 import signal
+import sys
 import threading
 from collections import namedtuple
 
@@ -16,6 +17,7 @@ import pytest
 import dsr_core as dsr
 from dsr_core.interpreter import CodeExecutionError, CodeInterpreterError, FinalOutput, PythonInterpreter
 from dsr_core.interpreter.sandbox import SLOTS
+from tests.test_dspy_compat import dspy_python  # noqa: F401 - the fixture: DSPy 3.4.1's interpreter
 
 
 @pytest.fixture(scope="module")
@@ -213,3 +215,72 @@ async def test_async_executions_run_off_the_event_loop_concurrently():
         await asyncio.gather(*(p.ashutdown() for p in interpreters))
     assert results == [45, 55, 66]
     assert ticks > 10
+
+
+# -- LocalInterpreter: DSPy's CPython worker --------------------------------------------------------------------
+
+LOCAL_CASES = [
+    {"code": "print('a')\nprint('b')"},
+    {"code": "x = 40\nx + 2"},
+    {"code": "value", "variables": {"value": [1, {"a": None}, "z"]}},
+    {"code": "1 / 0"},
+    {"code": "raise ValueError('bad', 2)"},
+    {"code": "SUBMIT({'k': [1, 2]})"},
+    {"code": "SUBMIT(answer=3, why='w')", "outputs": [{"name": "answer", "type": "int"}, {"name": "why"}]},
+    {"code": "add(1)"},
+    {"code": "add(1, b=5)"},
+    {"code": "print(add(2))\nNone"},
+    {"code": "+++"},
+]
+
+LOCAL_SIDE = r"""
+def add(a: int, b: int = 2) -> int:
+    return a + b
+
+
+def run_local_cases(interpreter_class, final_type, execution_error, cases):
+    results = []
+    for case in cases:
+        with interpreter_class(tools={"add": add}, output_fields=case.get("outputs")) as interpreter:
+            try:
+                result = interpreter.execute(case["code"], variables=case.get("variables"))
+                results.append({"final": result.output} if isinstance(result, final_type) else {"value": result})
+            except SyntaxError:
+                results.append({"syntax_error": True})
+            except execution_error as exc:
+                results.append({"error": str(exc)})
+    return results
+"""
+
+
+def test_local_interpreter_gives_dspys_local_interpreter_results(dspy_python):  # noqa: F811
+    """The same code in DSPy 3.4.1's LocalInterpreter and in dsr's: the same values, printed text, final
+    outputs, tool results and error texts."""
+    import json
+    import subprocess
+
+    dspy_script = (
+        "import json, sys\nfrom dspy import LocalInterpreter\n"
+        "from dspy.primitives.code_interpreter import FinalOutput, CodeExecutionError\n"
+        + LOCAL_SIDE
+        + "print(json.dumps(run_local_cases(LocalInterpreter, FinalOutput, CodeExecutionError, json.load(sys.stdin))))"
+    )
+    run = subprocess.run(
+        [str(dspy_python), "-c", dspy_script], input=json.dumps(LOCAL_CASES), capture_output=True, text=True
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    expected = json.loads(run.stdout.splitlines()[-1])
+    namespace: dict = {}
+    exec(LOCAL_SIDE, namespace)  # noqa: S102 - the same helper on dsr's side
+    got = namespace["run_local_cases"](dsr.LocalInterpreter, FinalOutput, CodeExecutionError, LOCAL_CASES)
+    assert got == expected
+    assert expected[0] == {"value": "a\nb"} and expected[3] == {"error": "ZeroDivisionError: division by zero"}
+
+
+def test_local_interpreter_runs_on_the_host_and_stops_a_runaway():
+    with dsr.LocalInterpreter(execution_timeout=3) as local:
+        assert local.execute("import sys\nsys.platform") == sys.platform  # not emscripten: no sandbox
+        with pytest.raises(CodeInterpreterError, match="within 3 s"):
+            local.execute("import subprocess\nsubprocess.run(['sleep', '60'])")
+    with pytest.raises(ValueError, match="execution_timeout must be positive"):
+        dsr.LocalInterpreter(execution_timeout=0)

@@ -1,5 +1,7 @@
-"""Running model-written Python: the interpreter protocol and the Deno/Pyodide sandbox (``PythonInterpreter``)."""
+"""Running model-written Python: the interpreter protocol, the Deno/Pyodide sandbox (``PythonInterpreter``) and
+a plain local worker for trusted code (``LocalInterpreter``)."""
 
+from .local import LocalInterpreter
 from .protocol import (
     CodeExecutionError,
     CodeInterpreter,
@@ -14,6 +16,7 @@ __all__ = [
     "CodeInterpreter",
     "CodeInterpreterError",
     "FinalOutput",
+    "LocalInterpreter",
     "PythonInterpreter",
     "resolve_interpreter_factory",
 ]

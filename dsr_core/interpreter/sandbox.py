@@ -31,6 +31,7 @@ import os
 import queue
 import re
 import shutil
+import signal
 import subprocess
 import threading
 from collections import deque
@@ -359,6 +360,7 @@ class PythonInterpreter:
                 text=True,
                 encoding="utf-8",
                 env=_deno_environment(),
+                start_new_session=True,  # its own process group: ending the session ends what the code started
             )
         except OSError as exc:
             raise CodeInterpreterError(f"could not start {command[0]!r} ({exc}): {INSTALL_HINT}") from exc
@@ -467,11 +469,16 @@ class PythonInterpreter:
         if error is not None:
             if error.get("type") == "SyntaxError":
                 raise SyntaxError(f"Invalid Python syntax. message: {error.get('message')}")
-            raised = CodeExecutionError(f"{error.get('type')}: {error.get('args') or error.get('message')}")
+            raised = CodeExecutionError(self._error_text(error))
             raised.error_type, raised.traceback_text = error.get("type"), error.get("traceback", "")  # type: ignore[attr-defined]
             raise raised
         value = outcome.get("value")
         return outcome.get("stdout", "") if value is None else value
+
+    @staticmethod
+    def _error_text(error: dict[str, Any]) -> str:
+        """An exception in the code, as DSPy's PythonInterpreter words it: its type and its args."""
+        return f"{error.get('type')}: {error.get('args') or error.get('message')}"
 
     def _check_active(self) -> None:
         if self._ended:
@@ -491,7 +498,10 @@ class PythonInterpreter:
         self._ended = True
         process, self._process = self._process, None
         if process is not None and process.poll() is None:
-            process.kill()
+            try:
+                os.killpg(process.pid, signal.SIGKILL)
+            except OSError:
+                process.kill()
             process.wait()
         if self._holds_slot:
             self._holds_slot = False

@@ -357,7 +357,14 @@ class Prediction(Example):
 
 # DSPy's interpreter names in ``dspy.primitives``, imported on first use
 _INTERPRETER_NAMES = frozenset(
-    ("PythonInterpreter", "CodeInterpreter", "CodeInterpreterError", "CodeExecutionError", "FinalOutput")
+    (
+        "PythonInterpreter",
+        "LocalInterpreter",
+        "CodeInterpreter",
+        "CodeInterpreterError",
+        "CodeExecutionError",
+        "FinalOutput",
+    )
 )
 
 
