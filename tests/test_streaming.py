@@ -71,6 +71,44 @@ def test_the_raw_stream_assembles_the_plain_reply_and_reports_usage(server, lm):
     assert lm.history[-2]["outputs"] == plain.texts and lm.usage.lm_calls == 2
 
 
+def get_weather(city: str) -> str:
+    """Look up the weather in a city."""
+    return "sunny"
+
+
+def test_native_tool_calls_stream_as_deltas_and_are_assembled_as_a_plain_call_gives_them(server, lm):
+    """The server streams a tool call's id and name, then its arguments in pieces: the streamed reply's
+    outputs equal the plain call's, and a streamed Predict with native function calling parses them."""
+    from dsr_core.testing.server import tool_call
+
+    calls = [tool_call("get_weather", {"city": "Rome"}, "call_1"), tool_call("get_weather", {"city": "Oslo"}, "c2")]
+    server.responder = lambda request: {"content": None, "tool_calls": calls}
+    messages = [{"role": "user", "content": "Weather in Rome and Oslo?"}]
+    tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]
+
+    async def run():
+        chunks = [chunk async for chunk in lm.astream(messages=messages, cache=False, tools=tools)]
+        plain = await lm.acall(messages, cache=False, tools=tools)
+        return chunks, plain
+
+    chunks, plain = asyncio.run(run())
+    assert list(chunks[-1].response) == list(plain) == [{"text": None, "tool_calls": calls}]
+    assert chunks[-1].response.finish_reasons == ["tool_calls"]
+
+    signature = "question: str, tools: list[dsr.Tool] -> answer: str, tool_calls: dsr.ToolCalls"
+    predict = dsr.Predict(signature)
+    adapter = dsr.ChatAdapter(use_native_function_calling=True)
+    server.responder = lambda request: {"content": "[[ ## answer ## ]]\nChecking.", "tool_calls": calls[:1]}
+    stream = dsr.streamify(predict, stream_listeners=[StreamListener("answer")])
+    with dsr.context(lm=lm, adapter=adapter):
+        values = collect(stream, question="Weather in Rome?", tools=[dsr.Tool(get_weather)])
+    prediction = values[-1]
+    assert [(c.name, c.args) for c in prediction.tool_calls.tool_calls] == [("get_weather", {"city": "Rome"})]
+    assert (
+        server.requests[-1]["stream"] is True and server.requests[-1]["tools"][0]["function"]["name"] == "get_weather"
+    )
+
+
 def test_a_streamed_reply_is_cached_and_a_cache_hit_comes_as_one_chunk(server, lm):
     async def run():
         first = [chunk async for chunk in lm.astream("a question worth caching")]

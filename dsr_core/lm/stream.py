@@ -7,6 +7,7 @@ cache (looked up and filled with the assembled reply under the non-streamed requ
 a plain call share entries; a hit is one chunk), the rpm/tpm/in-flight limits (held until the stream ends),
 retries until the first text arrives (after that, a broken stream is an ``LMConnectionError``: a second
 attempt would repeat text already handed out), dsr's typed errors, the LM callbacks, usage and history.
+Native tool calls arrive as ``tool_calls`` deltas and are assembled into the reply as a plain call gives them.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from ..cache import request_key
 from ..callback import active_callbacks, observed
 from ..costs import price
 from ..primitives import Usage
-from .response import LMResponse
+from .response import LMResponse, tool_call_outputs
 from .retry import is_transient
 
 if TYPE_CHECKING:
@@ -169,6 +170,7 @@ async def _attempt(
             stream_cls=openai.AsyncStream[ChatCompletionChunk],
         )
         pieces: dict[int, list[str]] = {}
+        calls: dict[int, dict[int, dict[str, Any]]] = {}  # choice -> tool call index -> the call so far
         finish: dict[int, str] = {}
         usage: Any = None
         try:
@@ -188,20 +190,25 @@ async def _attempt(
                     if choice.finish_reason:
                         finish[choice.index] = choice.finish_reason
                     text = choice.delta.content if choice.delta is not None else None
+                    for delta in (choice.delta.tool_calls if choice.delta is not None else None) or ():
+                        merge_tool_call(calls.setdefault(choice.index, {}), delta)
                     if text:
                         pieces.setdefault(choice.index, []).append(text)
                         yield text
         finally:
             await stream.close()
-        count = max([0, *pieces, *finish]) + 1
+        count = max([0, *pieces, *finish, *calls]) + 1
+        texts = ["".join(pieces.get(i, [])) for i in range(count)]
+        tool_calls = [[calls[i][k] for k in sorted(calls[i])] if i in calls else None for i in range(count)]
         response = LMResponse(
-            texts=["".join(pieces.get(i, [])) for i in range(count)],
+            texts=texts,
             usage=Usage(
                 prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
                 completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
                 lm_calls=1,
             ),
             finish_reasons=[finish.get(i, "") for i in range(count)],
+            outputs=tool_call_outputs(texts, tool_calls) if any(tool_calls) else None,
         )
         if "length" in response.finish_reasons:
             log.warning("LM %s: a reply was cut at max_tokens; raise max_tokens if outputs fail to parse", lm.model)
@@ -210,3 +217,17 @@ async def _attempt(
         replies.append(response)
     finally:
         lm._in_flight.release()
+
+
+def merge_tool_call(calls: dict[int, dict[str, Any]], delta: Any) -> None:
+    """Add one streamed ``tool_calls`` delta to the calls assembled so far, as a non-streamed message carries
+    them: the id and name arrive first, the JSON arguments in pieces."""
+    call = calls.setdefault(delta.index, {"id": None, "type": "function", "function": {"name": "", "arguments": ""}})
+    if delta.id:
+        call["id"] = delta.id
+    if delta.type:
+        call["type"] = delta.type
+    function = delta.function
+    if function is not None:
+        call["function"]["name"] += function.name or ""
+        call["function"]["arguments"] += function.arguments or ""

@@ -644,7 +644,8 @@ class LMTestServer:
         cut: bool = False,
     ) -> None:
         """A ``"stream": true`` request's answer, as OpenAI's server-sent events (chunked transfer encoding):
-        ``choices[0].delta.content`` pieces of ``STREAM_PIECE`` characters, the finish reason, a usage chunk
+        ``choices[0].delta.content`` pieces of ``STREAM_PIECE`` characters (a tool call: its id and name, then
+        its arguments in pieces, as ``delta.tool_calls``), the finish reason, a usage chunk
         when ``stream_options.include_usage``, then ``data: [DONE]``. ``cut``: the connection is closed
         after half of the pieces (a stream that breaks off)."""
         head = (
@@ -666,6 +667,19 @@ class LMTestServer:
             for start in range(0, len(content), STREAM_PIECE):
                 piece = content[start : start + STREAM_PIECE]
                 events.append({**base, "choices": [{"index": i, "delta": {"content": piece}, "finish_reason": None}]})
+            for k, call in enumerate([] if isinstance(text, str) else text.get("tool_calls") or []):
+                # the id and name first, then the JSON arguments in pieces, as OpenAI streams a tool call
+                head = {
+                    "index": k,
+                    "id": call["id"],
+                    "type": "function",
+                    "function": {"name": call["function"]["name"]},
+                }
+                events.append({**base, "choices": [{"index": i, "delta": {"tool_calls": [head]}}]})
+                arguments = call["function"]["arguments"]
+                for start in range(0, len(arguments), STREAM_PIECE):
+                    piece = {"index": k, "function": {"arguments": arguments[start : start + STREAM_PIECE]}}
+                    events.append({**base, "choices": [{"index": i, "delta": {"tool_calls": [piece]}}]})
             events.append({**base, "choices": [{"index": i, "delta": {}, "finish_reason": finish_reasons[i]}]})
         for number, data in enumerate(events):
             if cut and number >= len(events) // 2:
