@@ -111,6 +111,8 @@ _LAZY = {
     "Retrieve": ".retrievers",
     "ColBERTv2": ".dsp.colbertv2",
     "ProgramOfThought": ".modules.program_of_thought",
+    "asyncify": ".utils.asyncify",
+    "syncify": ".utils.syncify",
     "CodeAct": ".modules.code_act",
     **{
         name: ".interpreter"
@@ -140,8 +142,6 @@ _MISSING: dict[str, tuple[str, str]] = {
     "ReActV2": ("dsr has one ReAct", "ReAct"),
     "Flex": ("DSPy's experimental module is not ported", "Predict or ChainOfThought"),
     "ToolCallResults": ("tool results are kept in ReAct's trajectory", "ToolCalls, or ReAct's trajectory"),
-    "asyncify": ("dsr modules are async already", "await module.acall(...)"),
-    "syncify": ("dsr modules are callable synchronously already", "module(...)"),
     "load": ("dsr's loader has another name", "dsr.load_program(path)"),
     "load_settings": ("settings are not saved to files", "dsr.configure(...) or dsr.context(...)"),
     "configure_cache": ("the cache is set through the settings", "dsr.configure(cache=...) or dsr.Cache"),
@@ -307,6 +307,7 @@ __all__ = [
     "Usage",
     "XMLAdapter",
     "answer_exact_match",
+    "asyncify",
     "answer_passage_match",
     "bootstrap_trace_data",
     "configure",
@@ -326,6 +327,7 @@ __all__ = [
     "settings",
     "streamify",
     "streaming",
+    "syncify",
     "trace",
     "trace_program",
     "track_usage",

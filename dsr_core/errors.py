@@ -5,6 +5,8 @@ Every error says what was wrong and, where it can, where (signature column, file
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class DsrError(Exception):
     """Base class of every error raised by dsr."""
@@ -18,14 +20,33 @@ class AdapterParseError(DsrError):
     """An LM reply could not be parsed into the signature's output fields.
 
     ``raw`` holds the reply text, ``field`` the first field that failed (None if the reply had no
-    recognizable structure at all).
+    recognizable structure at all). DSPy's constructor works too, ``AdapterParseError(adapter_name,
+    signature, lm_response, message=None, parsed_result=None)``, with DSPy's message and attributes.
     """
 
-    def __init__(self, message: str, *, raw: str, field: str | None = None, adapter: str = "") -> None:
+    def __init__(
+        self,
+        message: str | None = None,
+        signature: Any = None,
+        lm_response: str | None = None,
+        dspy_message: str | None = None,
+        parsed_result: Any = None,
+        *,
+        raw: str | None = None,
+        field: str | None = None,
+        adapter: str = "",
+        adapter_name: str | None = None,
+    ) -> None:
+        if signature is not None or adapter_name is not None:  # DSPy's form: the first argument names the adapter
+            adapter = adapter_name or message or adapter
+            raw = lm_response if raw is None else raw
+            message = _dspy_parse_message(adapter, signature, raw, dspy_message, parsed_result)
         super().__init__(message)
-        self.raw = raw
+        self.raw = raw if raw is not None else ""
         self.field = field
         self.adapter = adapter
+        self.adapter_name, self.signature, self.lm_response = adapter, signature, self.raw  # DSPy's names
+        self.parsed_result = parsed_result
 
 
 class LMError(DsrError):
@@ -94,3 +115,16 @@ class DataError(DsrError, ValueError):
 
 class ProgramStateError(DsrError, ValueError):
     """Saved program state does not fit the program it is loaded into, or is not valid state."""
+
+
+def _dspy_parse_message(adapter: str, signature: Any, response: Any, message: str | None, parsed: Any) -> str:
+    """DSPy's wording of a parse failure, for an error built with DSPy's constructor."""
+    expected = ", ".join(getattr(signature, "output_fields", {}) or {})
+    text = (f"{message}\n\n" if message else "") + (
+        f"Adapter {adapter} failed to parse the LM response. \n\n"
+        f"LM Response: {response} \n\n"
+        f"Expected to find output fields in the LM response: [{expected}] \n\n"
+    )
+    if parsed is not None:
+        text += f"Actual output fields parsed from the LM response: [{', '.join(parsed)}] \n\n"
+    return text

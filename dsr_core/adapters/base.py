@@ -388,8 +388,10 @@ class Adapter:
         return completions
 
     def __call__(self, lm: LM, *args: Any, **kwargs: Any) -> Any:
-        """DSPy's ``adapter(lm, lm_kwargs, signature, demos, inputs)``: a list of dicts, one per completion."""
-        return run_sync(self.acall(lm, *args, **kwargs))
+        """DSPy's ``adapter(lm, lm_kwargs, signature, demos, inputs)``: a list of dicts, one per completion.
+        The base ``acall`` does the work, not a subclass's override of it: DSPy's two entry points are separate
+        paths, so a subclass that overrides both sees one call each time."""
+        return run_sync(Adapter.acall(self, lm, *args, **kwargs))
 
 
 # signature -> (deleted field names, the signature without them): the same signature each call, so its system

@@ -7,6 +7,10 @@ one output per choice (a string, or a dict when a choice carries more than text:
 logprobs), records the call in the history and runs the callbacks. Predict and the adapters call
 ``await lm.acall(messages, n=..., **config)``, which runs ``aforward`` (or ``forward`` in a worker thread)
 and returns an ``LMResponse``. dsr's OpenAI-compatible ``LM`` is one subclass, with its own fast path.
+
+A subclass that overrides ``__call__`` instead (DSPy's sync entry point: ``lm(prompt=None, messages=None,
+**kwargs)`` returning the list of outputs) has that called by every module, in a worker thread for async
+callers: its behaviour is used, not bypassed.
 """
 
 from __future__ import annotations
@@ -49,6 +53,7 @@ class BaseLM:
         self.num_retries = num_retries
         self.kwargs: dict[str, Any] = dict(temperature=temperature, max_tokens=max_tokens, **kwargs)
         self.history: deque[dict[str, Any]] = deque(maxlen=_settings.get("max_history"))
+        self._own_call = type(self).__call__ is not BaseLM.__call__
 
     # -- the contract ------------------------------------------------------------------------------------------
     def forward(self, prompt: str | None = None, messages: list[dict[str, Any]] | None = None, **kwargs: Any) -> Any:
@@ -93,6 +98,8 @@ class BaseLM:
         """One call from async code (what the adapters use); the response is also the list of outputs."""
         if isinstance(prompt, list):
             prompt, messages = None, prompt
+        if getattr(self, "_own_call", False):
+            return await self.acall_own(prompt, messages, n=n, rollout_id=rollout_id, **kwargs)
         if n != 1:
             kwargs["n"] = n
         if rollout_id is not None:
@@ -106,6 +113,26 @@ class BaseLM:
             response = self._finish(raw, prompt, messages, kwargs)
             call.outputs = response.outputs
         return response
+
+    async def acall_own(
+        self,
+        prompt: str | None,
+        messages: list[dict[str, Any]] | None,
+        *,
+        n: int = 1,
+        rollout_id: Any = None,
+        **kwargs: Any,
+    ) -> LMResponse:
+        """A call through the subclass's own ``__call__``, in a worker thread: its outputs as an ``LMResponse``
+        (it counts one LM call; tokens are whatever the subclass reports, here none)."""
+        if isinstance(prompt, list):  # the messages, given positionally (as the adapters give them)
+            prompt, messages = None, prompt
+        if n != 1:
+            kwargs["n"] = n
+        if rollout_id is not None:
+            kwargs["rollout_id"] = rollout_id
+        outputs = list(await asyncio.to_thread(self.__call__, prompt=prompt, messages=messages, **kwargs))
+        return LMResponse(texts=[output_text(o) for o in outputs], usage=Usage(lm_calls=1), outputs=outputs)
 
     def _finish(
         self, raw: Any, prompt: str | None, messages: list[dict[str, Any]] | None, kwargs: dict[str, Any]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -14,7 +16,7 @@ from ..adapters.chat import allows_none
 from ..adapters.types import type_adapter
 from ..errors import DsrError
 from ..lm import LM
-from ..primitives import Example, Prediction
+from ..primitives import Example, Prediction, Usage
 from ..signatures import Signature, ensure_signature, type_name
 from ..tracking import current_usage, record_trace
 from .module import Module
@@ -61,7 +63,11 @@ class Predict(Module):
         return f"Predict({self.signature.signature!r})"
 
     def forward(self, **kwargs: Any) -> Prediction:  # type: ignore[override]
-        return run_sync(self.aforward(**kwargs))
+        token = _SYNC_CALL.set(True)  # an adapter that overrides __call__ gets the sync call, as in DSPy
+        try:
+            return run_sync(self.aforward(**kwargs))
+        finally:
+            _SYNC_CALL.reset(token)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Prediction:
         return super().__call__(**_keyword_inputs(self, args, kwargs))
@@ -90,14 +96,8 @@ class Predict(Module):
         streaming = STREAMING.get()  # in a streamed call (dsr.streamify): this call streams if listened to
         token = STREAM_TO.set(streaming.sink_for(self)) if streaming is not None else None
         try:
-            completions, usage = await adapter.arun(
-                lm,
-                signature,
-                [_as_mapping(d) for d in demos],
-                inputs,
-                n=n,
-                config=config,
-                rollout_id=rollout_id,
+            completions, usage = await _run_adapter(
+                adapter, lm, signature, [_as_mapping(d) for d in demos], inputs, n, config, rollout_id
             )
         finally:
             if token is not None:
@@ -118,6 +118,49 @@ class Predict(Module):
     # -- state -------------------------------------------------------------------------------------------------
     def reset(self) -> None:
         self.demos = []
+
+
+_SYNC_CALL: contextvars.ContextVar[bool] = contextvars.ContextVar("dsr_sync_predict_call", default=False)
+_OVERRIDES: dict[type, tuple[bool, bool]] = {}  # adapter class -> (overrides __call__, overrides acall)
+
+
+def _overrides(adapter: Any) -> tuple[bool, bool]:
+    cls = type(adapter)
+    known = _OVERRIDES.get(cls)
+    if known is None:
+        known = _OVERRIDES[cls] = (cls.__call__ is not Adapter.__call__, cls.acall is not Adapter.acall)
+    return known
+
+
+async def _run_adapter(
+    adapter: Any,
+    lm: Any,
+    signature: type[Signature],
+    demos: list[Mapping[str, Any]],
+    inputs: dict[str, Any],
+    n: int,
+    config: dict[str, Any],
+    rollout_id: Any,
+) -> tuple[list[dict[str, Any]], Usage]:
+    """The adapter's completions and usage. An adapter subclass that overrides DSPy's entry points has them
+    called as DSPy calls them: ``adapter(lm, lm_kwargs=..., ...)`` for a sync call (in a worker thread),
+    ``await adapter.acall(...)`` otherwise; its calls' usage is then in the LM's totals, not the prediction's."""
+    own_call, own_acall = _overrides(adapter) if isinstance(adapter, Adapter) else (False, False)
+    if not (own_call or own_acall):
+        return await adapter.arun(lm, signature, demos, inputs, n=n, config=config, rollout_id=rollout_id)
+    lm_kwargs = dict(config)
+    if n != 1:
+        lm_kwargs["n"] = n
+    if rollout_id is not None:
+        lm_kwargs["rollout_id"] = rollout_id
+    arguments = {"lm_kwargs": lm_kwargs, "signature": signature, "demos": demos, "inputs": inputs}
+    if own_call and _SYNC_CALL.get():
+        completions = await asyncio.to_thread(adapter, lm, **arguments)
+    elif own_acall:
+        completions = await adapter.acall(lm, **arguments)
+    else:  # only __call__ overridden, and this is an async call: DSPy's async path uses the base acall too
+        return await adapter.arun(lm, signature, demos, inputs, n=n, config=config, rollout_id=rollout_id)
+    return list(completions), Usage()
 
 
 def adapter_for(lm: Any, chosen: Adapter | None = None) -> Adapter:

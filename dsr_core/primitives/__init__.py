@@ -49,7 +49,8 @@ class Example:
         return key in self._store
 
     def __len__(self) -> int:
-        return len(self._store)
+        """The fields, as DSPy counts them: without its bookkeeping keys (``dspy_uuid``, ``dspy_split``, ...)."""
+        return sum(1 for key in self._store if not key.startswith("dspy_"))
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._store)
@@ -61,8 +62,13 @@ class Example:
         return hash(tuple(sorted((k, repr(v)) for k, v in self._store.items())))
 
     def __repr__(self) -> str:
-        keys = f", input_keys={sorted(self._input_keys)}" if self._input_keys is not None else ""
-        return f"{type(self).__name__}({self._store!r}{keys})"
+        """DSPy's: ``Example({'question': 'q'}) (input_keys={'question'})``, without its bookkeeping keys."""
+        shown = {k: v for k, v in self._store.items() if not k.startswith("dspy_")}
+        keys = None if self._input_keys is None else set(self._input_keys)
+        return f"{type(self).__name__}({shown!r}) (input_keys={keys!r})"
+
+    def __str__(self) -> str:
+        return repr(self)  # a subclass's own repr (Prediction's) too
 
     def keys(self) -> Iterable[str]:
         return self._store.keys()

@@ -1,4 +1,7 @@
-"""Turning values into prompt text and reply text back into typed values (pydantic does the validating)."""
+"""Turning values into prompt text and reply text back into typed values (pydantic does the validating).
+
+Also DSPy's ``dspy.adapters.types`` package: the custom types are attributes here, and DSPy's submodules
+(``types.tool``, ``types.image``, ``types.history``, ...) re-export them from where they live in ``adapters``."""
 
 from __future__ import annotations
 
@@ -11,8 +14,8 @@ import types
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Union, get_args, get_origin
 
-from ..signatures import Field, annotation_name
-from .markers import loaded
+from ...signatures import Field, annotation_name
+from ..markers import loaded
 
 if TYPE_CHECKING:  # pydantic loads on first use: str fields, the usual case, never need it
     import pydantic
@@ -39,10 +42,12 @@ _CUSTOM_TYPES = frozenset({"Code", "History", "Image", "Reasoning", "Tool", "Too
 
 def __getattr__(name: str) -> Any:
     if name in _CUSTOM_TYPES:  # imported on first use, as the package imports them
-        from .. import adapters
+        from ... import adapters
 
         return getattr(adapters, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from ..._submodules import submodule
+
+    return submodule(__name__, name)  # ``types.tool`` without importing it first, as in DSPy
 
 
 def _is_loaded_subclass(annotation: Any, *names: tuple[str, str]) -> bool:
