@@ -38,6 +38,8 @@ class AdapterParseError(DsrError):
         adapter_name: str | None = None,
     ) -> None:
         if signature is not None or adapter_name is not None:  # DSPy's form: the first argument names the adapter
+            if adapter_name is not None:  # by keyword: then ``message=`` is DSPy's extra context
+                dspy_message = dspy_message or message
             adapter = adapter_name or message or adapter
             raw = lm_response if raw is None else raw
             message = _dspy_parse_message(adapter, signature, raw, dspy_message, parsed_result)

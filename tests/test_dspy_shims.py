@@ -244,3 +244,25 @@ def test_an_adapter_subclass_own_entry_points_are_called_as_dspy_calls_them():
         program.adapter = call_adapter
         assert program(input="q", adapter=None).output == "o"  # None: the predictor's, then the settings'
     assert len(lm.history) == 4
+
+
+def test_reasoning_indexes_and_iterates_as_its_text():
+    reasoning = dsr.Reasoning(content="Hello World")
+    assert (reasoning[0], reasoning[-1], reasoning[0:5]) == ("H", "d", "Hello")
+    assert "".join(reasoning) == "Hello World" and [c for c in reasoning][:2] == ["H", "e"]
+
+
+def test_an_explicit_adapter_none_skips_the_predictors_adapter():
+    lm = DummyLM([{"output": "o"}])
+    settings_adapter = SpyAdapter()
+    with dsr.context(lm=lm, adapter=settings_adapter):
+        program = dsr.Predict("input -> output", adapter=SpyAdapter())
+        program(input="q", adapter=None)
+    assert settings_adapter.sync_calls == 1 and program.adapter.sync_calls == 0
+
+
+def test_adapter_parse_error_takes_dspys_message_keyword():
+    error = dsr.AdapterParseError(
+        adapter_name="ChatAdapter", signature=dsr.Signature("q -> a"), lm_response="x", message="Critical error"
+    )
+    assert str(error).startswith("Critical error\n\nAdapter ChatAdapter failed to parse the LM response.")

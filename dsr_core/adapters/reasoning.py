@@ -51,6 +51,12 @@ class Reasoning(Type):
     def __contains__(self, item: object) -> bool:
         return isinstance(item, str) and item in self.content
 
+    def __getitem__(self, key: Any) -> str:
+        return self.content[key]  # indexing and slicing read the text, as on a str
+
+    def __iter__(self) -> Any:  # type: ignore[override] - the text's characters, not pydantic's fields
+        return iter(self.content)
+
     def __add__(self, other: object) -> Any:
         if isinstance(other, Reasoning):
             return Reasoning(content=self.content + other.content)

@@ -92,7 +92,8 @@ class Predict(Module):
             if temperature is None or temperature <= 0.15:
                 config["temperature"] = 0.7  # n identical samples are no use: DSPy raises it the same way
         rollout_id = options.get("rollout_id", config.pop("rollout_id", None))
-        adapter = adapter_for(lm, options.get("adapter") or self.adapter)
+        # DSPy's precedence: the call's adapter, then the predictor's; an explicit adapter=None skips both
+        adapter = adapter_for(lm, options["adapter"] if "adapter" in options else self.adapter)
         streaming = STREAMING.get()  # in a streamed call (dsr.streamify): this call streams if listened to
         token = STREAM_TO.set(streaming.sink_for(self)) if streaming is not None else None
         try:
