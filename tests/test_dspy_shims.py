@@ -266,3 +266,14 @@ def test_adapter_parse_error_takes_dspys_message_keyword():
         adapter_name="ChatAdapter", signature=dsr.Signature("q -> a"), lm_response="x", message="Critical error"
     )
     assert str(error).startswith("Critical error\n\nAdapter ChatAdapter failed to parse the LM response.")
+
+
+def test_warn_on_type_mismatch_switches_the_input_type_warning(caplog):
+    predict = dsr.Predict("count: int, name: str -> result", lm=DummyLM([{"result": "r"}] * 2))
+    with caplog.at_level("WARNING"):
+        predict(count="not an int", name="n")
+    assert "Type mismatch for field 'count': expected int" in caplog.text
+    caplog.clear()
+    with dsr.context(warn_on_type_mismatch=False), caplog.at_level("WARNING"):
+        predict(count="not an int", name="n")
+    assert "Type mismatch" not in caplog.text

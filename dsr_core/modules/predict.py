@@ -187,6 +187,21 @@ def _keyword_inputs(predict: Predict, args: tuple[Any, ...], kwargs: dict[str, A
     return dict(vars(args[0]))
 
 
+def _warn_type_mismatches(inputs: Mapping[str, Any], values: Mapping[str, Any]) -> None:
+    for name, field in inputs.items():
+        value = values.get(name)
+        if value is None or field.type_undefined or name not in values:
+            continue
+        if not value_matches_type(value, field.annotation):
+            log.warning(
+                "Type mismatch for field '%s': expected %s based on given Signature, "
+                "but the provided value is incompatible: %s.",
+                name,
+                type_name(field.annotation),
+                value,
+            )
+
+
 def check_inputs(signature: type[Signature], given: Mapping[str, Any]) -> dict[str, Any]:
     """The inputs to send: defaults filled in, extras and type mismatches logged (DSPy's warnings)."""
     values = dict(given)
@@ -201,18 +216,8 @@ def check_inputs(signature: type[Signature], given: Mapping[str, Any]) -> dict[s
             extra,
             list(signature.input_fields),
         )
-    for name, field in inputs.items():
-        value = values.get(name)
-        if value is None or field.type_undefined or name not in values:
-            continue
-        if not value_matches_type(value, field.annotation):
-            log.warning(
-                "Type mismatch for field '%s': expected %s based on given Signature, "
-                "but the provided value is incompatible: %s.",
-                name,
-                type_name(field.annotation),
-                value,
-            )
+    if _settings.get("warn_on_type_mismatch"):  # DSPy's switch for this check
+        _warn_type_mismatches(inputs, values)
     missing = [k for k in signature.input_fields if k not in values]
     if missing:
         present = [k for k in signature.input_fields if k in values]
