@@ -277,3 +277,12 @@ def test_warn_on_type_mismatch_switches_the_input_type_warning(caplog):
     with dsr.context(warn_on_type_mismatch=False), caplog.at_level("WARNING"):
         predict(count="not an int", name="n")
     assert "Type mismatch" not in caplog.text
+
+
+def test_a_string_signature_takes_variable_length_tuples(caplog):
+    predict = dsr.Predict("pair: tuple[str, int], many: tuple[int, ...] -> result", lm=DummyLM([{"result": "r"}] * 2))
+    with caplog.at_level("WARNING"):
+        predict(pair=("a", 1), many=(1, 2, 3))
+        assert "Type mismatch" not in caplog.text
+        predict(pair=("a", 1), many=(1, "x"))
+    assert "Type mismatch for field 'many': expected tuple[int, ...]" in caplog.text

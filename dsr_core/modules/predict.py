@@ -197,7 +197,7 @@ def _warn_type_mismatches(inputs: Mapping[str, Any], values: Mapping[str, Any]) 
                 "Type mismatch for field '%s': expected %s based on given Signature, "
                 "but the provided value is incompatible: %s.",
                 name,
-                type_name(field.annotation),
+                type_name(field.annotation).replace("Ellipsis", "..."),  # tuple[int, ...], as DSPy writes it
                 value,
             )
 

@@ -299,6 +299,8 @@ class _TypeResolver:
             return self.names[node.id]
         if isinstance(node, ast.Constant) and node.value is None:
             return type(None)
+        if isinstance(node, ast.Constant) and node.value is Ellipsis:
+            return Ellipsis  # tuple[int, ...]
         if isinstance(node, ast.Attribute):
             base = self.resolve(node.value)
             if not hasattr(base, node.attr):
