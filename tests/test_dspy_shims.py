@@ -286,3 +286,13 @@ def test_a_string_signature_takes_variable_length_tuples(caplog):
         assert "Type mismatch" not in caplog.text
         predict(pair=("a", 1), many=(1, "x"))
     assert "Type mismatch for field 'many': expected tuple[int, ...]" in caplog.text
+
+
+def test_dsp_utils_settings_is_dsrs_settings():
+    from dsr_core.dsp.utils import dotdict
+    from dsr_core.dsp.utils.settings import DEFAULT_CONFIG, settings
+
+    assert settings is dsr.settings and DEFAULT_CONFIG["max_errors"] == 10 and "lm" in DEFAULT_CONFIG
+    assert dotdict(long_text="t").long_text == "t"
+    with pytest.raises(TypeError):
+        DEFAULT_CONFIG["lm"] = "changed"  # type: ignore[index]

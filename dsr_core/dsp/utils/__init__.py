@@ -1,5 +1,6 @@
-"""DSPy's ``dspy.dsp.utils.dotdict``: the dict whose keys are also attributes, which retrievers' passages are
-(``passage.long_text`` and ``passage["long_text"]`` both work, as programs written for DSPy read them)."""
+"""DSPy's ``dspy.dsp.utils``: ``dotdict``, the dict whose keys are also attributes, which retrievers' passages
+are (``passage.long_text`` and ``passage["long_text"]`` both work, as programs written for DSPy read them), and
+``dsp.utils.settings`` (dsr's settings, under DSPy's path)."""
 
 from __future__ import annotations
 
@@ -35,3 +36,9 @@ class dotdict(dict[str, Any]):  # noqa: N801 - DSPy's name
 
 
 __all__ = ["dotdict"]
+
+
+def __getattr__(name: str) -> Any:
+    from ..._submodules import submodule
+
+    return submodule(__name__, name)  # ``dsp.utils.settings`` without importing it first, as in DSPy
