@@ -149,6 +149,9 @@ def test_example_repr_and_length_as_dspys():
     assert repr(example) == "Example({'question': 'q', 'answer': 'a'}) (input_keys={'question'})"
     assert str(dsr.Example(a=1)) == "Example({'a': 1}) (input_keys=None)"
     assert len(example) == 2 and example["dspy_uuid"] == "x1"  # hidden from the count, still there
+    assert set(example.keys()) == {"question", "answer"} and example.keys() - {"answer"} == {"question"}
+    assert ("answer", "a") in example.items() and "x1" not in example.values()
+    assert "dspy_uuid" in example.keys(include_dspy=True) and "x1" in example.values(include_dspy=True)
     assert str(dsr.Prediction(answer="x")) == repr(dsr.Prediction(answer="x"))
 
 

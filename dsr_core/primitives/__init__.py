@@ -70,14 +70,22 @@ class Example:
     def __str__(self) -> str:
         return repr(self)  # a subclass's own repr (Prediction's) too
 
-    def keys(self) -> Iterable[str]:
-        return self._store.keys()
+    def keys(self, include_dspy: bool = False) -> Iterable[str]:
+        return self._fields(include_dspy).keys()
 
-    def values(self) -> Iterable[Any]:
-        return self._store.values()
+    def values(self, include_dspy: bool = False) -> Iterable[Any]:
+        return self._fields(include_dspy).values()
 
-    def items(self) -> Iterable[tuple[str, Any]]:
-        return self._store.items()
+    def items(self, include_dspy: bool = False) -> Iterable[tuple[str, Any]]:
+        return self._fields(include_dspy).items()
+
+    def _fields(self, include_dspy: bool) -> dict[str, Any]:
+        """The fields ``keys``/``values``/``items`` show: without DSPy's bookkeeping keys (``dspy_uuid``, ...)
+        unless asked for, as DSPy's. Views, so set operations on ``keys()`` work."""
+        store = self._store
+        if include_dspy or not any(key.startswith("dspy_") for key in store):
+            return store
+        return {key: value for key, value in store.items() if not key.startswith("dspy_")}
 
     def get(self, key: str, default: Any = None) -> Any:
         return self._store.get(key, default)
