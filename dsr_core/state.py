@@ -42,7 +42,7 @@ def _version() -> str:
 def _jsonable_demo(demo: Any) -> dict[str, Any]:
     from .adapters.types import jsonable
 
-    mapping = demo.to_dict() if hasattr(demo, "to_dict") else dict(demo)
+    mapping = demo.toDict() if hasattr(demo, "toDict") else dict(demo)  # nested Examples as dicts, as DSPy saves
     return {k: jsonable(v) for k, v in mapping.items()}
 
 

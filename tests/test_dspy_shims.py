@@ -299,3 +299,21 @@ def test_dsp_utils_settings_is_dsrs_settings():
     assert dotdict(long_text="t").long_text == "t"
     with pytest.raises(TypeError):
         DEFAULT_CONFIG["lm"] = "changed"  # type: ignore[index]
+
+
+def test_to_dict_of_nested_examples_and_history_and_saving_them(tmp_path):
+    history = dsr.History(messages=[{"question": "Capital of France?", "answer": "Paris"}])
+    example = dsr.Example(question="q", history=history, answer="a")
+    assert example.toDict()["history"] == {"messages": [{"question": "Capital of France?", "answer": "Paris"}]}
+    assert example.to_dict()["history"] is history  # dsr's own to_dict keeps the value (what a program is given)
+    cot = dsr.ChainOfThought("q -> a")
+    nested = dsr.Example(q=[dsr.Example(q="inner one"), dsr.Example(q="inner two")], a="Paris", reasoning="n/a")
+    cot.predict.demos = [nested.with_inputs("q")]
+    cot.save(tmp_path / "cot.json")
+    loaded = dsr.ChainOfThought("q -> a")
+    loaded.load(tmp_path / "cot.json")
+    assert (
+        loaded.predict.demos[0]
+        == nested.toDict()
+        == {"q": [{"q": "inner one"}, {"q": "inner two"}], "a": "Paris", "reasoning": "n/a"}
+    )

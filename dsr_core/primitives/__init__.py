@@ -91,9 +91,13 @@ class Example:
         return self._store.get(key, default)
 
     def to_dict(self) -> dict[str, Any]:
+        """The fields as they are (a shallow copy): what a program is called with keeps its types."""
         return dict(self._store)
 
-    toDict = to_dict  # noqa: N815 - DSPy's name
+    def toDict(self) -> dict[str, Any]:  # noqa: N802 - DSPy's name
+        """DSPy's: the fields with nested Examples and pydantic values (``History``, ...) as plain dicts and
+        lists, for JSON."""
+        return {key: _plain(value) for key, value in self._store.items()}
 
     # -- inputs and labels -----------------------------------------------------------------------------------
     @property
@@ -141,6 +145,18 @@ class Example:
     def __setstate__(self, state: dict[str, Any]) -> None:
         object.__setattr__(self, "_store", state["store"])
         object.__setattr__(self, "_input_keys", state["input_keys"])
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Example):
+        return value.toDict()
+    if hasattr(value, "model_dump") and not isinstance(value, type):
+        return value.model_dump()
+    if isinstance(value, list):
+        return [_plain(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    return value
 
 
 @dataclass
