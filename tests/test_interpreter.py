@@ -113,6 +113,36 @@ def test_a_tool_cannot_run_code_in_its_own_interpreter():
             interpreter.execute("reenter()")
 
 
+def test_another_thread_waits_for_a_running_tool_instead_of_failing():
+    """Calls from several threads are serialized: a call made while another thread's code is inside a tool waits
+    (it is no recursion), and an async tool that re-enters its own interpreter is still caught."""
+    in_tool, release = threading.Event(), threading.Event()
+
+    def slow() -> str:
+        in_tool.set()
+        release.wait(30)
+        return "slow done"
+
+    async def reenter_async() -> str:
+        return holder["interpreter"].execute("1")
+
+    holder = {}
+    with PythonInterpreter(tools={"slow": slow, "reenter_async": reenter_async}) as interpreter:
+        holder["interpreter"] = interpreter
+        results = {}
+        first = threading.Thread(target=lambda: results.setdefault("first", interpreter.execute("slow()")))
+        first.start()
+        assert in_tool.wait(120)
+        second = threading.Thread(target=lambda: results.setdefault("second", interpreter.execute("40 + 2")))
+        second.start()
+        release.set()
+        first.join(120)
+        second.join(120)
+        assert results == {"first": "slow done", "second": 42}
+        with pytest.raises(CodeExecutionError, match="recursion"):
+            interpreter.execute("reenter_async()")
+
+
 def test_files_environment_and_network_only_when_allowed(tmp_path, monkeypatch):
     secret = tmp_path / "secret.txt"
     secret.write_text("top secret")

@@ -19,6 +19,7 @@ run them off the event loop.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import dataclasses
 import functools
 import inspect
@@ -118,6 +119,11 @@ class SandboxSlots:
 
 
 SLOTS = SandboxSlots()
+# The interpreters whose tool the current call runs inside (a contextvar: it follows the tool into the tasks and
+# threads it starts with the context, and no other caller sees it).
+_IN_TOOL: contextvars.ContextVar[frozenset[int]] = contextvars.ContextVar(
+    "dsr_in_interpreter_tool", default=frozenset()
+)
 # Blocking sandbox calls made for async callers run here, never on the event loop; threads waiting for a
 # slot are cheap, so there are more of them than slots.
 _EXECUTOR = ThreadPoolExecutor(max_workers=32, thread_name_prefix="dsr-sandbox")
@@ -221,7 +227,6 @@ class PythonInterpreter:
         self._lock = threading.RLock()
         self._holds_slot = False
         self._ended = False
-        self._in_tool = False
 
     # -- lifecycle -------------------------------------------------------------------------------------------
     @with_callbacks
@@ -276,7 +281,7 @@ class PythonInterpreter:
 
     @with_callbacks
     def execute(self, code: str, variables: dict[str, Any] | None = None) -> Any:
-        if self._in_tool:
+        if id(self) in _IN_TOOL.get():  # this call comes from one of its own tools; another caller waits instead
             raise CodeInterpreterError("a tool of this PythonInterpreter tried to execute code in it (recursion)")
         payload = {"code": code, "variables": self._variables(variables or {})}
         with self._lock:
@@ -308,8 +313,6 @@ class PythonInterpreter:
     # -- internals ---------------------------------------------------------------------------------------------
     @staticmethod
     async def _off_loop(function: Callable[..., Any], *args: Any) -> Any:
-        import contextvars
-
         context = contextvars.copy_context()  # dsr.context(...) settings reach tools and callbacks
         return await asyncio.get_running_loop().run_in_executor(_EXECUTOR, lambda: context.run(function, *args))
 
@@ -427,13 +430,13 @@ class PythonInterpreter:
     def _answer_tool_call(self, message: dict[str, Any]) -> None:
         params = message.get("params") or {}
         name, kwargs = params.get("name", ""), params.get("kwargs") or {}
-        self._in_tool = True
+        token = _IN_TOOL.set(_IN_TOOL.get() | {id(self)})  # seen by the tool's own calls, sync or async
         try:
             answer: dict[str, Any] = {"result": _tool_result(self.invoke_tool(name, kwargs))}
         except Exception as exc:  # noqa: BLE001 - a failing tool is an exception in the code that called it
             answer = {"error": {"type": type(exc).__name__, "message": str(exc)}}
         finally:
-            self._in_tool = False
+            _IN_TOOL.reset(token)
         self._send({"id": message.get("id"), **answer}, "while answering a tool call")
 
     def _send(self, message: dict[str, Any], context: str = "") -> None:
