@@ -102,7 +102,7 @@ class CodeAct(ReAct, ProgramOfThought):
             trajectory[f"observation_{idx}"] = f"Failed to execute the generated code: {error}"
 
     def forward(self, interpreter: CodeInterpreter | None = None, /, **kwargs: Any) -> Prediction:  # type: ignore[override]
-        self._inputs(interpreter, kwargs)  # the caller-owned-interpreter check
+        self._refuse_interpreter_keyword(kwargs)
         with self._interpreter(interpreter) as active:
             for tool in self.tools.values():
                 active.execute(_source(tool.func))
@@ -120,7 +120,7 @@ class CodeAct(ReAct, ProgramOfThought):
             return Prediction(trajectory=trajectory, **extract)
 
     async def aforward(self, interpreter: CodeInterpreter | None = None, /, **kwargs: Any) -> Prediction:  # type: ignore[override]
-        self._inputs(interpreter, kwargs)
+        self._refuse_interpreter_keyword(kwargs)
         async with self._ainterpreter(interpreter) as active:
             for tool in self.tools.values():
                 await _aexecute(active, _source(tool.func))
@@ -136,10 +136,6 @@ class CodeAct(ReAct, ProgramOfThought):
                     break
             extract = await self._async_call_with_potential_trajectory_truncation(self.extractor, trajectory, **kwargs)
             return Prediction(trajectory=trajectory, **extract)
-
-    @property
-    def input_fields(self) -> dict[str, Any]:  # ProgramOfThought's caller-owned-interpreter check reads it
-        return self.signature.input_fields
 
     def __repr__(self) -> str:
         return f"CodeAct({self.signature.signature!r}, tools={list(self.tools)})"

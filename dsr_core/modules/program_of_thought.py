@@ -51,12 +51,18 @@ class ProgramOfThought(Module):
             validate_interpreter_factory(interpreter_factory)
         self.signature = signature = ensure_signature(signature)
         self.max_iters = max_iters
-        self.input_fields = signature.input_fields
-        self.output_fields = signature.output_fields
         self.code_generate = ChainOfThought(self._mode_signature("generate"))
         self.code_regenerate = ChainOfThought(self._mode_signature("regenerate"))
         self.generate_output = ChainOfThought(self._mode_signature("answer"))
         self._interpreter_factory = interpreter_factory
+
+    @property
+    def input_fields(self) -> dict[str, Any]:
+        return self.signature.input_fields
+
+    @property
+    def output_fields(self) -> dict[str, Any]:
+        return self.signature.output_fields
 
     # -- the signatures, as DSPy writes them ---------------------------------------------------------------------
     def _mode_fields(self, mode: str) -> dict[str, Any]:
@@ -164,16 +170,19 @@ class ProgramOfThought(Module):
             if owned:
                 await _ashutdown(active)
 
-    def _inputs(self, interpreter: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+    def _refuse_interpreter_keyword(self, kwargs: dict[str, Any]) -> None:
         if "interpreter" in kwargs and "interpreter" not in self.input_fields:
             raise TypeError(
                 "To use a caller-owned interpreter, pass it as the first positional argument when calling the module."
             )
+
+    def _inputs(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+        self._refuse_interpreter_keyword(kwargs)
         return {name: kwargs[name] for name in self.input_fields if name in kwargs}
 
     # -- the loop ----------------------------------------------------------------------------------------------------
     def forward(self, interpreter: CodeInterpreter | None = None, /, **kwargs: Any) -> Prediction:  # type: ignore[override]
-        inputs = self._inputs(interpreter, kwargs)
+        inputs = self._inputs(kwargs)
         with self._interpreter(interpreter) as active:
             code, error = self._parse_code(self.code_generate(**inputs))
             output = None
@@ -193,7 +202,7 @@ class ProgramOfThought(Module):
             return self.generate_output(**inputs)
 
     async def aforward(self, interpreter: CodeInterpreter | None = None, /, **kwargs: Any) -> Prediction:  # type: ignore[override]
-        inputs = self._inputs(interpreter, kwargs)
+        inputs = self._inputs(kwargs)
         async with self._ainterpreter(interpreter) as active:
             code, error = self._parse_code(await self.code_generate.acall(**inputs))
             output = None

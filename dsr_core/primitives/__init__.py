@@ -385,22 +385,9 @@ class Prediction(Example):
         return self._score() >= float(other)
 
 
-# DSPy's interpreter names in ``dspy.primitives``, imported on first use
-_INTERPRETER_NAMES = frozenset(
-    (
-        "PythonInterpreter",
-        "LocalInterpreter",
-        "CodeInterpreter",
-        "CodeInterpreterError",
-        "CodeExecutionError",
-        "FinalOutput",
-    )
-)
-
-
 def __getattr__(name: str) -> Any:
-    if name in _INTERPRETER_NAMES:
-        from .. import interpreter
+    import dsr_core
 
-        return getattr(interpreter, name)
+    if dsr_core._LAZY.get(name) == ".interpreter":  # DSPy's interpreter names, where the package lists them
+        return getattr(dsr_core, name)
     return submodule(__name__, name)  # ``primitives.example`` without importing it first, as in DSPy
